@@ -1,0 +1,1 @@
+"""Spaceyard control plane: API, git server, scheduler, runtimes, router, metering, dashboard."""

@@ -1,0 +1,68 @@
+"""Every control-plane setting, read from the environment (prefix SPACEYARD_). Documented in docs/settings.md."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPACEYARD_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".spaceyard"), description="Repos, SQLite file, private Redis, logs.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(default=None, description="Base URL users reach; default http://host:port.")
+    apps_domain: str = Field(default="localhost", description="Apps answer at {owner}-{name}.{apps_domain}.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    redis_url: str | None = Field(default=None, description="Unset: `spaceyard up` starts a private Redis.")
+    runtime: Literal["docker", "kubernetes"] = "docker"
+    secret_key: str | None = Field(default=None, description="Signs sessions, encrypts secrets; default a file.")
+
+    # Builds
+    build_heartbeat_timeout: float = Field(default=60.0, description="Seconds without builder events = lost.")
+    build_max_attempts: int = Field(default=2, description="Tries of one build when its worker is lost.")
+    max_push_bytes: int = Field(default=512 * 1024 * 1024, description="Largest accepted git push body.")
+    max_file_bytes: int = Field(default=50 * 1024 * 1024, description="Largest file in an API commit.")
+    max_commit_bytes: int = Field(default=200 * 1024 * 1024, description="Largest API commit.")
+
+    # Runtime
+    default_startup_timeout: float = Field(default=1800.0, description="Seconds an app may take to listen.")
+    health_interval: float = Field(default=0.25, description="Seconds between readiness probes.")
+    reconcile_interval: float = Field(default=30.0, description="Seconds between reconciler passes.")
+    cpu_basic_sleep_seconds: int = Field(default=48 * 3600, description="Default sleep time on cpu-basic.")
+    wake_timeout: float = Field(default=120.0, description="Seconds a request waits for a waking Space.")
+    tiers_file: Path | None = Field(default=None, description="Operator tier/pool catalog (YAML).")
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.data_dir / "repos"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'spaceyard.db').resolve()}"
+
+    def secret_key_value(self) -> str:
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

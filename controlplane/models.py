@@ -1,0 +1,151 @@
+"""Database tables. Changes go through Alembic migrations in controlplane/migrations/versions/."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(96), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    spending_limit: Mapped[float | None] = mapped_column(Float)
+    max_gpus: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(96))
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="write")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    user: Mapped[User] = relationship()
+
+
+class Space(Base):
+    __tablename__ = "spaces"
+    __table_args__ = (UniqueConstraint("owner", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(96), index=True)
+    name: Mapped[str] = mapped_column(String(96))
+    sdk: Mapped[str] = mapped_column(String(16), default="gradio")
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    hardware_requested: Mapped[str] = mapped_column(String(32), default="cpu-basic")
+    hardware_current: Mapped[str | None] = mapped_column(String(32))
+    stage: Mapped[str] = mapped_column(String(32), default="NO_APP_FILE")
+    # Spaceyard's own detail behind the Hub stage: "sleeping", "waiting for hardware", ...
+    detail: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    sleep_time: Mapped[int | None] = mapped_column(Integer)
+    head_sha: Mapped[str | None] = mapped_column(String(40))
+    card_data: Mapped[dict] = mapped_column(JSON, default=dict)
+    image: Mapped[str | None] = mapped_column(String(255))
+    # Where the router sends traffic, e.g. "127.0.0.1:49153"; set while an app answers.
+    endpoint: Mapped[str | None] = mapped_column(String(255))
+    container_id: Mapped[str | None] = mapped_column(String(128))
+    last_request_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+class Build(Base):
+    __tablename__ = "builds"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    commit_sha: Mapped[str] = mapped_column(String(40))
+    # QUEUED, RUNNING, SUCCESS, FAILED, CANCELLED
+    status: Mapped[str] = mapped_column(String(16), default="QUEUED", index=True)
+    no_cache: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    image: Mapped[str | None] = mapped_column(String(255))
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    log: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[dict | None] = mapped_column(JSON)
+    last_event_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class SpaceSecret(Base):
+    __tablename__ = "space_secrets"
+    __table_args__ = (UniqueConstraint("space_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(128))
+    value_encrypted: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SpaceVariable(Base):
+    __tablename__ = "space_variables"
+    __table_args__ = (UniqueConstraint("space_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class UsageInterval(Base):
+    """One stretch of a Space holding one tier's hardware; open while ended_at is NULL."""
+
+    __tablename__ = "usage_intervals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    space_id: Mapped[int | None] = mapped_column(ForeignKey("spaces.id", ondelete="SET NULL"), index=True)
+    space_name: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(96), index=True)
+    tier: Mapped[str] = mapped_column(String(32))
+    gpu_model: Mapped[str | None] = mapped_column(String(64))
+    gpu_count: Mapped[int] = mapped_column(Integer, default=0)
+    unit_cost: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class GpuSample(Base):
+    __tablename__ = "gpu_samples"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(String(128))
+    gpu_uuid: Mapped[str] = mapped_column(String(128))
+    gpu_model: Mapped[str] = mapped_column(String(64))
+    space_name: Mapped[str | None] = mapped_column(String(200), index=True)
+    utilization: Mapped[float] = mapped_column(Float)
+    memory_used: Mapped[int] = mapped_column(Integer)
+    power_watts: Mapped[float] = mapped_column(Float)
+    sampled_at: Mapped[datetime] = mapped_column(index=True)

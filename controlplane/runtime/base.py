@@ -1,0 +1,65 @@
+"""The one interface every runtime backend implements (docker for one host, kubernetes for node pools).
+
+Backends only start, stop, describe and read logs of app instances; deciding *when* (stages, scheduling,
+metering) stays in the control plane.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from controlplane.tiers import Tier
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """Everything a backend needs to run one instance of a Space's app."""
+
+    space: str  # owner/name
+    build_id: int
+    image: str
+    port: int
+    tier: Tier
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, str] = field(default_factory=dict)
+    startup_timeout: float = 1800.0
+
+
+@dataclass
+class Instance:
+    """What a backend reports about one running (or finished) instance."""
+
+    id: str
+    space: str
+    build_id: int
+    tier: str
+    state: str  # "pending" | "starting" | "running" | "exited" | "failed"
+    endpoint: str | None = None  # host:port the router can reach
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    message: str | None = None  # e.g. the scheduler's reason while pending
+
+
+class RuntimeBackend(ABC):
+    @abstractmethod
+    def start(self, spec: AppSpec) -> Instance: ...
+
+    @abstractmethod
+    def stop(self, instance_id: str, remove: bool = True) -> None: ...
+
+    @abstractmethod
+    def get(self, instance_id: str) -> Instance | None: ...
+
+    @abstractmethod
+    def list(self, space: str | None = None) -> list[Instance]: ...
+
+    @abstractmethod
+    def logs(self, instance_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]: ...
+
+    @abstractmethod
+    def remove_space(self, space: str) -> None:
+        """Remove every instance and image a Space left behind."""

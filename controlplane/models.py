@@ -71,6 +71,9 @@ class Space(Base):
     # Where the router sends traffic, e.g. "127.0.0.1:49153"; set while an app answers.
     endpoint: Mapped[str | None] = mapped_column(String(255))
     container_id: Mapped[str | None] = mapped_column(String(128))
+    # The build whose image serves now (its config says the port and whether the router strips the prefix).
+    running_build_id: Mapped[int | None] = mapped_column(Integer)
+    strip_prefix: Mapped[bool] = mapped_column(Boolean, default=False)
     last_request_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -75,9 +75,7 @@ def load_catalog(path: Path | None = None) -> Catalog:
     except yaml.YAMLError as e:
         raise CatalogError(f"tier catalog {path} is not valid YAML: {e}") from e
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors())
         raise CatalogError(f"tier catalog {path} is invalid: {problems}") from e
 
 

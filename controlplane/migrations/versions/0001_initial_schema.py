@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 14:22:33.774220
+Create Date: 2026-11-25 14:24:24.379273
 """
 
 import sqlalchemy as sa
@@ -51,6 +51,8 @@ def upgrade() -> None:
         sa.Column("image", sa.String(length=255), nullable=True),
         sa.Column("endpoint", sa.String(length=255), nullable=True),
         sa.Column("container_id", sa.String(length=128), nullable=True),
+        sa.Column("running_build_id", sa.Integer(), nullable=True),
+        sa.Column("strip_prefix", sa.Boolean(), nullable=False),
         sa.Column("last_request_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

@@ -1,0 +1,117 @@
+"""Request dependencies: who is calling (token, Basic, session cookie) and which Space they may see."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.api.errors import ApiError, repo_not_found
+from controlplane.core.security import hash_token
+from controlplane.models import Space, Token, User, utcnow
+from controlplane.services import Services
+
+SESSION_COOKIE = "spaceyard_session"
+SESSION_MAX_AGE = 14 * 24 * 3600
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def db_session(svc: Services = Depends(services)) -> Iterator[Session]:
+    with svc.db.session() as s:
+        yield s
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: User | None
+    token: Token | None = None
+    is_builder: bool = False
+
+    @property
+    def name(self) -> str | None:
+        return self.user.name if self.user else None
+
+    def can_read(self, space: Space) -> bool:
+        return not space.private or self.is_builder or self.owns(space)
+
+    def owns(self, space: Space) -> bool:
+        return self.user is not None and (self.user.name == space.owner or self.user.is_admin)
+
+
+def session_serializer(svc: Services) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(svc.secret_key, salt="spaceyard-session")
+
+
+def bearer_or_basic(headers) -> str | None:
+    auth = headers.get("authorization") or ""
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        return value.strip()
+    if scheme.lower() == "basic" and value:
+        try:
+            _user, _, password = base64.b64decode(value).decode().partition(":")
+        except ValueError:
+            return None
+        return password or None
+    return None
+
+
+def identify(svc: Services, s: Session, headers, cookies) -> Caller:
+    """Resolve the caller; a presented but unknown token is an error, not anonymity."""
+    token = bearer_or_basic(headers)
+    if token:
+        if token == svc.builder_token:
+            return Caller(user=None, is_builder=True)
+        row = s.scalar(select(Token).where(Token.token_hash == hash_token(token), Token.revoked.is_(False)))
+        if row is None:
+            raise ApiError(
+                401,
+                "Invalid credentials: this token is unknown or revoked.",
+                "InvalidCredentials",
+                headers={"WWW-Authenticate": 'Basic realm="Spaceyard"'},
+            )
+        row.last_used_at = utcnow()
+        return Caller(user=row.user, token=row)
+    cookie = cookies.get(SESSION_COOKIE)
+    if cookie:
+        try:
+            user_id = session_serializer(svc).loads(cookie, max_age=SESSION_MAX_AGE)["uid"]
+        except (BadSignature, KeyError, TypeError):
+            return Caller(user=None)
+        user = s.get(User, user_id)
+        return Caller(user=user)
+    return Caller(user=None)
+
+
+def caller(request: Request, svc: Services = Depends(services), s: Session = Depends(db_session)) -> Caller:
+    return identify(svc, s, request.headers, request.cookies)
+
+
+def signed_in(who: Caller = Depends(caller)) -> Caller:
+    if who.user is None:
+        raise ApiError(
+            401, "Authentication required: pass a token as 'Authorization: Bearer <token>'.", "InvalidCredentials"
+        )
+    return who
+
+
+def find_space(s: Session, who: Caller, owner: str, name: str) -> Space:
+    space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
+    if space is None or not who.can_read(space):
+        raise repo_not_found(f"{owner}/{name}")
+    return space
+
+
+def owned_space(s: Session, who: Caller, owner: str, name: str) -> Space:
+    space = find_space(s, who, owner, name)
+    if not who.owns(space):
+        raise ApiError(403, f"You don't have write access to {owner}/{name}.", "Forbidden")
+    return space

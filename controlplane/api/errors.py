@@ -1,0 +1,37 @@
+"""Errors as the Hub answers them: JSON body plus X-Error-Code / X-Error-Message headers the client reads."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
+
+
+def repo_not_found(full_name: str) -> ApiError:
+    # Same answer for "missing" and "private and not yours": existence of private Spaces is not disclosed.
+    return ApiError(404, f"Repository Not Found for url: {full_name}. Check the name or your token.", "RepoNotFound")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
+        headers = dict(exc.headers)
+        headers["X-Error-Message"] = exc.message.encode("ascii", "replace").decode()
+        if exc.code:
+            headers["X-Error-Code"] = exc.code
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse(
+            {"error": f"Invalid request: {problems}"}, status_code=400, headers={"X-Error-Message": problems[:500]}
+        )

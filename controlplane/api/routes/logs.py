@@ -1,0 +1,121 @@
+"""Build and runtime logs as Server-Sent Events: `data: {"data": line, "timestamp": iso}` per line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+
+from controlplane.api.deps import Caller, caller, find_space, services
+from controlplane.builds import events_key
+from controlplane.models import Build
+from controlplane.services import Services
+
+router = APIRouter(prefix="/api/spaces", tags=["logs"])
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse(line: str, ts: str | None = None) -> bytes:
+    payload = {"data": line, "timestamp": ts or datetime.now(UTC).isoformat()}
+    return f"data: {json.dumps(payload)}\n\n".encode()
+
+
+@router.get("/{owner}/{name}/logs/build")
+async def build_logs(
+    owner: str,
+    name: str,
+    request: Request,
+    follow: bool = True,
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+) -> StreamingResponse:
+    def latest() -> tuple[int | None, str | None]:
+        with svc.db.session() as s:
+            space = find_space(s, who, owner, name)
+            build = s.scalar(select(Build).where(Build.space_id == space.id).order_by(Build.id.desc()).limit(1))
+            return (build.id, build.log) if build else (None, None)
+
+    build_id, stored = await asyncio.to_thread(latest)
+    redis = svc.extras["redis"]
+
+    async def stream() -> AsyncIterator[bytes]:
+        if build_id is None:
+            return
+        key, cursor = events_key(build_id), "0"
+        if not await redis.exists(key):
+            for line in (stored or "").splitlines():
+                yield sse(line)
+            return
+        while not await request.is_disconnected():
+            replies = await redis.xread({key: cursor}, block=1000 if follow else None, count=500)
+            if not replies:
+                if not follow:
+                    return
+                yield b": keep-alive\n\n"
+                continue
+            for _key, entries in replies:
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    if fields.get("type") == "log":
+                        yield sse(fields.get("line", ""), fields.get("ts"))
+                    elif fields.get("type") == "result":
+                        return
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.get("/{owner}/{name}/logs/run")
+async def run_logs(
+    owner: str,
+    name: str,
+    request: Request,
+    follow: bool = True,
+    tail: int | None = None,
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+) -> StreamingResponse:
+    def current() -> str | None:
+        with svc.db.session() as s:
+            return find_space(s, who, owner, name).container_id
+
+    instance = await asyncio.to_thread(current)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
+    stop = False
+
+    def pump() -> None:
+        try:
+            for line in svc.runtime.logs(instance, follow=follow, tail=tail):
+                if stop:
+                    return
+                asyncio.run_coroutine_threadsafe(queue.put(line), loop).result()
+        finally:
+            asyncio.run_coroutine_threadsafe(queue.put(None), loop)
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal stop
+        if instance is None:
+            return
+        worker = loop.run_in_executor(None, pump)
+        try:
+            while True:
+                try:
+                    line = await asyncio.wait_for(queue.get(), timeout=15)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    yield b": keep-alive\n\n"
+                    continue
+                if line is None:
+                    return
+                yield sse(line)
+        finally:
+            stop = True
+            worker.cancel()
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)

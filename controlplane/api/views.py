@@ -1,0 +1,77 @@
+"""How a Space looks to API clients: the Hub's JSON shapes, built in one place."""
+
+from __future__ import annotations
+
+from controlplane.models import Space
+from controlplane.services import Services
+from controlplane.stages import Stage
+
+
+def hub_stage(space: Space) -> str:
+    # Hub clients know no "sleeping": a sleeping Space is STOPPED, with Spaceyard's detail beside it.
+    return Stage.STOPPED.value if space.detail == "sleeping" else space.stage
+
+
+def app_url(svc: Services, space: Space) -> str:
+    return f"{svc.settings.base_url}/apps/{space.owner}/{space.name}/"
+
+
+def subdomain(svc: Services, space: Space) -> str:
+    return f"{space.owner}-{space.name}".lower().replace(".", "-").replace("_", "-")
+
+
+def host_url(svc: Services, space: Space) -> str:
+    port = svc.settings.base_url.rsplit(":", 1)[-1] if svc.settings.base_url.count(":") == 2 else ""
+    return f"http://{subdomain(svc, space)}.{svc.settings.apps_domain}{':' + port if port.isdigit() else ''}"
+
+
+def runtime(svc: Services, space: Space) -> dict:
+    sleep = space.sleep_time
+    if sleep is None and space.hardware_requested == "cpu-basic":
+        sleep = svc.settings.cpu_basic_sleep_seconds
+    body = {
+        "stage": hub_stage(space),
+        "hardware": {
+            "current": space.hardware_current if space.endpoint else None,
+            "requested": space.hardware_requested,
+        },
+        "storage": None,
+        "gcTimeout": sleep,
+        "replicas": {"current": 1 if space.endpoint else 0, "requested": 1},
+        "devMode": False,
+        "domains": [{"domain": f"{subdomain(svc, space)}.{svc.settings.apps_domain}", "stage": "READY"}],
+        "spaceyard": {
+            "detail": space.detail,
+            "stage": space.stage,
+            "url": app_url(svc, space),
+            "hostUrl": host_url(svc, space),
+        },
+    }
+    if space.error_message:
+        body["errorMessage"] = space.error_message
+    return body
+
+
+def space_info(svc: Services, space: Space, siblings: list[str] | None = None) -> dict:
+    info = {
+        "_id": f"space-{space.id}",
+        "id": space.full_name,
+        "author": space.owner,
+        "sha": space.head_sha,
+        "lastModified": space.updated_at.isoformat().replace("+00:00", "Z") if space.updated_at else None,
+        "createdAt": space.created_at.isoformat().replace("+00:00", "Z") if space.created_at else None,
+        "private": space.private,
+        "disabled": False,
+        "sdk": space.sdk,
+        "likes": 0,
+        "tags": list(space.card_data.get("tags") or []) if isinstance(space.card_data, dict) else [],
+        "cardData": space.card_data or {},
+        "subdomain": subdomain(svc, space),
+        # gradio_client connects to `host`; the path-based URL resolves everywhere, wildcard DNS or not.
+        "host": app_url(svc, space).rstrip("/"),
+        "url": app_url(svc, space),
+        "runtime": runtime(svc, space),
+    }
+    if siblings is not None:
+        info["siblings"] = [{"rfilename": f} for f in siblings]
+    return info

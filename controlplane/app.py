@@ -1,0 +1,94 @@
+"""The control-plane ASGI app: API, git server, router and dashboard on one port, with its background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from controlplane.api import errors
+from controlplane.api.routes import logs, repos, spaces, whoami
+from controlplane.build_events import BuildEventsConsumer
+from controlplane.builds import make_celery
+from controlplane.core.config import Settings, get_settings
+from controlplane.core.db import migrate
+from controlplane.deploy import Deployer
+from controlplane.gitserver import router as git_router
+from controlplane.reconciler import Reconciler
+from controlplane.runtime.base import RuntimeBackend
+from controlplane.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def make_runtime(settings: Settings) -> RuntimeBackend:
+    if settings.runtime == "kubernetes":
+        from controlplane.runtime.kubernetes_backend import KubernetesBackend
+
+        return KubernetesBackend.from_settings(settings)
+    from controlplane.runtime.docker_backend import DockerBackend
+
+    return DockerBackend()
+
+
+def watch_instances(svc: Services, deployer: Deployer, loop: asyncio.AbstractEventLoop) -> None:
+    """One watch on the engine for every Space's instances (no per-Space polling)."""
+    events = getattr(svc.runtime, "events", None)
+    if events is None:
+        return
+    while True:
+        try:
+            for ev in events():
+                if ev.get("status") == "die" or ev.get("Action") == "die":
+                    loop.call_soon_threadsafe(asyncio.create_task, asyncio.to_thread(deployer.instance_died, ev["id"]))
+        except Exception:
+            log.exception("runtime event watch broke; watching again")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    svc = Services.create(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await asyncio.to_thread(migrate, settings.sqlalchemy_url)
+        if not settings.redis_url:
+            raise RuntimeError(
+                "SPACEYARD_REDIS_URL is not set: start Spaceyard with `spaceyard up`, "
+                "which runs a private Redis, or point it at one."
+            )
+        svc.runtime = make_runtime(settings)
+        svc.celery = make_celery(settings.redis_url)
+        redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+        deployer = Deployer(svc)
+        svc.extras.update(redis=redis, deployer=deployer)
+        loop = asyncio.get_running_loop()
+        tasks = [
+            asyncio.create_task(BuildEventsConsumer(svc, redis, deployer).run(), name="build-events"),
+            asyncio.create_task(Reconciler(svc, deployer).run(), name="reconciler"),
+        ]
+        threading.Thread(target=watch_instances, args=(svc, deployer, loop), daemon=True, name="instance-watch").start()
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            await deployer.close()
+            await redis.aclose()
+
+    app = FastAPI(title="Spaceyard", version="0.1.0", lifespan=lifespan)
+    app.state.services = svc
+    errors.install(app)
+    for module in (repos, spaces, logs, whoami):
+        app.include_router(module.router)
+    app.include_router(git_router)
+
+    @app.get("/api/health", tags=["meta"])
+    def health() -> dict:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,196 @@
+"""The `spaceyard` command: run the platform (`up`, `serve`) and talk to it (`create`, `logs`, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import httpx
+
+from controlplane.core.config import Settings, get_settings
+
+
+def _api(settings: Settings, token: str | None) -> httpx.Client:
+    token = token or os.environ.get("SPACEYARD_TOKEN") or _saved_admin_token(settings)
+    if not token:
+        sys.exit("No token: pass --token, set SPACEYARD_TOKEN, or create one with `spaceyard user add NAME`.")
+    return httpx.Client(base_url=settings.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def _saved_admin_token(settings: Settings) -> str | None:
+    path = settings.data_dir / "admin-token"
+    return path.read_text().strip() if path.exists() else None
+
+
+def _check(resp: httpx.Response) -> dict | list:
+    if resp.status_code >= 400:
+        try:
+            message = resp.json().get("error")
+        except ValueError:
+            message = resp.text
+        sys.exit(f"error {resp.status_code}: {message}")
+    return resp.json()
+
+
+def cmd_serve(settings: Settings, _args) -> int:
+    import uvicorn
+
+    from controlplane.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        proxy_headers=True,
+        ws_max_size=64 * 1024 * 1024,
+    )
+    return 0
+
+
+def ensure_admin(settings: Settings) -> str | None:
+    """Create the admin user on first start; return its token then (it is stored hashed)."""
+    from sqlalchemy import select
+
+    from controlplane.core.db import Database, migrate
+    from controlplane.models import User
+    from controlplane.users import add_user, issue_token
+
+    migrate(settings.sqlalchemy_url)
+    with Database(settings).session() as s:
+        if s.scalar(select(User).where(User.is_admin.is_(True))):
+            return None
+        token = issue_token(s, add_user(s, "admin", admin=True), "admin")
+    path = settings.data_dir / "admin-token"
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token
+
+
+def cmd_up(settings: Settings, _args) -> int:
+    from controlplane.launcher import Platform
+
+    platform = Platform({"SPACEYARD_DATA_DIR": str(settings.data_dir.resolve())}, settings.data_dir)
+    try:
+        print("Spaceyard: starting (Docker engine, Redis, base images, builder, control plane)...", flush=True)
+        token = ensure_admin(settings)
+        platform.start()
+        print(f"\nSpaceyard is up.\n  Dashboard and API: {settings.base_url}/")
+        if token:
+            print(f"  Admin token (shown once, also saved in {settings.data_dir / 'admin-token'}): {token}")
+        else:
+            print(f"  Admin token: in {settings.data_dir / 'admin-token'}")
+        print(f"  Logs: {platform.logs}\nPress Ctrl-C to stop.", flush=True)
+        platform.wait()
+    except KeyboardInterrupt:
+        print("\nStopping...", flush=True)
+    except (RuntimeError, OSError) as e:
+        print(f"spaceyard up: {e}", file=sys.stderr)
+        return 1
+    finally:
+        platform.stop()
+    return 0
+
+
+def cmd_user_add(settings: Settings, args) -> int:
+    from controlplane.core.db import Database, migrate
+    from controlplane.users import add_user, issue_token
+
+    migrate(settings.sqlalchemy_url)
+    with Database(settings).session() as s:
+        try:
+            user = add_user(s, args.name, admin=args.admin, password=args.password)
+        except ValueError as e:
+            print(f"spaceyard user add: {e}", file=sys.stderr)
+            return 1
+        print(issue_token(s, user))
+    return 0
+
+
+def cmd_create(settings: Settings, args) -> int:
+    owner, _, name = args.space.partition("/")
+    with _api(settings, args.token) as api:
+        body = {
+            "type": "space",
+            "name": name,
+            "organization": owner,
+            "sdk": args.sdk,
+            "visibility": "private" if args.private else "public",
+            "hardware": args.hardware,
+        }
+        out = _check(api.post("/api/repos/create", json=body))
+    print(f"Created {args.space}\n  git clone {out['url']}\n  App: {out['appUrl']}")
+    return 0
+
+
+def cmd_logs(settings: Settings, args) -> int:
+    kind = "build" if args.build else "run"
+    with (
+        _api(settings, args.token) as api,
+        api.stream(
+            "GET", f"/api/spaces/{args.space}/logs/{kind}", params={"follow": str(args.follow).lower()}, timeout=None
+        ) as resp,
+    ):
+        if resp.status_code >= 400:
+            resp.read()
+            _check(resp)
+        for line in resp.iter_lines():
+            if line.startswith("data: "):
+                print(json.loads(line[6:])["data"], flush=True)
+    return 0
+
+
+def cmd_hardware(settings: Settings, args) -> int:
+    with _api(settings, args.token) as api:
+        out = _check(api.post(f"/api/spaces/{args.space}/hardware", json={"flavor": args.flavor}))
+    print(f"{args.space}: requested {out['hardware']['requested']}, stage {out['stage']}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spaceyard", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the whole platform on this host").set_defaults(func=cmd_up)
+    sub.add_parser("serve", help="run only the control plane (API, git, router, dashboard)").set_defaults(
+        func=cmd_serve
+    )
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
+    add = user.add_parser("add", help="create a user and print an API token")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true")
+    add.add_argument("--password", help="enables dashboard sign-in")
+    add.set_defaults(func=cmd_user_add)
+
+    def with_token(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--token", help="API token (default: $SPACEYARD_TOKEN, then the saved admin token)")
+        return sp
+
+    create = with_token(sub.add_parser("create", help="create a Space"))
+    create.add_argument("space", help="owner/name")
+    create.add_argument("--sdk", default="gradio", choices=["gradio", "streamlit", "docker", "static"])
+    create.add_argument("--private", action="store_true")
+    create.add_argument("--hardware", default=None)
+    create.set_defaults(func=cmd_create)
+    logs = with_token(sub.add_parser("logs", help="print a Space's runtime (or build) log"))
+    logs.add_argument("space")
+    logs.add_argument("--build", action="store_true", help="the latest build's log")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.set_defaults(func=cmd_logs)
+    hw = with_token(sub.add_parser("hardware", help="request a hardware tier for a Space"))
+    hw.add_argument("space")
+    hw.add_argument("flavor")
+    hw.set_defaults(func=cmd_hardware)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return args.func(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""From a built image to a serving app: place it, start it, wait until it answers, move traffic, retire the old one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.models import Build, Space, SpaceSecret, SpaceVariable
+from controlplane.runtime.base import AppSpec, Instance
+from controlplane.services import Services
+from controlplane.stages import SERVING, Stage, set_stage
+
+log = logging.getLogger(__name__)
+# Old instances keep serving this long after traffic moves, so requests already in flight finish.
+DRAIN_SECONDS = 2.0
+
+
+def root_path(space: Space) -> str:
+    return f"/apps/{space.owner}/{space.name}"
+
+
+def app_env(svc: Services, s: Session, space: Space, config: dict) -> tuple[dict[str, str], dict[str, str]]:
+    """The environment a Space expects (as on the Hub), plus its variables; secrets returned apart."""
+    tier = svc.catalog.tier(space.hardware_requested)
+    port = int(config.get("app_port") or 7860)
+    prefix = root_path(space)
+    env = {
+        "SPACE_ID": space.full_name,
+        "SPACE_HOST": f"{space.owner}-{space.name}.{svc.settings.apps_domain}".lower(),
+        "SPACE_AUTHOR_NAME": space.owner,
+        "SPACE_REPO_NAME": space.name,
+        "SPACE_TITLE": str(config.get("title") or space.name),
+        "SYSTEM": "spaces",
+        "PORT": str(port),
+        "GRADIO_SERVER_NAME": "0.0.0.0",
+        "GRADIO_SERVER_PORT": str(port),
+        "SPACEYARD_ROOT_PATH": prefix,
+        "ACCELERATOR": (tier.gpu_model or "none").lower() if tier.gpu_count else "none",
+        "CPU_CORES": str(int(tier.vcpu)),
+        "MEMORY": f"{int(tier.memory_gb)}Gi",
+    }
+    if space.sdk == "gradio":
+        env["GRADIO_ROOT_PATH"] = prefix
+    for var in s.scalars(select(SpaceVariable).where(SpaceVariable.space_id == space.id)):
+        env[var.key] = var.value
+    box = svc.secret_box
+    secrets = {
+        sec.key: box.decrypt(sec.value_encrypted)
+        for sec in s.scalars(select(SpaceSecret).where(SpaceSecret.space_id == space.id))
+    }
+    return env, secrets
+
+
+class Deployer:
+    """Owns the start-up of app instances; one in-flight start per Space (a newer one cancels it)."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.starting: dict[int, asyncio.Task] = {}
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(3.0))
+
+    async def close(self) -> None:
+        for task in self.starting.values():
+            task.cancel()
+        await self.http.aclose()
+
+    def deploy(self, space_id: int, build_id: int) -> asyncio.Task:
+        previous = self.starting.pop(space_id, None)
+        if previous:
+            previous.cancel()
+        task = asyncio.create_task(self._deploy(space_id, build_id), name=f"deploy-{space_id}-{build_id}")
+        self.starting[space_id] = task
+        task.add_done_callback(lambda t: self._forget(space_id, t))
+        return task
+
+    def _forget(self, space_id: int, task: asyncio.Task) -> None:
+        if self.starting.get(space_id) is task:
+            del self.starting[space_id]
+
+    async def _deploy(self, space_id: int, build_id: int) -> None:
+        svc = self.svc
+        with svc.db.session() as s:
+            space, build = s.get(Space, space_id), s.get(Build, build_id)
+            if space is None or build is None or build.status != "SUCCESS":
+                return
+            config = build.config or {}
+            serving = Stage(space.stage) in SERVING and space.container_id is not None
+            set_stage(
+                s,
+                space,
+                Stage.RUNNING_APP_STARTING if serving else Stage.APP_STARTING,
+                f"Starting commit {build.commit_sha[:7]}.",
+            )
+            env, secrets = app_env(svc, s, space, config)
+            spec = AppSpec(
+                space=space.full_name,
+                build_id=build.id,
+                image=build.image or "",
+                port=int(config.get("app_port") or 7860),
+                tier=svc.catalog.tier(space.hardware_requested),
+                env=env,
+                secret_env=secrets,
+                startup_timeout=float(config.get("startup_duration_timeout") or svc.settings.default_startup_timeout),
+            )
+            probe_path = "/" if config.get("strip_prefix") else root_path(space) + "/"
+            strip = bool(config.get("strip_prefix"))
+        try:
+            inst = await asyncio.to_thread(svc.runtime.start, spec)
+        except Exception as e:  # the engine refused: tell the user, don't leave APP_STARTING hanging
+            log.exception("starting %s failed", spec.space)
+            self._fail(space_id, serving, f"The app could not be started: {e}")
+            return
+        try:
+            ready = await self._wait_ready(inst, probe_path, spec.startup_timeout)
+        except asyncio.CancelledError:
+            await asyncio.to_thread(svc.runtime.stop, inst.id)
+            raise
+        if isinstance(ready, str):
+            await asyncio.to_thread(svc.runtime.stop, inst.id)
+            self._fail(space_id, serving, ready)
+            return
+        with svc.db.session() as s:
+            space = s.get(Space, space_id)
+            if space is None:
+                await asyncio.to_thread(svc.runtime.stop, inst.id)
+                return
+            old = space.container_id
+            space.container_id, space.endpoint = ready.id, ready.endpoint
+            space.running_build_id, space.image, space.strip_prefix = build_id, spec.image, strip
+            space.hardware_current = space.hardware_requested
+            set_stage(s, space, Stage.RUNNING, None)
+        if old and old != ready.id:
+            await asyncio.sleep(DRAIN_SECONDS)
+            await asyncio.to_thread(svc.runtime.stop, old)
+
+    async def _wait_ready(self, inst: Instance, probe_path: str, timeout: float) -> Instance | str:
+        """The running instance once it answers HTTP, or a human message saying why it never will."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            current = await asyncio.to_thread(self.svc.runtime.get, inst.id)
+            if current is None or current.state in ("exited", "failed"):
+                code = current.exit_code if current else "unknown"
+                return f"The app exited (code {code}) before it answered.\n{self.last_lines(inst.id)}"
+            if current.endpoint:
+                try:
+                    await self.http.get(f"http://{current.endpoint}{probe_path}")
+                    return current
+                except httpx.HTTPError:
+                    pass
+            await asyncio.sleep(self.svc.settings.health_interval)
+        return (
+            f"The app did not answer on its port within {int(timeout)} s "
+            f"(startup_duration_timeout).\n{self.last_lines(inst.id)}"
+        )
+
+    def last_lines(self, instance_id: str, n: int = 20) -> str:
+        lines = list(self.svc.runtime.logs(instance_id, tail=n))
+        return "Last log lines:\n" + "\n".join(lines) if lines else "The app printed nothing."
+
+    def _fail(self, space_id: int, serving: bool, message: str) -> None:
+        with self.svc.db.session() as s:
+            space = s.get(Space, space_id)
+            if space is None:
+                return
+            if serving:
+                # The previous version keeps serving; the failure is reported, not inflicted on visitors.
+                set_stage(
+                    s, space, Stage.RUNNING, f"The new version failed to start; the previous one still runs. {message}"
+                )
+            else:
+                set_stage(s, space, Stage.RUNTIME_ERROR, message)
+
+    def instance_died(self, container_id: str) -> None:
+        """The engine says a container stopped: if it was the one serving, the Space is in RUNTIME_ERROR."""
+        with self.svc.db.session() as s:
+            space = s.scalar(select(Space).where(Space.container_id == container_id))
+            if space is None or Stage(space.stage) not in (*SERVING, Stage.APP_STARTING):
+                return
+            inst = self.svc.runtime.get(container_id)
+            code = inst.exit_code if inst else "unknown"
+            space.endpoint = None
+            set_stage(
+                s, space, Stage.RUNTIME_ERROR, f"The app stopped (exit code {code}).\n{self.last_lines(container_id)}"
+            )

@@ -1,0 +1,151 @@
+"""Git smart-HTTP for Space repos, served by the real `git http-backend`, with Spaceyard's auth in front.
+
+A push that moves `main` starts a build. Refusals travel inside the git protocol (`ERR ...`), so the
+user's `git push` prints our sentence instead of a bare HTTP status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+
+from controlplane.api.deps import identify, services
+from controlplane.api.errors import ApiError
+from controlplane.builds import start_build
+from controlplane.models import Space
+from controlplane.services import Services
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def pkt_line(text: str) -> bytes:
+    data = text.encode()
+    return f"{len(data) + 4:04x}".encode() + data
+
+
+def git_error(service: str, message: str) -> Response:
+    body = pkt_line(f"# service={service}\n") + b"0000" + pkt_line(f"ERR {message}\n")
+    return Response(body, media_type=f"application/x-{service}-advertisement")
+
+
+def unauthorized(message: str) -> Response:
+    return Response(message + "\n", status_code=401, headers={"WWW-Authenticate": 'Basic realm="Spaceyard"'})
+
+
+@router.get("/spaces/{owner}/{repo}/info/refs", include_in_schema=False)
+async def info_refs(owner: str, repo: str, request: Request, svc: Services = Depends(services)) -> Response:
+    return await git_http(owner, repo, "info/refs", request, svc)
+
+
+@router.post("/spaces/{owner}/{repo}/{service}", include_in_schema=False)
+async def rpc(owner: str, repo: str, service: str, request: Request, svc: Services = Depends(services)) -> Response:
+    if service not in ("git-upload-pack", "git-receive-pack"):
+        raise ApiError(404, "Not found")
+    return await git_http(owner, repo, service, request, svc)
+
+
+async def git_http(owner: str, repo: str, path: str, request: Request, svc: Services) -> Response:
+    name = repo.removesuffix(".git")
+    service = request.query_params.get("service") or (path if path.startswith("git-") else "git-upload-pack")
+    writing = service == "git-receive-pack"
+
+    def authorize() -> tuple[str | None, Response | None, str | None]:
+        with svc.db.session() as s:
+            try:
+                who = identify(svc, s, request.headers, {})
+            except ApiError as e:
+                return None, unauthorized(e.message), None
+            space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
+            if space is None or not who.can_read(space):
+                if who.user is None and not who.is_builder:
+                    return None, unauthorized("Authentication required"), None
+                return None, Response(f"Repository not found: {owner}/{name}\n", status_code=404), None
+            if writing:
+                if who.user is None:
+                    return None, unauthorized("Authentication required to push"), None
+                if not who.owns(space):
+                    return (
+                        None,
+                        git_error(service, f"You ({who.name}) don't have write access to {owner}/{name}."),
+                        None,
+                    )
+            return space.head_sha, None, who.name
+
+    before, refusal, user = await asyncio.to_thread(authorize)
+    if refusal is not None:
+        return refusal
+    length = int(request.headers.get("content-length") or 0)
+    if writing and length > svc.settings.max_push_bytes:
+        return git_error(service, f"Push too large: {length} bytes, the limit is {svc.settings.max_push_bytes} bytes.")
+    env = {
+        **os.environ,
+        "GIT_PROJECT_ROOT": str(svc.repos.root.resolve()),
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "PATH_INFO": f"/{owner}/{name}.git/{path}",
+        "REQUEST_METHOD": request.method,
+        "QUERY_STRING": request.url.query,
+        "CONTENT_TYPE": request.headers.get("content-type", ""),
+        "REMOTE_USER": user or "anonymous",
+        "REMOTE_ADDR": request.client.host if request.client else "",
+        "HTTP_CONTENT_ENCODING": request.headers.get("content-encoding", ""),
+        "GIT_PROTOCOL": request.headers.get("git-protocol", ""),
+    }
+    if request.headers.get("content-length"):
+        env["CONTENT_LENGTH"] = request.headers["content-length"]
+    proc = await asyncio.create_subprocess_exec(
+        "git",
+        "http-backend",
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    received = 0
+    assert proc.stdin and proc.stdout and proc.stderr
+    async for chunk in request.stream():
+        received += len(chunk)
+        if writing and received > svc.settings.max_push_bytes:
+            proc.kill()
+            await proc.wait()
+            return git_error(service, f"Push too large: over the {svc.settings.max_push_bytes}-byte limit.")
+        proc.stdin.write(chunk)
+        await proc.stdin.drain()
+    proc.stdin.close()
+    status, headers = 200, {}
+    while line := (await proc.stdout.readline()).rstrip(b"\r\n"):
+        key, _, value = line.decode().partition(":")
+        if key.lower() == "status":
+            status = int(value.strip().split()[0])
+        else:
+            headers[key.strip()] = value.strip()
+
+    async def body():
+        try:
+            while chunk := await proc.stdout.read(65536):
+                yield chunk
+        finally:
+            await proc.wait()
+            if proc.returncode:
+                log.warning("git http-backend %s: %s", path, (await proc.stderr.read()).decode(errors="replace"))
+            if writing and path == "git-receive-pack":
+                await asyncio.to_thread(after_push, svc, owner, name, before)
+
+    media = headers.pop("Content-Type", "application/octet-stream")
+    return StreamingResponse(body(), status_code=status, headers=headers, media_type=media)
+
+
+def after_push(svc: Services, owner: str, name: str, before: str | None) -> None:
+    """A push that moved `main` starts a build of the new head."""
+    head = svc.repos.head(owner, name)
+    if head is None or head == before:
+        return
+    with svc.db.session() as s:
+        space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
+        if space is not None:
+            start_build(svc, s, space, head)

@@ -1,0 +1,165 @@
+"""Starts the whole single-host platform: Docker engine check, private Redis, builder worker, control plane.
+
+`spaceyard up` and the test suite both use `Platform`, so what the tests run is what users run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not come up within {int(timeout)} s")
+
+
+def docker_ok() -> bool:
+    import docker
+
+    try:
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+def ensure_docker(log_dir: Path) -> None:
+    """Use the engine DOCKER_HOST points at; start the local dockerd when it is installed but not running."""
+    if docker_ok():
+        return
+    dockerd = shutil.which("dockerd")
+    if dockerd is None or os.geteuid() != 0:
+        raise RuntimeError(
+            "No Docker engine is reachable. Install it (scripts/setup.sh does) and start it, or set DOCKER_HOST."
+        )
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "dockerd.log", "ab") as out:
+        # setsid: the engine outlives this process, as a system service would.
+        subprocess.Popen([dockerd], stdout=out, stderr=out, start_new_session=True)
+    wait_for(docker_ok, 60, "the Docker engine")
+
+
+class Platform:
+    """The processes of one Spaceyard instance. Stop kills exactly what start began."""
+
+    def __init__(self, env: dict[str, str], data_dir: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.data_dir = data_dir.resolve()
+        self.logs = self.data_dir / "logs"
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it for its lifetime
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env or self.env, start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def start_redis(self) -> str:
+        port = free_port()
+        self._spawn(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--save",
+                "60",
+                "1",
+                "--appendonly",
+                "no",
+            ],
+        )
+        import redis
+
+        client = redis.Redis(port=port)
+        wait_for(client.ping, 20, "Redis")
+        return f"redis://127.0.0.1:{port}/0"
+
+    def start(self, *, base_images: bool = True) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_docker(self.logs)
+        if not self.env.get("SPACEYARD_REDIS_URL"):
+            self.env["SPACEYARD_REDIS_URL"] = self.start_redis()
+        if not self.env.get("SPACEYARD_BUILD_CA_BUNDLE") and HOST_CA_BUNDLE.exists():
+            self.env["SPACEYARD_BUILD_CA_BUNDLE"] = str(HOST_CA_BUNDLE)
+        if base_images:
+            subprocess.run([sys.executable, "-m", "builder.baseimages"], env=self.env, check=True)
+        self._spawn(
+            "builder",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "builder.celery_app",
+                "worker",
+                "-Q",
+                "builds",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                self.env.get("SPACEYARD_BUILDER_CONCURRENCY", "1"),
+                "--hostname",
+                f"builder-{os.getpid()}@%h",
+            ],
+        )
+        self.start_controlplane()
+
+    def start_controlplane(self) -> None:
+        host = self.env.get("SPACEYARD_HOST", "127.0.0.1")
+        port = self.env.setdefault("SPACEYARD_PORT", "8000")
+        self._spawn("controlplane", [sys.executable, "-m", "controlplane.cli", "serve"])
+        url = f"http://{host}:{port}/api/health"
+        wait_for(lambda: httpx.get(url, timeout=2).status_code == 200, 60, "The control plane")
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
+        for n, proc in list(self.procs):
+            if n == name and proc.poll() is None:
+                os.killpg(proc.pid, sig)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            if n == name:
+                self.procs.remove((n, proc))
+
+    def stop(self) -> None:
+        for name, _proc in reversed(list(self.procs)):
+            self.stop_process(name)
+
+    def wait(self) -> None:
+        """Block until one of the platform's processes dies or the user presses Ctrl-C."""
+        while all(p.poll() is None for _n, p in self.procs):
+            time.sleep(0.5)
+        dead = [n for n, p in self.procs if p.poll() is not None]
+        raise RuntimeError(f"{', '.join(dead)} stopped; see {self.logs}")

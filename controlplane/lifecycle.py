@@ -1,0 +1,96 @@
+"""The owner's controls: pause, restart (and factory rebuild), hardware change, delete.
+
+Each one changes the stage through `set_stage` and asks the runtime to follow; none waits for the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.api.errors import ApiError
+from controlplane.builds import ACTIVE, start_build
+from controlplane.deploy import Deployer
+from controlplane.models import Build, Space, utcnow
+from controlplane.services import Services
+from controlplane.spaces import check_tier
+from controlplane.stages import Stage, set_stage
+
+
+def release(svc: Services, space: Space) -> str | None:
+    """Forget the serving instance in the DB; return its id so the caller can stop it after commit."""
+    instance, space.container_id, space.endpoint = space.container_id, None, None
+    space.hardware_current = None
+    return instance
+
+
+async def stop_instance(svc: Services, instance_id: str | None) -> None:
+    if instance_id:
+        await asyncio.to_thread(svc.runtime.stop, instance_id)
+
+
+def latest_success(s: Session, space: Space) -> Build | None:
+    return s.scalar(
+        select(Build).where(Build.space_id == space.id, Build.status == "SUCCESS").order_by(Build.id.desc()).limit(1)
+    )
+
+
+async def pause(svc: Services, deployer: Deployer, space_id: int) -> None:
+    with svc.db.session() as s:
+        space = s.get(Space, space_id)
+        task = deployer.starting.pop(space_id, None)
+        if task:
+            task.cancel()
+        instance = release(svc, space)
+        set_stage(s, space, Stage.PAUSED, "Paused by its owner.")
+    await stop_instance(svc, instance)
+
+
+async def restart(svc: Services, deployer: Deployer, space_id: int, *, factory: bool = False) -> None:
+    """Start the last good image again; factory=True rebuilds the head commit with no cache."""
+    with svc.db.session() as s:
+        space = s.get(Space, space_id)
+        build = latest_success(s, space)
+        building = s.scalar(select(Build.id).where(Build.space_id == space_id, Build.status.in_(ACTIVE)))
+        if factory or build is None:
+            if space.head_sha is None:
+                raise ApiError(400, "This Space has no commit to build yet.")
+            if building is None or factory:
+                start_build(svc, s, space, space.head_sha, no_cache=factory)
+            return
+        if space.stage == Stage.PAUSED:
+            set_stage(s, space, Stage.APP_STARTING, "Resuming.")
+    deployer.deploy(space_id, build.id)
+
+
+async def change_hardware(svc: Services, deployer: Deployer, space_id: int, flavor: str) -> None:
+    check_tier(svc, flavor)
+    with svc.db.session() as s:
+        space = s.get(Space, space_id)
+        changed = space.hardware_requested != flavor
+        space.hardware_requested = flavor
+        resume = space.stage in (Stage.PAUSED, Stage.STOPPED) or space.detail == "sleeping"
+        running = space.container_id is not None
+    if changed and running or resume:
+        await restart(svc, deployer, space_id)
+
+
+async def delete(svc: Services, deployer: Deployer, space_id: int) -> None:
+    with svc.db.session() as s:
+        space = s.get(Space, space_id)
+        task = deployer.starting.pop(space_id, None)
+        if task:
+            task.cancel()
+        release(svc, space)
+        set_stage(s, space, Stage.DELETING, "Deleting.")
+        for build in s.scalars(select(Build).where(Build.space_id == space_id, Build.status.in_(ACTIVE))):
+            build.status, build.finished_at = "CANCELLED", utcnow()
+        full_name, owner, name = space.full_name, space.owner, space.name
+    await asyncio.to_thread(svc.runtime.remove_space, full_name)
+    await asyncio.to_thread(svc.repos.delete, owner, name)
+    with svc.db.session() as s:
+        space = s.get(Space, space_id)
+        if space is not None:
+            s.delete(space)

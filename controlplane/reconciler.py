@@ -1,0 +1,69 @@
+"""Converges the runtime to the database: on start and every `reconcile_interval` seconds.
+
+The database says what should run (a Space in a serving stage runs its last good build); the engine says
+what does. Instances nobody wants are removed; wanted ones that vanished are started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import select
+
+from controlplane.deploy import Deployer
+from controlplane.lifecycle import latest_success
+from controlplane.models import Space
+from controlplane.services import Services
+from controlplane.stages import SERVING, Stage, set_stage
+
+log = logging.getLogger(__name__)
+STARTING = {Stage.APP_STARTING, Stage.RUNNING_APP_STARTING}
+
+
+class Reconciler:
+    def __init__(self, svc: Services, deployer: Deployer) -> None:
+        self.svc, self.deployer = svc, deployer
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile pass failed")
+            await asyncio.sleep(self.svc.settings.reconcile_interval)
+
+    async def once(self) -> None:
+        instances = await asyncio.to_thread(self.svc.runtime.list)
+        by_id = {i.id: i for i in instances}
+        redeploy: list[tuple[int, int]] = []
+        wanted: set[str] = set()
+        with self.svc.db.session() as s:
+            for space in s.scalars(select(Space)):
+                stage = Stage(space.stage)
+                if space.container_id:
+                    wanted.add(space.container_id)
+                if space.id in self.deployer.starting:
+                    wanted.update(i.id for i in instances if i.space == space.full_name)
+                    continue
+                inst = by_id.get(space.container_id or "")
+                if stage in SERVING and inst is not None and inst.state == "running":
+                    if inst.endpoint != space.endpoint:
+                        space.endpoint = inst.endpoint
+                    continue
+                if stage in SERVING or stage in STARTING:
+                    build = latest_success(s, space)
+                    if build is None:
+                        set_stage(s, space, Stage.RUNTIME_ERROR, "The app is gone and no image is left to restart.")
+                        continue
+                    log.info("reconcile: %s should run but does not; starting build %s", space.full_name, build.id)
+                    space.container_id, space.endpoint = None, None
+                    redeploy.append((space.id, build.id))
+        for space_id, build_id in redeploy:
+            self.deployer.deploy(space_id, build_id)
+        for inst in instances:
+            if inst.id not in wanted:
+                log.info("reconcile: removing orphan instance %s of %s", inst.id[:12], inst.space)
+                await asyncio.to_thread(self.svc.runtime.stop, inst.id)

@@ -1,0 +1,145 @@
+"""Space git repositories on disk (bare repos, branch `main`): create, read, commit, delete."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+BRANCH = "main"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Spaceyard",
+    "GIT_AUTHOR_EMAIL": "spaceyard@localhost",
+    "GIT_COMMITTER_NAME": "Spaceyard",
+    "GIT_COMMITTER_EMAIL": "spaceyard@localhost",
+}
+
+
+class RepoError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    type: str  # "file" | "directory"
+    path: str
+    oid: str
+    size: int
+
+
+class Repos:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, owner: str, name: str) -> Path:
+        return self.root / owner / f"{name}.git"
+
+    def _git(self, repo: Path, *args: str, input: bytes | None = None, env: dict | None = None) -> bytes:
+        proc = subprocess.run(
+            ["git", *args], cwd=repo, input=input, capture_output=True, env={**os.environ, **GIT_ENV, **(env or {})}
+        )
+        if proc.returncode != 0:
+            raise RepoError(proc.stderr.decode(errors="replace").strip())
+        return proc.stdout
+
+    def create(self, owner: str, name: str) -> Path:
+        repo = self.path(owner, name)
+        repo.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "init", "-q", "--bare", f"--initial-branch={BRANCH}", str(repo)], check=True)
+        # receivepack: pushes are authorised by the control plane, not by git's REMOTE_USER rule;
+        # allowAnySHA1InWant: the builder fetches exactly the commit it was asked to build.
+        for key, value in (
+            ("http.receivepack", "true"),
+            ("uploadpack.allowAnySHA1InWant", "true"),
+            ("receive.denyNonFastForwards", "false"),
+        ):
+            self._git(repo, "config", key, value)
+        return repo
+
+    def delete(self, owner: str, name: str) -> None:
+        shutil.rmtree(self.path(owner, name), ignore_errors=True)
+
+    def exists(self, owner: str, name: str) -> bool:
+        return self.path(owner, name).is_dir()
+
+    def head(self, owner: str, name: str, rev: str = BRANCH) -> str | None:
+        try:
+            return (
+                self._git(self.path(owner, name), "rev-parse", "--verify", "-q", f"{rev}^{{commit}}").decode().strip()
+            )
+        except RepoError:
+            return None
+
+    def read(self, owner: str, name: str, path: str, rev: str = BRANCH) -> bytes | None:
+        try:
+            return self._git(self.path(owner, name), "cat-file", "blob", f"{rev}:{path}")
+        except RepoError:
+            return None
+
+    def tree(
+        self, owner: str, name: str, rev: str = BRANCH, *, path: str = "", recursive: bool = True
+    ) -> list[TreeEntry]:
+        args = ["ls-tree", "-l", "-z"]
+        if recursive:
+            args += ["-r", "-t"]
+        target = f"{rev}:{path}" if path else rev
+        try:
+            out = self._git(self.path(owner, name), *args, target)
+        except RepoError:
+            return []
+        entries = []
+        prefix = f"{path.rstrip('/')}/" if path else ""
+        for record in out.decode().split("\0"):
+            if not record:
+                continue
+            meta, file_path = record.split("\t", 1)
+            _mode, kind, oid, size = meta.split()
+            entries.append(
+                TreeEntry(
+                    type="directory" if kind == "tree" else "file",
+                    path=prefix + file_path,
+                    oid=oid,
+                    size=0 if size == "-" else int(size),
+                )
+            )
+        return entries
+
+    def commit(
+        self,
+        owner: str,
+        name: str,
+        files: dict[str, bytes | None],
+        message: str,
+        *,
+        parent: str | None = None,
+        delete_folders: tuple[str, ...] = (),
+        author: str | None = None,
+    ) -> str:
+        """Write one commit on `main`: files maps path -> content (None deletes). Returns the new sha."""
+        repo = self.path(owner, name)
+        current = self.head(owner, name)
+        if parent is not None and current is not None and parent != current:
+            raise RepoError(f"parent commit {parent} is not the head of {BRANCH} ({current})")
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            if author:
+                env |= {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": f"{author}@users.spaceyard"}
+            if current:
+                self._git(repo, "read-tree", current, env=env)
+            for folder in delete_folders:
+                self._git(repo, "rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", folder.rstrip("/"), env=env)
+            for path, content in files.items():
+                if content is None:
+                    self._git(repo, "rm", "-q", "--cached", "--ignore-unmatch", "--", path, env=env)
+                    continue
+                oid = self._git(repo, "hash-object", "-w", "--stdin", input=content).decode().strip()
+                self._git(repo, "update-index", "--add", "--cacheinfo", f"100644,{oid},{path}", env=env)
+            tree = self._git(repo, "write-tree", env=env).decode().strip()
+            args = ["commit-tree", tree, "-m", message] + (["-p", current] if current else [])
+            sha = self._git(repo, *args, env=env).decode().strip()
+        # The old value makes the ref update atomic against a concurrent push.
+        self._git(repo, "update-ref", f"refs/heads/{BRANCH}", sha, current or "0" * 40)
+        return sha

@@ -1,0 +1,143 @@
+"""The docker runtime: one host, one container per app instance, published on loopback for the router."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from datetime import datetime
+
+import docker
+from docker.errors import APIError, ImageNotFound, NotFound
+from docker.types import DeviceRequest
+
+from controlplane.runtime.base import AppSpec, Instance, RuntimeBackend
+
+log = logging.getLogger(__name__)
+LABEL_SPACE, LABEL_BUILD, LABEL_TIER = "spaceyard.space", "spaceyard.build", "spaceyard.tier"
+
+
+def container_name(space: str, build_id: int) -> str:
+    owner, name = space.split("/", 1)
+    return f"spaceyard-{owner}--{name}-b{build_id}-{secrets.token_hex(3)}".lower()
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value or value.startswith("0001-01-01"):
+        return None
+    # Docker gives nanoseconds; datetime takes microseconds.
+    head, _, frac = value.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00")
+
+
+class DockerBackend(RuntimeBackend):
+    def __init__(self, base_url: str | None = None, bind_host: str = "127.0.0.1") -> None:
+        self.client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+        self.bind_host = bind_host
+
+    def start(self, spec: AppSpec) -> Instance:
+        tier = spec.tier
+        kwargs: dict = {
+            "image": spec.image,
+            "name": container_name(spec.space, spec.build_id),
+            "detach": True,
+            "environment": {**spec.env, **spec.secret_env},
+            "labels": {LABEL_SPACE: spec.space, LABEL_BUILD: str(spec.build_id), LABEL_TIER: tier.name},
+            "ports": {f"{spec.port}/tcp": (self.bind_host, None)},
+            "nano_cpus": int(tier.vcpu * 1e9),
+            "mem_limit": f"{int(tier.memory_gb * 1024)}m",
+        }
+        if tier.gpu_count:
+            kwargs["device_requests"] = [DeviceRequest(count=tier.gpu_count, capabilities=[["gpu"]])]
+        else:
+            # CUDA base images default to every GPU; a CPU tier must see none.
+            kwargs["environment"]["NVIDIA_VISIBLE_DEVICES"] = "void"
+        try:
+            container = self.client.containers.run(**kwargs)
+        except ImageNotFound as e:
+            raise RuntimeError(f"image {spec.image} is missing; rebuild the Space") from e
+        container.reload()
+        return self._instance(container.attrs)
+
+    def stop(self, instance_id: str, remove: bool = True) -> None:
+        try:
+            container = self.client.containers.get(instance_id)
+            container.stop(timeout=5)
+            if remove:
+                container.remove(force=True)
+        except NotFound:
+            pass
+
+    def get(self, instance_id: str) -> Instance | None:
+        try:
+            return self._instance(self.client.api.inspect_container(instance_id))
+        except NotFound:
+            return None
+
+    def list(self, space: str | None = None) -> list[Instance]:
+        label = f"{LABEL_SPACE}={space}" if space else LABEL_SPACE
+        out = []
+        for c in self.client.api.containers(all=True, filters={"label": label}):
+            inst = self.get(c["Id"])
+            if inst:
+                out.append(inst)
+        return out
+
+    def logs(self, instance_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        try:
+            stream = self.client.api.logs(instance_id, stream=True, follow=follow, tail=tail if tail else "all")
+        except NotFound:
+            return
+        buf = b""
+        for chunk in stream:
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                yield line.decode(errors="replace").rstrip("\r")
+        if buf:
+            yield buf.decode(errors="replace")
+
+    def remove_space(self, space: str) -> None:
+        for inst in self.list(space):
+            self.stop(inst.id, remove=True)
+        owner, name = space.split("/", 1)
+        repo = f"spaceyard-space/{owner.lower()}/{name.lower()}"
+        for image in self.client.images.list(name=repo):
+            try:
+                self.client.images.remove(image.id, force=True)
+            except (APIError, NotFound) as e:
+                log.warning("could not remove image %s of %s: %s", image.id, space, e)
+
+    def _instance(self, attrs: dict) -> Instance:
+        labels = attrs["Config"]["Labels"] or {}
+        state = attrs["State"]
+        endpoint = None
+        for bindings in (attrs["NetworkSettings"].get("Ports") or {}).values():
+            if bindings:
+                endpoint = f"{self.bind_host}:{bindings[0]['HostPort']}"
+                break
+        status = state["Status"]
+        if status in ("created", "restarting"):
+            kind = "starting"
+        elif status == "running":
+            kind = "running"
+        else:
+            kind = "exited" if state.get("ExitCode", 0) == 0 else "failed"
+        return Instance(
+            id=attrs["Id"],
+            space=labels.get(LABEL_SPACE, ""),
+            build_id=int(labels.get(LABEL_BUILD, 0)),
+            tier=labels.get(LABEL_TIER, ""),
+            state=kind,
+            endpoint=endpoint if kind == "running" else None,
+            started_at=_time(state.get("StartedAt")),
+            finished_at=_time(state.get("FinishedAt")),
+            exit_code=state.get("ExitCode") if kind in ("exited", "failed") else None,
+            message=state.get("Error") or None,
+        )
+
+    def events(self) -> Iterator[dict]:
+        """Container die/start events of Spaceyard containers (one stream for all Spaces)."""
+        yield from self.client.events(
+            decode=True, filters={"type": "container", "label": LABEL_SPACE, "event": ["die", "start"]}
+        )

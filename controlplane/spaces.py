@@ -1,0 +1,87 @@
+"""Creating and deleting Spaces: the database row, the git repo, and the first commit, kept in step."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.api.errors import ApiError
+from controlplane.models import Space
+from controlplane.services import Services
+from controlplane.stages import Stage, set_stage
+
+NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+SDKS = ("gradio", "streamlit", "docker", "static")
+DEFAULT_PORT = {"gradio": 7860, "streamlit": 8501, "docker": 7860, "static": 80}
+
+
+def validate_name(kind: str, value: str) -> None:
+    if not value or not NAME_RE.match(value) or "--" in value or ".." in value or value.endswith(".git"):
+        raise ApiError(
+            400,
+            f"Invalid {kind} name {value!r}: use letters, digits, '-', '_' or '.', "
+            "start and end with a letter or digit, at most 96 characters, no '--' or '..'.",
+        )
+
+
+def initial_readme(name: str, sdk: str) -> bytes:
+    front = {"title": name, "emoji": "🚀", "colorFrom": "blue", "colorTo": "purple", "sdk": sdk, "pinned": False}
+    body = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
+    return f"---\n{body}---\n\n# {name}\n".encode()
+
+
+def create_space(
+    svc: Services,
+    s: Session,
+    *,
+    owner: str,
+    name: str,
+    sdk: str,
+    private: bool,
+    hardware: str | None,
+    sleep_time: int | None = None,
+) -> Space:
+    validate_name("owner", owner)
+    validate_name("Space", name)
+    if sdk not in SDKS:
+        raise ApiError(400, f"Invalid sdk {sdk!r}: must be one of {', '.join(SDKS)}.")
+    hardware = hardware or "cpu-basic"
+    check_tier(svc, hardware)
+    if s.scalar(select(Space.id).where(Space.owner == owner, Space.name == name)) is not None:
+        raise ApiError(409, f"You already created this space repo: {owner}/{name}", "RepoExists")
+    space = Space(
+        owner=owner,
+        name=name,
+        sdk=sdk,
+        private=private,
+        hardware_requested=hardware,
+        sleep_time=sleep_time,
+        card_data={},
+    )
+    s.add(space)
+    s.flush()
+    svc.repos.delete(owner, name)  # a leftover directory from a crashed delete must not leak into a new Space
+    svc.repos.create(owner, name)
+    readme = initial_readme(name, sdk)
+    space.head_sha = svc.repos.commit(
+        owner, name, {"README.md": readme, ".gitattributes": b"* text=auto\n"}, "initial commit"
+    )
+    space.card_data = yaml.safe_load(readme.decode().split("---")[1])
+    set_stage(s, space, Stage.NO_APP_FILE, app_file_hint(sdk))
+    return space
+
+
+def app_file_hint(sdk: str) -> str:
+    wanted = {"gradio": "app.py", "streamlit": "app.py", "docker": "Dockerfile", "static": "index.html"}[sdk]
+    return f"No application file: push a {wanted} to start your Space."
+
+
+def check_tier(svc: Services, tier: str) -> None:
+    names = [t.name for t in svc.catalog.tiers]
+    if tier not in names:
+        raise ApiError(400, f"Unknown hardware {tier!r}: this Spaceyard offers {', '.join(names)}.")
+    if svc.settings.runtime == "kubernetes" and svc.catalog.pool_for(tier) is None:
+        raise ApiError(400, f"Hardware {tier!r} is in the catalog but no node pool offers it.")

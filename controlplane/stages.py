@@ -1,0 +1,84 @@
+"""Where a Space's stage changes. `set_stage` is the only writer of Space.stage; listeners hear every change.
+
+Listeners run inside the caller's transaction (metering writes its usage rows atomically with the stage);
+announcements to in-process subscribers (router cache, dashboard streams) go out after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from controlplane.models import Space, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class Stage(StrEnum):
+    NO_APP_FILE = "NO_APP_FILE"
+    CONFIG_ERROR = "CONFIG_ERROR"
+    BUILDING = "BUILDING"
+    BUILD_ERROR = "BUILD_ERROR"
+    APP_STARTING = "APP_STARTING"
+    RUNNING = "RUNNING"
+    RUNNING_BUILDING = "RUNNING_BUILDING"
+    RUNNING_APP_STARTING = "RUNNING_APP_STARTING"
+    RUNTIME_ERROR = "RUNTIME_ERROR"
+    PAUSED = "PAUSED"
+    STOPPED = "STOPPED"
+    DELETING = "DELETING"
+
+
+# Stages in which an older instance of the app still serves traffic.
+SERVING = {Stage.RUNNING, Stage.RUNNING_BUILDING, Stage.RUNNING_APP_STARTING}
+
+# (session, space, old, new, now) -> None, run inside the transaction.
+Listener = Callable[[Session, Space, str | None, str, datetime], None]
+_listeners: list[Listener] = []
+# (space full name) -> None, run after commit.
+_announce: list[Callable[[str], None]] = []
+
+
+def on_change(listener: Listener) -> Listener:
+    _listeners.append(listener)
+    return listener
+
+
+def on_committed_change(callback: Callable[[str], None]) -> None:
+    _announce.append(callback)
+
+
+def set_stage(
+    session: Session,
+    space: Space,
+    stage: Stage,
+    message: str | None = None,
+    *,
+    detail: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    now = now or utcnow()
+    old = space.stage
+    space.stage = stage.value
+    space.error_message = message
+    space.detail = detail
+    space.updated_at = now
+    if old != stage.value:
+        log.info("space %s: %s -> %s %s", space.full_name, old, stage.value, message or "")
+    for listener in _listeners:
+        listener(session, space, old, stage.value, now)
+    name = space.full_name
+    event.listen(session, "after_commit", lambda _s: _notify(name), once=True)
+
+
+def _notify(name: str) -> None:
+    for callback in _announce:
+        try:
+            callback(name)
+        except Exception:  # a broken listener must not undo a committed stage change
+            log.exception("stage announcement failed for %s", name)

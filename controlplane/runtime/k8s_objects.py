@@ -1,0 +1,304 @@
+"""Pure builders for the Kubernetes objects one Space runs as (after KubeSpawner's objects.py).
+
+Each function maps (AppSpec, Pool, K8sOptions) to a plain manifest dict; nothing here talks to a cluster,
+so tests read the output directly and the backend sends it with server-side apply.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+
+from controlplane.runtime.base import AppSpec
+from controlplane.tiers import Pool
+
+SPACE_LABEL = "spaceyard.dev/space"
+BUILD_LABEL = "spaceyard.dev/build"
+TIER_LABEL = "spaceyard.dev/tier"
+SPACE_ANNOTATION = "spaceyard.dev/space-id"  # the exact owner/name, which labels cannot hold
+SECRET_CHECKSUM_ANNOTATION = "spaceyard.dev/secret-checksum"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_SELECTOR = f"{MANAGED_BY}=spaceyard"
+
+CONTAINER = "app"
+SERVICE_PORT = 80
+STARTUP_PERIOD_SECONDS = 5
+
+_MAX_LABEL = 63  # DNS-1123 label and label-value limit
+_NAME_PREFIX = "space-"  # Service names must start with a letter (RFC 1035)
+
+
+@dataclass(frozen=True)
+class K8sOptions:
+    """What an operator sets for the kubernetes runtime (wired from the control plane's settings)."""
+
+    namespace: str = "spaceyard"
+    apps_domain: str = "localhost"
+    kubeconfig: str | None = None  # None: in-cluster config, else $KUBECONFIG or ~/.kube/config
+    ingress: bool = True
+    ingress_class: str | None = None  # None: the cluster's default IngressClass
+    tls_secret: str | None = None  # e.g. a wildcard certificate for *.apps_domain
+    # Send each Space's host to the Spaceyard router instead of straight to the Space's Service, so a
+    # request to a sleeping Space (0 replicas) wakes it rather than getting the controller's 503.
+    router_service: str | None = None
+    router_port: int = 80
+    image_pull_secret: str | None = None
+    image_pull_policy: str = "IfNotPresent"
+    http_probe_path: str | None = None  # None: TCP probe, since Docker Spaces may answer 404 on "/"
+    # requests = limits × ratio for cpu/memory; 1.0 gives Guaranteed QoS, but a tier sized exactly like
+    # its nodes (t4-small on a 4 vCPU/16 GB node) only fits below 1.0 because of system reservations.
+    request_ratio: float = 1.0
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def object_name(space: str) -> str:
+    """DNS-1123 name shared by a Space's Deployment, Service, Ingress and Secret; also its label value.
+
+    The hash suffix is always there: slugging is lossy ("a-b/c" and "a/b-c" both give "a-b-c").
+    """
+    digest = _digest(space)
+    slug = _slug(space)[: _MAX_LABEL - len(_NAME_PREFIX) - len(digest) - 1].rstrip("-")
+    return f"{_NAME_PREFIX}{slug}-{digest}" if slug else f"{_NAME_PREFIX}{digest}"
+
+
+def space_host(space: str, apps_domain: str) -> str:
+    """The public host {owner}-{name}.{apps_domain}, made a valid DNS label (hash suffix when cut)."""
+    label = _slug(space.replace("/", "-"))
+    if len(label) > _MAX_LABEL:
+        label = f"{label[: _MAX_LABEL - 9].rstrip('-')}-{_digest(space)}"
+    return f"{label}.{apps_domain}"
+
+
+def instance_id(name: str, build_id: int) -> str:
+    """An instance is one build of a Space's Deployment: a redeploy is a new instance on the same object."""
+    return f"{name}:{build_id}"
+
+
+def parse_instance_id(value: str) -> tuple[str, int]:
+    name, _, build = value.rpartition(":")
+    if not name or not build.isdigit():
+        raise ValueError(f"not a kubernetes instance id: {value!r}")
+    return name, int(build)
+
+
+def service_endpoint(name: str, namespace: str) -> str:
+    return f"{name}.{namespace}.svc.cluster.local:{SERVICE_PORT}"
+
+
+def labels(spec: AppSpec) -> dict[str, str]:
+    name = object_name(spec.space)
+    return {
+        "app.kubernetes.io/name": "space",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": "app",
+        "app.kubernetes.io/part-of": "spaceyard",
+        MANAGED_BY: "spaceyard",
+        SPACE_LABEL: name,
+        BUILD_LABEL: str(spec.build_id),
+        TIER_LABEL: spec.tier.name,
+    }
+
+
+def selector(space: str) -> dict[str, str]:
+    # Only the Space: a Deployment's selector is immutable, while build and tier change.
+    return {SPACE_LABEL: object_name(space)}
+
+
+def _metadata(spec: AppSpec, settings: K8sOptions) -> dict:
+    return {
+        "name": object_name(spec.space),
+        "namespace": settings.namespace,
+        "labels": labels(spec),
+        "annotations": {SPACE_ANNOTATION: spec.space},
+    }
+
+
+def _cpu(vcpu: float) -> str:
+    return f"{max(1, round(vcpu * 1000))}m"
+
+
+def _memory(gb: float) -> str:
+    return f"{max(1, round(gb * 1024))}Mi"
+
+
+def _resources(spec: AppSpec, pool: Pool, settings: K8sOptions) -> dict:
+    tier = spec.tier
+    limits = {"cpu": _cpu(tier.vcpu), "memory": _memory(tier.memory_gb)}
+    requests = {
+        "cpu": _cpu(tier.vcpu * settings.request_ratio),
+        "memory": _memory(tier.memory_gb * settings.request_ratio),
+    }
+    if tier.is_gpu:
+        # Extended resources cannot be overcommitted: request and limit must be equal.
+        limits[pool.gpu_resource] = requests[pool.gpu_resource] = str(tier.gpu_count)
+    return {"requests": requests, "limits": limits}
+
+
+def _env(spec: AppSpec) -> list[dict]:
+    plain = {k: v for k, v in spec.env.items() if k not in spec.secret_env}
+    if not spec.tier.is_gpu:
+        # CUDA base images set NVIDIA_VISIBLE_DEVICES=all; on a GPU node the NVIDIA runtime would then
+        # expose every GPU to a CPU-tier container. "void" exposes none.
+        plain["NVIDIA_VISIBLE_DEVICES"] = "void"
+    env = [{"name": k, "value": v} for k, v in plain.items()]
+    name = object_name(spec.space)
+    env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": name, "key": k}}} for k in sorted(spec.secret_env)]
+    return env
+
+
+def _probe_handler(settings: K8sOptions) -> dict:
+    if settings.http_probe_path:
+        return {"httpGet": {"path": settings.http_probe_path, "port": "http"}}
+    return {"tcpSocket": {"port": "http"}}
+
+
+def _probes(spec: AppSpec, settings: K8sOptions) -> dict:
+    return {
+        # The startup probe alone carries the Space's startup_duration_timeout: the kubelet restarts the
+        # container once failureThreshold × periodSeconds have passed without the port answering.
+        "startupProbe": {
+            **_probe_handler(settings),
+            "periodSeconds": STARTUP_PERIOD_SECONDS,
+            "timeoutSeconds": 2,
+            "failureThreshold": max(1, math.ceil(spec.startup_timeout / STARTUP_PERIOD_SECONDS)),
+        },
+        "readinessProbe": {
+            **_probe_handler(settings),
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        # No livenessProbe: a single-threaded app busy with a long GPU inference would be killed mid-job.
+    }
+
+
+def secret_checksum(spec: AppSpec) -> str:
+    items = "\n".join(f"{k}={v}" for k, v in sorted(spec.secret_env.items()))
+    return hashlib.sha256(items.encode()).hexdigest()
+
+
+def make_deployment(spec: AppSpec, pool: Pool, settings: K8sOptions, replicas: int = 1) -> dict:
+    """One Deployment per Space; replicas=0 keeps it (and its history) while paused or sleeping."""
+    meta = _metadata(spec, settings)
+    if spec.tier.is_gpu:
+        # A surge pod never fits on a full GPU pool, so a rolling update would stall: stop, then start.
+        strategy: dict = {"type": "Recreate"}
+    else:
+        strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    container = {
+        "name": CONTAINER,
+        "image": spec.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        "env": _env(spec),
+        "resources": _resources(spec, pool, settings),
+        **_probes(spec, settings),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    pod_spec: dict = {
+        "containers": [container],
+        "nodeSelector": dict(pool.node_selector),
+        "tolerations": [dict(t) for t in pool.tolerations],
+        "automountServiceAccountToken": False,
+        # Service links would inject env vars for every Service in the namespace: one per Space.
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,  # the uid Hugging Face's Docker Spaces run as
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if settings.image_pull_secret:
+        pod_spec["imagePullSecrets"] = [{"name": settings.image_pull_secret}]
+    template_annotations = {
+        SPACE_ANNOTATION: spec.space,
+        # Pods do not notice a changed Secret; a changed checksum rolls them.
+        SECRET_CHECKSUM_ANNOTATION: secret_checksum(spec),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 2,
+            "selector": {"matchLabels": selector(spec.space)},
+            "strategy": strategy,
+            "template": {
+                "metadata": {"labels": dict(meta["labels"]), "annotations": template_annotations},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def make_service(spec: AppSpec, settings: K8sOptions) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(spec, settings),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(spec.space),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def make_ingress(spec: AppSpec, settings: K8sOptions) -> dict:
+    host = space_host(spec.space, settings.apps_domain)
+    if settings.router_service:
+        backend = {"name": settings.router_service, "port": {"number": settings.router_port}}
+    else:
+        backend = {"name": object_name(spec.space), "port": {"number": SERVICE_PORT}}
+    ingress_spec: dict = {
+        "rules": [
+            {
+                "host": host,
+                "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": backend}}]},
+            }
+        ]
+    }
+    if settings.ingress_class:
+        ingress_spec["ingressClassName"] = settings.ingress_class
+    if settings.tls_secret:
+        ingress_spec["tls"] = [{"hosts": [host], "secretName": settings.tls_secret}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": _metadata(spec, settings),
+        "spec": ingress_spec,
+    }
+
+
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+def make_secret(spec: AppSpec, settings: K8sOptions) -> dict:
+    """The Space's secrets as one Secret, read by the Deployment through secretKeyRef."""
+    bad = [k for k in spec.secret_env if not _SECRET_KEY.match(k)]
+    if bad:
+        raise ValueError(f"secret names must be letters, digits, '-', '_' or '.': {', '.join(sorted(bad))}")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(spec, settings),
+        "type": "Opaque",
+        # data rather than stringData: server-side apply does not prune keys dropped from stringData.
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(spec.secret_env.items())},
+    }

@@ -1,0 +1,308 @@
+"""The kubernetes runtime: one Deployment, Service, Ingress and Secret per Space, on the tier's node pool.
+
+Objects are built by k8s_objects and sent with server-side apply, so a re-apply is idempotent and a
+field left out (say the GPU limit after a move to a CPU tier) is removed rather than kept.
+An instance is one build of a Space's Deployment (id "<name>:<build>"); states come from k8s_status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+from kubernetes import client, config, watch
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from controlplane.runtime.base import AppSpec, Instance, RuntimeBackend
+from controlplane.runtime.k8s_objects import (
+    BUILD_LABEL,
+    CONTAINER,
+    MANAGED_SELECTOR,
+    SPACE_LABEL,
+    K8sOptions,
+    instance_id,
+    make_deployment,
+    make_ingress,
+    make_secret,
+    make_service,
+    object_name,
+    parse_instance_id,
+    service_endpoint,
+)
+from controlplane.runtime.k8s_status import instance_for_build, instance_from_pod, reported_pod
+from controlplane.tiers import Catalog, default_catalog
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "spaceyard"
+APPLY = "application/apply-patch+yaml"
+WATCH_TIMEOUT_SECONDS = 300  # the server ends each watch; we resume from the last resourceVersion
+
+
+def load_api_client(kubeconfig: str | None = None) -> ApiClient:
+    """An explicit kubeconfig wins; else in-cluster (the control plane's own pod); else $KUBECONFIG."""
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+        return ApiClient(configuration)
+    return config.new_client_from_config()
+
+
+def _labels(obj: dict) -> dict[str, str]:
+    return obj["metadata"].get("labels") or {}
+
+
+def _missing(e: ApiException) -> bool:
+    return e.status == 404
+
+
+def _changed(seen: dict[str, Instance], pod: dict, deleted: bool) -> Iterator[Instance]:
+    uid = pod["metadata"]["uid"]
+    instance = instance_from_pod(pod, deleted=deleted)
+    last = seen.pop(uid, None)
+    if not deleted:
+        seen[uid] = instance
+    if last != instance:
+        yield instance
+
+
+class KubernetesBackend(RuntimeBackend):
+    def __init__(
+        self, options: K8sOptions, catalog: Catalog | None = None, api_client: ApiClient | None = None
+    ) -> None:
+        self.options = options
+        self.catalog = catalog or default_catalog()
+        self.api = api_client or load_api_client(options.kubeconfig)
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.networking = client.NetworkingV1Api(self.api)
+
+    @property
+    def namespace(self) -> str:
+        return self.options.namespace
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, spec: AppSpec) -> Instance:
+        """Apply the Space's objects with 1 replica: a new build, a wake-up or a resume alike."""
+        pool = self.catalog.pool_for(spec.tier.name)
+        if pool is None:
+            raise ValueError(f"tier {spec.tier.name!r} has no node pool in the catalog")
+        # The Secret first: a pod whose secretKeyRef is missing fails with CreateContainerConfigError.
+        self._apply(make_secret(spec, self.options))
+        self._apply(make_deployment(spec, pool, self.options, replicas=1))
+        self._apply(make_service(spec, self.options))
+        if self.options.ingress:
+            self._apply(make_ingress(spec, self.options))
+        name = object_name(spec.space)
+        return Instance(
+            id=instance_id(name, spec.build_id),
+            space=spec.space,
+            build_id=spec.build_id,
+            tier=spec.tier.name,
+            state="pending",
+            endpoint=service_endpoint(name, self.namespace),
+            message="waiting to be scheduled",
+        )
+
+    def stop(self, instance_id: str, remove: bool = True) -> None:
+        """Delete the Deployment (remove) or scale it to 0 (pause, sleep), only if it still runs this build.
+
+        The resourceVersion precondition makes the check and the change one step: a start() of a newer
+        build in between turns this into a conflict, and the retry then sees the newer build and leaves it.
+        """
+        name, build = parse_instance_id(instance_id)
+        for _ in range(3):
+            try:
+                dep = self.apps.read_namespaced_deployment(name, self.namespace)
+            except ApiException as e:
+                if _missing(e):
+                    return
+                raise
+            if (dep.metadata.labels or {}).get(BUILD_LABEL) != str(build):
+                return
+            version = dep.metadata.resource_version
+            try:
+                if remove:
+                    self.apps.delete_namespaced_deployment(
+                        name,
+                        self.namespace,
+                        body=client.V1DeleteOptions(
+                            propagation_policy="Background",
+                            preconditions=client.V1Preconditions(resource_version=version),
+                        ),
+                    )
+                else:
+                    self.apps.patch_namespaced_deployment(
+                        name,
+                        self.namespace,
+                        {"metadata": {"resourceVersion": version}, "spec": {"replicas": 0}},
+                        field_manager=FIELD_MANAGER,
+                        _content_type="application/merge-patch+json",
+                    )
+                return
+            except ApiException as e:
+                if _missing(e):
+                    return
+                if e.status != 409:
+                    raise
+        raise RuntimeError(f"deployment {name} kept changing; could not stop {instance_id}")
+
+    def remove_space(self, space: str) -> None:
+        """Delete every object of the Space. Images stay in the registry; kubelets collect them."""
+        name = object_name(space)
+        deletes: list[Callable[..., object]] = [
+            self.apps.delete_namespaced_deployment,
+            self.networking.delete_namespaced_ingress,
+            self.core.delete_namespaced_service,
+            self.core.delete_namespaced_secret,
+        ]
+        for delete in deletes:
+            try:
+                delete(name, self.namespace, propagation_policy="Background")
+            except ApiException as e:
+                if not _missing(e):
+                    raise
+
+    # --- state -----------------------------------------------------------------------------------
+
+    def get(self, instance_id: str) -> Instance | None:
+        name, build = parse_instance_id(instance_id)
+        deployment = self._read_deployment(name)
+        pods = self._list_pods(f"{SPACE_LABEL}={name},{BUILD_LABEL}={build}")
+        pod = reported_pod(pods, build)
+        # Events only for the pod being reported: scheduler, image pull and probe messages.
+        events = self._pod_events(pod["metadata"]["name"]) if pod else []
+        return instance_for_build(deployment, pods, build, events)
+
+    def list(self, space: str | None = None) -> list[Instance]:
+        """Every Space's current build, plus older builds whose pods are still going away."""
+        selector = MANAGED_SELECTOR + (f",{SPACE_LABEL}={object_name(space)}" if space else "")
+        listing = self._raw(self.apps.list_namespaced_deployment, self.namespace, label_selector=selector)
+        deployments = listing.get("items") or []
+        pods = self._list_pods(selector)
+        builds = {(d["metadata"]["name"], int(_labels(d).get(BUILD_LABEL, "0"))) for d in deployments}
+        builds |= {(_labels(p)[SPACE_LABEL], int(_labels(p)[BUILD_LABEL])) for p in pods}
+        by_name = {d["metadata"]["name"]: d for d in deployments}
+        found = []
+        for name, build in sorted(builds):
+            space_pods = [p for p in pods if _labels(p)[SPACE_LABEL] == name]
+            instance = instance_for_build(by_name.get(name), space_pods, build)
+            if instance is not None:
+                found.append(instance)
+        return found
+
+    def logs(self, instance_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        name, build = parse_instance_id(instance_id)
+        pods = self._list_pods(f"{SPACE_LABEL}={name},{BUILD_LABEL}={build}")
+        pod = reported_pod(pods, build)
+        return self._pod_logs(pod, follow, tail) if pod else iter(())
+
+    def _pod_logs(self, pod: dict, follow: bool, tail: int | None) -> Iterator[str]:
+        statuses = pod.get("status", {}).get("containerStatuses") or []
+        app = next((c for c in statuses if c.get("name") == CONTAINER), {})
+        # A crash-looping app's current container has no output yet; the one before says why it died.
+        previous = bool(app.get("restartCount")) and "running" not in (app.get("state") or {})
+        kwargs = {"container": CONTAINER, "tail_lines": tail, "previous": previous}
+        name = pod["metadata"]["name"]
+        try:
+            if follow and not previous:
+                yield from watch.Watch().stream(
+                    self.core.read_namespaced_pod_log, name=name, namespace=self.namespace, **kwargs
+                )
+            else:
+                yield from self.core.read_namespaced_pod_log(name, self.namespace, **kwargs).splitlines()
+        except ApiException as e:
+            # 400 while the container is still being created: no logs yet, which is not an error.
+            if e.status not in (400, 404):
+                raise
+
+    def watch(self) -> Iterator[Instance]:
+        """Instances whose state or message changed, for every Space's pods, from one watch.
+
+        Like KubeSpawner's reflector: list once, then watch from that resourceVersion, re-listing when
+        the server says it is too old (410). The first list yields every pod's current Instance.
+        """
+        seen: dict[str, Instance] = {}  # pod uid -> what was last yielded for it
+        version: str | None = None
+        w = watch.Watch()
+        try:
+            while True:
+                if version is None:
+                    listing = self._raw(self.core.list_namespaced_pod, self.namespace, label_selector=MANAGED_SELECTOR)
+                    version = listing["metadata"]["resourceVersion"]
+                    pods = listing.get("items") or []
+                    # Pods deleted while no watch was open sent no DELETED event.
+                    for uid in seen.keys() - {p["metadata"]["uid"] for p in pods}:
+                        yield replace(seen.pop(uid), state="exited", message="pod deleted")
+                    for pod in pods:
+                        yield from _changed(seen, pod, deleted=False)
+                try:
+                    for event in w.stream(
+                        self.core.list_namespaced_pod,
+                        self.namespace,
+                        label_selector=MANAGED_SELECTOR,
+                        resource_version=version,
+                        allow_watch_bookmarks=True,
+                        timeout_seconds=WATCH_TIMEOUT_SECONDS,
+                    ):
+                        # An expired resourceVersion arrives as ApiException(410), raised by the client.
+                        pod = event["raw_object"]
+                        version = pod["metadata"]["resourceVersion"]
+                        if event["type"] != "BOOKMARK":
+                            yield from _changed(seen, pod, deleted=event["type"] == "DELETED")
+                except ApiException as e:
+                    if e.status != 410:
+                        raise
+                    log.info("pod watch expired (%s); listing again", e.reason)
+                    version = None
+        finally:
+            w.stop()
+
+    # --- API plumbing ----------------------------------------------------------------------------
+
+    def _apply(self, obj: dict) -> None:
+        patch = {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "Service": self.core.patch_namespaced_service,
+            "Ingress": self.networking.patch_namespaced_ingress,
+            "Secret": self.core.patch_namespaced_secret,
+        }[obj["kind"]]
+        # force: Spaceyard is the one owner of these objects; take fields back from a stray kubectl edit.
+        patch(
+            obj["metadata"]["name"],
+            self.namespace,
+            obj,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+
+    def _raw(self, call: Callable[..., object], *args: object, **kwargs: object) -> dict:
+        """The API's JSON, which k8s_status reads, without the client's model conversion."""
+        response = call(*args, _preload_content=False, **kwargs)
+        return json.loads(response.data)  # type: ignore[attr-defined]
+
+    def _read_deployment(self, name: str) -> dict | None:
+        try:
+            return self._raw(self.apps.read_namespaced_deployment, name, self.namespace)
+        except ApiException as e:
+            if _missing(e):
+                return None
+            raise
+
+    def _list_pods(self, label_selector: str) -> list[dict]:
+        listing = self._raw(self.core.list_namespaced_pod, self.namespace, label_selector=label_selector)
+        return listing.get("items") or []
+
+    def _pod_events(self, pod_name: str) -> list[dict]:
+        events = self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod_name}"
+        )
+        return [self.api.sanitize_for_serialization(e) for e in events.items]

@@ -30,9 +30,10 @@ def make_runtime(settings: Settings) -> RuntimeBackend:
         from controlplane.runtime.kubernetes_backend import KubernetesBackend
 
         return KubernetesBackend.from_settings(settings)
+    from controlplane.builds import image_repo
     from controlplane.runtime.docker_backend import DockerBackend
 
-    return DockerBackend()
+    return DockerBackend(settings.instance, image_repo)
 
 
 def watch_instances(svc: Services, deployer: Deployer, loop: asyncio.AbstractEventLoop) -> None:

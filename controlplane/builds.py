@@ -28,8 +28,13 @@ def events_key(build_id: int) -> str:
     return f"spaceyard:build:{build_id}"
 
 
-def image_tag(space: Space, build_id: int) -> str:
-    return f"spaceyard-space/{space.owner.lower()}/{space.name.lower()}:b{build_id}"
+def image_repo(instance: str, space: str) -> str:
+    owner, name = space.lower().split("/", 1)
+    return f"spaceyard-{instance}/{owner}/{name}"
+
+
+def image_tag(svc: Services, space: Space, build_id: int) -> str:
+    return f"{image_repo(svc.settings.instance, space.full_name)}:b{build_id}"
 
 
 def repo_url(svc: Services, space: Space) -> str:
@@ -46,7 +51,7 @@ def start_build(svc: Services, s: Session, space: Space, commit: str, *, no_cach
     build = Build(space_id=space.id, commit_sha=commit, no_cache=no_cache)
     s.add(build)
     s.flush()
-    build.image = image_tag(space, build.id)
+    build.image = image_tag(svc, space, build.id)
     space.head_sha = commit
     stage = Stage.RUNNING_BUILDING if Stage(space.stage) in SERVING else Stage.BUILDING
     set_stage(s, space, stage, f"Building commit {commit[:7]}.", detail="waiting for a builder")

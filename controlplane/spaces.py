@@ -76,7 +76,7 @@ def create_space(
 
 def app_file_hint(sdk: str) -> str:
     wanted = {"gradio": "app.py", "streamlit": "app.py", "docker": "Dockerfile", "static": "index.html"}[sdk]
-    return f"No application file: push a {wanted} to start your Space."
+    return f"No application file: push {wanted} to start your Space."
 
 
 def check_tier(svc: Services, tier: str) -> None:

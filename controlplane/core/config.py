@@ -43,6 +43,13 @@ class Settings(BaseSettings):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
+    def instance(self) -> str:
+        """Names this installation's containers and images, so two installations can share one engine."""
+        import hashlib
+
+        return hashlib.sha1(str(self.data_dir.resolve()).encode()).hexdigest()[:10]
+
+    @property
     def repos_dir(self) -> Path:
         return self.data_dir / "repos"
 

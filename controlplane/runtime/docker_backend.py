@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import docker
@@ -15,6 +15,7 @@ from controlplane.runtime.base import AppSpec, Instance, RuntimeBackend
 
 log = logging.getLogger(__name__)
 LABEL_SPACE, LABEL_BUILD, LABEL_TIER = "spaceyard.space", "spaceyard.build", "spaceyard.tier"
+LABEL_INSTANCE = "spaceyard.instance"
 
 
 def container_name(space: str, build_id: int) -> str:
@@ -31,9 +32,10 @@ def _time(value: str | None) -> datetime | None:
 
 
 class DockerBackend(RuntimeBackend):
-    def __init__(self, base_url: str | None = None, bind_host: str = "127.0.0.1") -> None:
-        self.client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
-        self.bind_host = bind_host
+    def __init__(self, instance: str, image_repo: Callable[[str, str], str], bind_host: str = "127.0.0.1") -> None:
+        # Only this installation's containers are ours to list, stop and remove.
+        self.client = docker.from_env()
+        self.instance, self.image_repo, self.bind_host = instance, image_repo, bind_host
 
     def start(self, spec: AppSpec) -> Instance:
         tier = spec.tier
@@ -42,7 +44,8 @@ class DockerBackend(RuntimeBackend):
             "name": container_name(spec.space, spec.build_id),
             "detach": True,
             "environment": {**spec.env, **spec.secret_env},
-            "labels": {LABEL_SPACE: spec.space, LABEL_BUILD: str(spec.build_id), LABEL_TIER: tier.name},
+            "labels": {LABEL_SPACE: spec.space, LABEL_BUILD: str(spec.build_id), LABEL_TIER: tier.name,
+                       LABEL_INSTANCE: self.instance},
             "ports": {f"{spec.port}/tcp": (self.bind_host, None)},
             "nano_cpus": int(tier.vcpu * 1e9),
             "mem_limit": f"{int(tier.memory_gb * 1024)}m",
@@ -75,9 +78,9 @@ class DockerBackend(RuntimeBackend):
             return None
 
     def list(self, space: str | None = None) -> list[Instance]:
-        label = f"{LABEL_SPACE}={space}" if space else LABEL_SPACE
+        labels = [f"{LABEL_INSTANCE}={self.instance}"] + ([f"{LABEL_SPACE}={space}"] if space else [])
         out = []
-        for c in self.client.api.containers(all=True, filters={"label": label}):
+        for c in self.client.api.containers(all=True, filters={"label": labels}):
             inst = self.get(c["Id"])
             if inst:
                 out.append(inst)
@@ -100,9 +103,7 @@ class DockerBackend(RuntimeBackend):
     def remove_space(self, space: str) -> None:
         for inst in self.list(space):
             self.stop(inst.id, remove=True)
-        owner, name = space.split("/", 1)
-        repo = f"spaceyard-space/{owner.lower()}/{name.lower()}"
-        for image in self.client.images.list(name=repo):
+        for image in self.client.images.list(name=self.image_repo(self.instance, space)):
             try:
                 self.client.images.remove(image.id, force=True)
             except (APIError, NotFound) as e:
@@ -139,5 +140,6 @@ class DockerBackend(RuntimeBackend):
     def events(self) -> Iterator[dict]:
         """Container die/start events of Spaceyard containers (one stream for all Spaces)."""
         yield from self.client.events(
-            decode=True, filters={"type": "container", "label": LABEL_SPACE, "event": ["die", "start"]}
+            decode=True,
+            filters={"type": "container", "label": f"{LABEL_INSTANCE}={self.instance}", "event": ["die", "start"]},
         )

@@ -74,7 +74,9 @@ def object_name(space: str) -> str:
 def space_host(space: str, apps_domain: str) -> str:
     """The public host {owner}-{name}.{apps_domain}, made a valid DNS label (hash suffix when cut)."""
     label = _slug(space.replace("/", "-"))
-    if len(label) > _MAX_LABEL:
+    if not label:
+        label = _digest(space)
+    elif len(label) > _MAX_LABEL:
         label = f"{label[: _MAX_LABEL - 9].rstrip('-')}-{_digest(space)}"
     return f"{label}.{apps_domain}"
 

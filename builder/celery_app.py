@@ -1,0 +1,26 @@
+"""The builder's Celery app. Start a worker with: celery -A builder.celery_app worker -Q builds"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from builder.settings import BuilderSettings
+
+settings = BuilderSettings()
+
+app = Celery("builder", broker=settings.redis_url, include=["builder.tasks"])
+app.conf.update(
+    # A build whose worker dies goes back to the queue instead of being lost...
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    # ...and a worker holds only the build it is running, so queued builds go to idle workers.
+    worker_prefetch_multiplier=1,
+    worker_concurrency=settings.builder_concurrency,
+    task_routes={"builder.build": {"queue": "builds"}},
+    task_default_queue="builds",
+    # Results travel on the event stream, not a Celery backend.
+    task_ignore_result=True,
+    # With acks_late, Redis redelivers a task unacked this long; longer than any sane build.
+    broker_transport_options={"visibility_timeout": 3 * 3600},
+    broker_connection_retry_on_startup=True,
+)

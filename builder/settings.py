@@ -1,0 +1,79 @@
+"""Every builder setting, read from the environment (prefix SPACEYARD_)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+FALLBACK_DEBIAN_MIRROR = "http://deb.debian.org/debian"
+REPO_RUNTIME_IMAGES = Path(__file__).resolve().parent.parent / "runtime-images"
+
+
+def debian_mirror_from_apt(apt_dir: Path = Path("/etc/apt")) -> str:
+    """The main Debian mirror this host's apt uses, so debootstrap reaches what apt reaches.
+
+    Reads deb822 `*.sources` files and one-line `*.list` files; security and third-party
+    repositories are skipped because they cannot bootstrap a system.
+    """
+    files = sorted(apt_dir.glob("sources.list.d/*.sources")) + [apt_dir / "sources.list"]
+    files += sorted(apt_dir.glob("sources.list.d/*.list"))
+    for path in files:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        if path.suffix == ".sources":
+            uris = re.findall(r"^URIs:\s*(\S+)", text, flags=re.M)
+        else:
+            uris = re.findall(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, flags=re.M)
+        for uri in uris:
+            if uri.rstrip("/").endswith("/debian"):
+                return uri.rstrip("/")
+    return FALLBACK_DEBIAN_MIRROR
+
+
+class BuilderSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPACEYARD_", extra="ignore")
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis URL: the Celery broker and where build events are written.",
+    )
+    docker_host: str | None = Field(
+        default=None, description="Docker engine URL; unset = DOCKER_HOST or the default socket."
+    )
+    build_ca_bundle: Path | None = Field(
+        default=None,
+        description="Extra CA bundle (PEM) added to every image and used by pip/requests/OpenSSL "
+        "(PIP_CERT, REQUESTS_CA_BUNDLE, SSL_CERT_FILE); for TLS-inspecting proxies. Unset = none.",
+    )
+    pip_index_url: str | None = Field(
+        default=None, description="pip index URL used inside builds (PIP_INDEX_URL); unset = pip's default."
+    )
+    base_image_source: Literal["debootstrap", "registry"] = Field(
+        default="debootstrap",
+        description="Where the Python base comes from: 'debootstrap' builds it from the Debian mirror "
+        "(no registry needed); 'registry' uses FROM python:X-slim.",
+    )
+    debian_mirror: str = Field(
+        default_factory=debian_mirror_from_apt,
+        description="Debian mirror for debootstrap; default the one in /etc/apt sources, "
+        f"else {FALLBACK_DEBIAN_MIRROR}.",
+    )
+    debian_suite: str = Field(default="bookworm", description="Debian suite of the debootstrap base image.")
+    registry: str | None = Field(
+        default=None,
+        description="Registry host[/prefix] to push app images to (nodes pull from it); unset = local only.",
+    )
+    builder_concurrency: int = Field(default=1, description="Builds one worker runs at once.")
+    runtime_images_dir: Path = Field(
+        default=REPO_RUNTIME_IMAGES, description="The runtime-images/ directory (SDK helpers copied into bases)."
+    )
+    build_events_ttl: int = Field(
+        default=7 * 24 * 3600, description="Seconds a build's event stream is kept after its result."
+    )
+    heartbeat_interval: float = Field(default=5.0, description="Seconds between heartbeat events (<= 10).")

@@ -1,0 +1,224 @@
+"""The `builder.build` task: one commit of a Space repo -> one image, narrated on a Redis stream."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import docker
+import redis
+
+from builder import baseimages, engine, spaceconfig
+from builder.celery_app import app
+from builder.dockerfile import UnavailablePython, app_dockerfile, python_version_for
+from builder.events import BuildEvents
+from builder.settings import BuilderSettings
+
+logger = logging.getLogger(__name__)
+
+GENERATED_DOCKERFILE = ".spaceyard.Dockerfile"
+# Files the generated Dockerfile copies before the code; only their presence changes its text.
+DEPENDENCY_FILES = ("packages.txt", "pre-requirements.txt", "requirements.txt")
+FETCH_TIMEOUT = 300
+_COMMIT = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
+_ERROR_LINE = re.compile(r"^(ERROR:|E:|error:|fatal:|Error:)")
+
+
+class BuildFailed(Exception):
+    """A failure the Space's author can act on: becomes the result's error_kind and error_message."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class BuildRequest:
+    """The task's kwargs (docs/build-contract.md)."""
+
+    build_id: int
+    space: str
+    repo_url: str
+    commit: str
+    image: str
+    events: str
+    no_cache: bool = False
+    build_args: dict[str, str] = field(default_factory=dict)
+    build_secrets: dict[str, str] = field(default_factory=dict)
+    sdk: str | None = None
+
+
+def _url_secrets(url: str) -> list[str]:
+    parts = urlsplit(url)
+    return [s for s in (parts.password, parts.password and unquote(parts.password)) if s]
+
+
+def fetch(repo_url: str, commit: str, dest: Path, log: engine.Log) -> None:
+    """Shallow-fetch exactly `commit` into `dest` and check it out, then drop .git.
+
+    .git goes because its FETCH_HEAD holds the URL with the builder's token, and the image must not.
+    """
+    if not _COMMIT.match(commit):
+        raise BuildFailed("BUILD_ERROR", f"{commit!r} is not a full commit id")
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    steps = [
+        ["git", "init", "-q", str(dest)],
+        ["git", "-C", str(dest), "fetch", "-q", "--depth", "1", "--no-tags", repo_url, commit],
+        ["git", "-C", str(dest), "-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD"],
+    ]
+    log(f"Fetching commit {commit}")
+    for cmd in steps:
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=FETCH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise BuildFailed("BUILD_ERROR", f"fetching the repository took over {FETCH_TIMEOUT} s") from None
+        for line in (proc.stdout + proc.stderr).splitlines():
+            log(line)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["git failed"])[-1]
+            raise BuildFailed("BUILD_ERROR", f"could not fetch commit {commit[:7]}: {last}")
+    shutil.rmtree(dest / ".git")
+
+
+def _explain(exc: engine.EngineBuildError, tail: list[str]) -> str:
+    """A sentence for the result: the step that failed and its last error line (pip's, apt's...)."""
+    error_lines = [line for line in tail if _ERROR_LINE.match(line.strip())]
+    detail = error_lines[-1].strip() if error_lines else str(exc)
+    command = str(exc)
+    if "pip install" in command and "requirements.txt" in command:
+        name = "pre-requirements.txt" if "pre-requirements.txt" in command else "requirements.txt"
+        return f"pip could not install {name}: {detail}"
+    if "apt-get" in command:
+        return f"apt-get could not install packages.txt: {detail}"
+    return f"docker build failed: {detail}"
+
+
+def _check_docker_sdk(checkout: Path, config: spaceconfig.SpaceConfig) -> None:
+    text = (checkout / config.app_file).read_text(errors="replace")
+    if re.search(r"--mount=[^\s]*type=secret", text):
+        raise BuildFailed(
+            "BUILD_ERROR",
+            "this Dockerfile reads build secrets (RUN --mount=type=secret), which needs BuildKit; "
+            "Spaceyard builds with Docker's classic builder and never passes secrets to a build "
+            "(a build arg would be stored in the image). Read the secret at run time instead: "
+            "every secret is an environment variable of the running Space.",
+        )
+
+
+def _write_build_files(checkout: Path, config: spaceconfig.SpaceConfig, python: str) -> None:
+    files = {name for name in DEPENDENCY_FILES if (checkout / name).is_file()}
+    (checkout / GENERATED_DOCKERFILE).write_text(app_dockerfile(config, files, python))
+    ignore = checkout / ".dockerignore"
+    existing = ignore.read_text() if ignore.is_file() else ""
+    # The engine drops an ignored Dockerfile/.dockerignore from the context after reading them.
+    ignore.write_text(existing + f"\n.git\n{GENERATED_DOCKERFILE}\n.dockerignore\n")
+
+
+def _push(api: docker.APIClient, image: str, registry: str, log: engine.Log) -> str:
+    remote = f"{registry.rstrip('/')}/{image}"
+    repository, tag = remote.rsplit(":", 1)
+    api.tag(image, repository, tag)
+    log(f"Pushing {remote}")
+    for chunk in api.push(repository, tag, stream=True, decode=True):
+        if "error" in chunk:
+            raise BuildFailed("BUILD_ERROR", f"push to {registry} failed: {chunk['error']}")
+        if chunk.get("status") and "id" not in chunk:  # per-layer progress lines are noise
+            log(chunk["status"])
+    return remote
+
+
+def _build(req: BuildRequest, settings: BuilderSettings, events: BuildEvents, workdir: Path) -> tuple[str, dict]:
+    checkout = workdir / "repo"
+    fetch(req.repo_url, req.commit, checkout, events.log)
+    config = spaceconfig.load(checkout, default_sdk=req.sdk)
+    events.log(f"Space config: sdk={config.sdk} sdk_version={config.sdk_version} app_file={config.app_file}")
+    api = engine.client(settings)
+    labels = {
+        "spaceyard.space": req.space,
+        "spaceyard.build": str(req.build_id),
+        "spaceyard.commit": req.commit,
+        "spaceyard.sdk": config.sdk,
+    }
+    options: dict[str, Any] = {"labels": labels, "nocache": req.no_cache}
+    if config.sdk == "docker":
+        _check_docker_sdk(checkout, config)
+        dockerfile = config.app_file
+        # Variables are build args; secrets are deliberately not (see _check_docker_sdk).
+        options["buildargs"] = dict(req.build_args)
+    else:
+        python = python_version_for(config.python_version, settings)
+        config = dataclasses.replace(config, python_version=python)
+        try:
+            baseimages.ensure_sdk_base(api, config.sdk, config.sdk_version, python, settings, events.log)
+        except baseimages.BaseImageError as exc:
+            raise BuildFailed("BUILD_ERROR", f"{exc} (is sdk_version {config.sdk_version} on PyPI?)") from None
+        _write_build_files(checkout, config, python)
+        dockerfile = GENERATED_DOCKERFILE
+    events.log(f"Building image {req.image}")
+    try:
+        engine.build(api, checkout, dockerfile, req.image, events.log, **options)
+    except engine.EngineBuildError as exc:
+        raise BuildFailed("BUILD_ERROR", _explain(exc, list(events.tail))) from None
+    image = _push(api, req.image, settings.registry, events.log) if settings.registry else req.image
+    return image, config.to_dict()
+
+
+def run_build(req: BuildRequest, settings: BuilderSettings, worker: str) -> dict[str, str]:
+    """Build and write every event, ending in exactly one result, which is also returned.
+
+    Failures the author causes (config, missing file, pip...) and engine failures all end in a failed
+    result; only an unreachable Redis escapes as an exception (the control plane's heartbeat
+    timeout then re-sends the task).
+    """
+    client = redis.Redis.from_url(settings.redis_url)
+    events = BuildEvents(
+        client,
+        req.events,
+        settings.build_events_ttl,
+        redact=[*req.build_secrets.values(), *_url_secrets(req.repo_url)],
+    )
+    started = time.monotonic()
+    events.started(worker)
+    image, config, kind, message = "", None, "", ""
+    with events.heartbeats(settings.heartbeat_interval), tempfile.TemporaryDirectory(prefix="spaceyard-build-") as tmp:
+        try:
+            image, config = _build(req, settings, events, Path(tmp))
+        except spaceconfig.NoAppFile as exc:
+            kind, message = "NO_APP_FILE", str(exc)
+        except (spaceconfig.ConfigError, UnavailablePython) as exc:
+            kind, message = "CONFIG_ERROR", f"README.md: {exc}" if "README.md" not in str(exc) else str(exc)
+        except BuildFailed as exc:
+            kind, message = exc.kind, str(exc)
+        except Exception as exc:  # the task's boundary: even a builder bug ends in a result
+            logger.exception("build %s failed in the builder", req.build_id)
+            kind, message = "BUILD_ERROR", f"the builder could not complete the build: {exc}"
+    if kind:
+        events.log(f"Build failed: {events.scrub(message)}")
+    return events.result(
+        status="failed" if kind else "success",
+        image=image,
+        error_kind=kind,
+        error_message=message,
+        config=config,
+        seconds=time.monotonic() - started,
+    )
+
+
+@app.task(name="builder.build", bind=True)
+def build(self: Any, **kwargs: Any) -> dict[str, str]:
+    """Celery entry point; kwargs as in docs/build-contract.md (unknown ones ignored for compatibility)."""
+    known = {f.name for f in dataclasses.fields(BuildRequest)}
+    req = BuildRequest(**{k: v for k, v in kwargs.items() if k in known})
+    worker = self.request.hostname or f"{socket.gethostname()}:{os.getpid()}"
+    return run_build(req, BuilderSettings(), worker)

@@ -1,0 +1,1 @@
+"""Metering: usage intervals (the one place hardware-seconds are counted), billing reports, GPU samples, metrics."""

@@ -137,10 +137,16 @@ def pod_view(pod: Any, events: Iterable[Any] = ()) -> PodView:
         return PodView("exited", "stopping", started_at=started)
 
     terminated = state.get("terminated")
-    if phase == "Failed" and not terminated:
-        # Evicted, preempted or its node shut down: the pod failed before (or without) the container.
+    if phase == "Failed" and (status.get("reason") or not terminated):
+        # Evicted, preempted or its node shut down: the pod's verdict says more than its container's.
         reason = status.get("reason") or "Failed"
-        return PodView("failed", f"{reason}: {status.get('message', '').strip()}".rstrip(": "), started_at=started)
+        detail = (status.get("message") or "").strip()
+        return PodView(
+            "failed",
+            f"{reason}: {detail}" if detail else reason,
+            exit_code=terminated.get("exitCode") if terminated else None,
+            started_at=started,
+        )
     if terminated:
         return PodView(
             "exited",

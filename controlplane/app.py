@@ -19,6 +19,8 @@ from controlplane.core.db import migrate
 from controlplane.deploy import Deployer
 from controlplane.gitserver import router as git_router
 from controlplane.reconciler import Reconciler
+from controlplane.router.proxy import RouterMiddleware
+from controlplane.routing import SpaceResolver
 from controlplane.runtime.base import RuntimeBackend
 from controlplane.services import Services
 
@@ -83,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Spaceyard", version="0.1.0", lifespan=lifespan)
     app.state.services = svc
+    # The router sits in front of everything: app URLs never reach the API's routes.
+    app.add_middleware(RouterMiddleware, resolver=SpaceResolver(svc), apps_domain=settings.apps_domain)
     errors.install(app)
     for module in (repos, spaces, logs, whoami):
         app.include_router(module.router)

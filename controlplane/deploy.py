@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.models import Build, Space, SpaceSecret, SpaceVariable
+from controlplane.router.apps import root_path_env
 from controlplane.runtime.base import AppSpec, Instance
 from controlplane.services import Services
 from controlplane.stages import SERVING, Stage, set_stage
@@ -38,13 +39,11 @@ def app_env(svc: Services, s: Session, space: Space, config: dict) -> tuple[dict
         "PORT": str(port),
         "GRADIO_SERVER_NAME": "0.0.0.0",
         "GRADIO_SERVER_PORT": str(port),
-        "SPACEYARD_ROOT_PATH": prefix,
         "ACCELERATOR": (tier.gpu_model or "none").lower() if tier.gpu_count else "none",
         "CPU_CORES": str(int(tier.vcpu)),
         "MEMORY": f"{int(tier.memory_gb)}Gi",
     }
-    if space.sdk == "gradio":
-        env["GRADIO_ROOT_PATH"] = prefix
+    env.update(root_path_env(space.sdk, prefix)[0])
     for var in s.scalars(select(SpaceVariable).where(SpaceVariable.space_id == space.id)):
         env[var.key] = var.value
     box = svc.secret_box
@@ -106,8 +105,8 @@ class Deployer:
                 secret_env=secrets,
                 startup_timeout=float(config.get("startup_duration_timeout") or svc.settings.default_startup_timeout),
             )
-            probe_path = "/" if config.get("strip_prefix") else root_path(space) + "/"
-            strip = bool(config.get("strip_prefix"))
+            strip = root_path_env(space.sdk, root_path(space))[1]
+            probe_path = "/" if strip else root_path(space) + "/"
         try:
             inst = await asyncio.to_thread(svc.runtime.start, spec)
         except Exception as e:  # the engine refused: tell the user, don't leave APP_STARTING hanging

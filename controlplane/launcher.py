@@ -113,26 +113,14 @@ class Platform:
             self.env["SPACEYARD_BUILD_CA_BUNDLE"] = str(HOST_CA_BUNDLE)
         if base_images:
             subprocess.run([sys.executable, "-m", "builder.baseimages"], env=self.env, check=True)
-        self._spawn(
-            "builder",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "builder.celery_app",
-                "worker",
-                "-Q",
-                "builds",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                self.env.get("SPACEYARD_BUILDER_CONCURRENCY", "1"),
-                "--hostname",
-                f"builder-{os.getpid()}@%h",
-            ],
-        )
+        self.start_builder()
         self.start_controlplane()
+
+    def start_builder(self) -> None:
+        concurrency = self.env.get("SPACEYARD_BUILDER_CONCURRENCY", "1")
+        name = f"builder-{os.getpid()}-{len(self.procs)}@%h"
+        worker = ["worker", "-Q", "builds", "--loglevel", "INFO", "--concurrency", concurrency, "--hostname", name]
+        self._spawn("builder", [sys.executable, "-m", "celery", "-A", "builder.celery_app", *worker])
 
     def start_controlplane(self) -> None:
         host = self.env.get("SPACEYARD_HOST", "127.0.0.1")

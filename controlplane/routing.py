@@ -1,0 +1,110 @@
+"""The control plane's answer to the router's question "which app serves this URL?".
+
+Spaces are cached in memory and dropped from the cache whenever their stage changes, so the hot path
+(every proxied request) reads no database unless the Space is private.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from controlplane.api.deps import identify
+from controlplane.api.errors import ApiError
+from controlplane.models import Space
+from controlplane.router.resolver import NotFound, Resolution, Target, Unavailable, path_prefix, space_label
+from controlplane.services import Services
+from controlplane.stages import SERVING, Stage, on_committed_change
+
+NOT_SERVING = {
+    Stage.NO_APP_FILE: (404, "This Space has no application file yet."),
+    Stage.CONFIG_ERROR: (503, "This Space's configuration has an error."),
+    Stage.BUILDING: (503, "This Space is building. It will be up shortly."),
+    Stage.BUILD_ERROR: (503, "This Space's build failed."),
+    Stage.APP_STARTING: (503, "This Space is starting. It will be up shortly."),
+    Stage.RUNTIME_ERROR: (503, "This Space has a runtime error."),
+    Stage.PAUSED: (503, "This Space has been paused by its owner."),
+    Stage.STOPPED: (503, "This Space is stopped."),
+    Stage.DELETING: (404, "This Space is being deleted."),
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    full_name: str
+    private: bool
+    owner: str
+    stage: str
+    endpoint: str | None
+    strip_prefix: bool
+
+
+class SpaceResolver:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.entries: dict[str, Entry | None] = {}
+        self.labels: dict[str, str] = {}
+        self.last_request: dict[str, float] = {}
+        on_committed_change(self.forget)
+
+    def forget(self, full_name: str) -> None:
+        self.entries.pop(full_name, None)
+
+    def touched(self, space: str) -> None:
+        self.last_request[space] = time.monotonic()
+
+    def _load(self, full_name: str | None, label: str | None) -> Entry | None:
+        with self.svc.db.session() as s:
+            if full_name:
+                owner, name = full_name.split("/", 1)
+                space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
+            else:
+                # Labels are lower-cased owner-name; several Spaces could share one, the first created wins.
+                space = next((sp for sp in s.scalars(select(Space).order_by(Space.id))
+                              if space_label(sp.owner, sp.name) == label), None)
+            if space is None:
+                return None
+            return Entry(space.full_name, space.private, space.owner, space.stage, space.endpoint, space.strip_prefix)
+
+    async def _entry(self, full_name: str | None, label: str | None) -> Entry | None:
+        if full_name is None and label is not None:
+            full_name = self.labels.get(label)
+        if full_name is not None and full_name in self.entries:
+            return self.entries[full_name]
+        entry = await asyncio.to_thread(self._load, full_name, label)
+        if entry is not None:
+            self.entries[entry.full_name] = entry
+            if label is not None:
+                self.labels[label] = entry.full_name
+        return entry
+
+    def _may_see(self, entry: Entry, headers: Mapping[str, str]) -> bool:
+        cookies = {}
+        for part in (headers.get("cookie") or "").split(";"):
+            key, _, value = part.strip().partition("=")
+            cookies[key] = value
+        with self.svc.db.session() as s:
+            try:
+                who = identify(self.svc, s, headers, cookies)
+            except ApiError:
+                return False
+            return who.user is not None and (who.user.name == entry.owner or who.user.is_admin)
+
+    async def resolve(self, *, label: str | None, owner: str | None, name: str | None,
+                      request_headers: Mapping[str, str]) -> Resolution:
+        entry = await self._entry(f"{owner}/{name}" if owner and name else None, label)
+        if entry is None:
+            return NotFound()
+        if entry.private and not await asyncio.to_thread(self._may_see, entry, request_headers):
+            return NotFound()  # a private Space's existence is not disclosed
+        stage = Stage(entry.stage)
+        if stage in SERVING and entry.endpoint:
+            ow, nm = entry.full_name.split("/", 1)
+            return Target(space=entry.full_name, upstream=entry.endpoint, prefix=path_prefix(ow, nm),
+                          strip_prefix=entry.strip_prefix)
+        status, message = NOT_SERVING.get(stage, (503, "This Space is not running."))
+        return Unavailable(status=status, message=message, retry_after=5 if status == 503 else None)

@@ -23,15 +23,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/spaceyard/bin:$PATH
 
 # git: fetch the commit to build. socat: the Helm chart's registry forwarder (localhost:NodePort).
+# debootstrap: makes the Python base image where no registry is reachable
+# (SPACEYARD_BASE_IMAGE_SOURCE=debootstrap; needs the worker to run as root).
 RUN set -eux; \
     if [ -n "$EXTRA_CA_CERT" ]; then \
       mkdir -p /usr/local/share/ca-certificates; \
       printf '%s\n' "$EXTRA_CA_CERT" > /usr/local/share/ca-certificates/spaceyard-extra.crt; \
       update-ca-certificates; \
     fi; \
-    if ! command -v git >/dev/null || ! command -v socat >/dev/null; then \
+    if ! command -v git >/dev/null || ! command -v socat >/dev/null || ! command -v debootstrap >/dev/null; then \
       apt-get update; \
-      apt-get install -y --no-install-recommends git socat ca-certificates; \
+      apt-get install -y --no-install-recommends git socat debootstrap ca-certificates; \
       rm -rf /var/lib/apt/lists/*; \
     fi; \
     python3 -m venv /opt/spaceyard; \
@@ -45,6 +47,9 @@ COPY builder /src/builder
 RUN set -eux; \
     /opt/spaceyard/bin/pip install --cert /etc/ssl/certs/ca-certificates.crt \
       ${PIP_INDEX:+--index-url "$PIP_INDEX"} .
+# SDK helpers copied into every SDK base image; not part of the Python package.
+COPY runtime-images /opt/spaceyard/runtime-images
+ENV SPACEYARD_RUNTIME_IMAGES_DIR=/opt/spaceyard/runtime-images
 
 # The Docker socket the chart shares is owned by group 10001 (dockerd --group=10001).
 USER 10001:10001

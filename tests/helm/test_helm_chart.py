@@ -311,6 +311,32 @@ def test_builder_runs_celery_with_docker_in_docker(chart):
     assert pod["automountServiceAccountToken"] is False
 
 
+def test_builder_settings_reach_the_worker(chart):
+    values = {
+        "builder": {
+            "baseImageSource": "debootstrap",
+            "pipIndexUrl": "https://pypi.corp/simple",
+            "caBundle": {"configMap": "corp-ca", "key": "ca.pem"},
+        }
+    }
+    pod = one(render(chart, values), "Deployment", "spaceyard-builder")["spec"]["template"]["spec"]
+    builder = pod["containers"][0]
+    env = env_of(builder)
+    assert env["SPACEYARD_BASE_IMAGE_SOURCE"]["value"] == "debootstrap"
+    assert env["SPACEYARD_PIP_INDEX_URL"]["value"] == "https://pypi.corp/simple"
+    assert env["SPACEYARD_BUILDER_CONCURRENCY"]["value"] == "2"
+    bundle = Path(env["SPACEYARD_BUILD_CA_BUNDLE"]["value"])
+    mount = next(m for m in builder["volumeMounts"] if m["mountPath"] == str(bundle.parent))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["configMap"] == {"name": "corp-ca", "items": [{"key": "ca.pem", "path": bundle.name}]}
+    # debootstrap needs root in the worker container, never privileged.
+    assert builder["securityContext"]["runAsUser"] == 0
+    assert "privileged" not in builder["securityContext"]
+    default = one(render(chart), "Deployment", "spaceyard-builder")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(default)["SPACEYARD_BASE_IMAGE_SOURCE"]["value"] == "registry"
+    assert default["securityContext"]["runAsNonRoot"] is True
+
+
 def test_bundled_registry_is_a_nodeport_on_the_pull_address(chart):
     objects = render(chart, {"registry": {"nodePort": 31555}})
     svc = one(objects, "Service", "spaceyard-registry")
@@ -514,4 +540,7 @@ def test_builder_image_entrypoint():
     cmd = next(line for line in lines if line.startswith("CMD "))
     assert cmd.startswith('CMD ["celery", "-A", "builder.celery_app", "worker", "-Q", "builds"')
     run = " ".join(line for line in lines if line.startswith("RUN"))
-    assert "git" in run and "socat" in run
+    assert "git" in run and "socat" in run and "debootstrap" in run
+    # The builder copies runtime-images/ into SDK bases; it is not inside the installed package.
+    assert "COPY runtime-images /opt/spaceyard/runtime-images" in lines
+    assert "ENV SPACEYARD_RUNTIME_IMAGES_DIR=/opt/spaceyard/runtime-images" in lines

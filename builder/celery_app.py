@@ -8,7 +8,13 @@ from builder.settings import BuilderSettings
 
 settings = BuilderSettings()
 
-app = Celery("builder", broker=settings.redis_url, include=["builder.tasks"])
+
+def broker_url(redis_url: str) -> str:
+    """Kombu spells a Redis unix socket redis+socket://; redis-py (events) spells it unix://."""
+    return "redis+socket://" + redis_url.removeprefix("unix://") if redis_url.startswith("unix://") else redis_url
+
+
+app = Celery("builder", broker=broker_url(settings.redis_url), include=["builder.tasks"])
 app.conf.update(
     # A build whose worker dies goes back to the queue instead of being lost...
     task_acks_late=True,

@@ -14,3 +14,8 @@ def GPU(func: Callable[..., Any] | None = None, **_options: Any) -> Any:  # noqa
     if callable(func):
         return func
     return lambda f: f
+
+
+def gradio_auto_wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Gradio calls this on every event handler when SYSTEM=spaces; nothing to wrap without ZeroGPU."""
+    return func

@@ -14,13 +14,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPACEYARD_", extra="ignore")
 
     data_dir: Path = Field(default=Path(".spaceyard"), description="Repos, SQLite file, private Redis, logs.")
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(default="127.0.0.1", description="Address the control plane listens on.")
+    port: int = Field(default=8000, description="Port of the API, dashboard, git server and app router.")
     public_url: str | None = Field(default=None, description="Base URL users reach; default http://host:port.")
     apps_domain: str = Field(default="localhost", description="Apps answer at {owner}-{name}.{apps_domain}.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
     redis_url: str | None = Field(default=None, description="Unset: `spaceyard up` starts a private Redis.")
-    runtime: Literal["docker", "kubernetes"] = "docker"
+    runtime: Literal["docker", "kubernetes"] = Field(
+        default="docker", description="Where apps run: the local Docker engine, or Kubernetes node pools."
+    )
     secret_key: str | None = Field(default=None, description="Signs sessions, encrypts secrets; default a file.")
 
     # Builds

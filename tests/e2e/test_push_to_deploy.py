@@ -21,7 +21,7 @@ def test_gradio_space_runs_and_answers_through_both_urls(platform, tmp_path):
     api.create_repo("alice/hello", repo_type="space", space_sdk="gradio")
     push(platform, "alice", "hello", {"app.py": GRADIO_APP, "README.md": readme("gradio", emoji="👋")}, tmp_path)
     runtime = platform.wait_stage("alice/hello", {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR"})
-    assert runtime["stage"] == "RUNNING", runtime
+    assert runtime["stage"] == "RUNNING", runtime.get("errorMessage")
 
     info = api.get_space_runtime("alice/hello")
     assert info.stage == "RUNNING" and info.hardware == "cpu-basic" and info.requested_hardware == "cpu-basic"

@@ -41,6 +41,10 @@ class ConfigError(ValueError):
 class NoAppFile(Exception):
     """The file the SDK starts (app file, Dockerfile, index.html) is missing (NO_APP_FILE)."""
 
+    def __init__(self, message: str, config: SpaceConfig) -> None:
+        super().__init__(message)
+        self.config = config  # the front matter was valid: the control plane can still show it
+
 
 class _YamlFloat(float):
     """A float that remembers its source text: `python_version: 3.10` must stay "3.10", not 3.1."""
@@ -254,6 +258,7 @@ def load(repo_dir: Path, default_sdk: str | None = None) -> SpaceConfig:
         what = {"docker": "a Dockerfile", "static": "the page to serve"}.get(config.sdk, "the app file")
         raise NoAppFile(
             f"{config.app_file} not found in the repository: a {config.sdk} Space needs {what}"
-            + ("" if config.sdk == "docker" else " (set app_file in README.md to use another file)")
+            + ("" if config.sdk == "docker" else " (set app_file in README.md to use another file)"),
+            config,
         )
     return config

@@ -195,7 +195,7 @@ def run_build(req: BuildRequest, settings: BuilderSettings, worker: str) -> dict
         try:
             image, config = _build(req, settings, events, Path(tmp))
         except spaceconfig.NoAppFile as exc:
-            kind, message = "NO_APP_FILE", str(exc)
+            kind, message, config = "NO_APP_FILE", str(exc), exc.config.to_dict()
         except (spaceconfig.ConfigError, UnavailablePython) as exc:
             kind, message = "CONFIG_ERROR", f"README.md: {exc}" if "README.md" not in str(exc) else str(exc)
         except BuildFailed as exc:

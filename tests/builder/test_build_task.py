@@ -139,6 +139,7 @@ def test_missing_app_file_is_no_app_file(run_build: Any, space_repo: Any) -> Non
     result, _ = run_build(space_repo, commit)
     assert (result["status"], result["error_kind"]) == ("failed", "NO_APP_FILE")
     assert "app.py not found" in result["error_message"]
+    assert config_of(result)["card_data"]["title"] == "Demo"  # still shown to the user
 
 
 def test_invalid_config_is_a_config_error_naming_the_key(run_build: Any, space_repo: Any) -> None:
@@ -206,3 +207,20 @@ def test_docker_sdk_secret_mounts_are_refused(run_build: Any, space_repo: Any) -
     commit = space_repo.commit({"README.md": "---\nsdk: docker\n---\n", "Dockerfile": dockerfile})
     result, _ = run_build(space_repo, commit, build_secrets={"HF_TOKEN": "hf_x"})
     assert result["error_kind"] == "BUILD_ERROR" and "RUN --mount=type=secret" in result["error_message"]
+
+
+def test_streamlit_space_serves_under_its_root_path(run_build: Any, space_repo: Any, docker_api: Any) -> None:
+    commit = space_repo.commit(
+        {"README.md": "---\nsdk: streamlit\n---\n", "app.py": "import streamlit as st\nst.write('hi')\n"}
+    )
+    result, _ = run_build(space_repo, commit)
+    assert result["status"] == "success", result["error_message"]
+    assert config_of(result)["app_port"] == 8501
+    root = "/apps/alice/demo"
+    container, port = run_container(docker_api, result["image"], 8501, {"SPACEYARD_ROOT_PATH": root})
+    try:
+        deadline = time.monotonic() + 60
+        assert http_get(f"http://127.0.0.1:{port}{root}/_stcore/health", deadline) == (200, "ok")
+        assert http_get(f"http://127.0.0.1:{port}{root}/", deadline)[0] == 200
+    finally:
+        docker_api.remove_container(container, force=True)

@@ -76,4 +76,6 @@ class BuilderSettings(BaseSettings):
     build_events_ttl: int = Field(
         default=7 * 24 * 3600, description="Seconds a build's event stream is kept after its result."
     )
-    heartbeat_interval: float = Field(default=5.0, description="Seconds between heartbeat events (<= 10).")
+    heartbeat_interval: float = Field(
+        default=5.0, gt=0, le=10, description="Seconds between heartbeat events (the contract says <= 10)."
+    )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controlplane.gpu_agent.mapping import docker_containers, map_docker
@@ -156,8 +156,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = {k: v for k in ("url", "interval", "node", "mapping", "recording") if (v := getattr(args, k))}
-    settings = AgentSettings(**overrides)
+    overrides = {
+        k: v for k in ("url", "interval", "node", "mapping", "recording") if (v := getattr(args, k)) is not None
+    }
+    try:
+        settings = AgentSettings(**overrides)
+    except ValidationError as e:
+        print(
+            f"spaceyard gpu-agent: invalid setting: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}", file=sys.stderr
+        )
+        return EXIT_UNUSABLE
     try:
         reader: GpuReader = RecordedReader(settings.recording) if settings.recording else NvmlReader()
     except NvmlUnavailable as e:

@@ -203,11 +203,14 @@ def test_cli_once_with_a_recording(control_plane, monkeypatch):
     assert (req["json"]["node"], req["headers"]["Authorization"]) == ("a10g-1", "Bearer tok")
 
 
-def test_cli_without_url_or_token_exits_2(monkeypatch, capsys):
+def test_cli_without_url_or_token_or_with_a_bad_setting_exits_2(monkeypatch, capsys):
     monkeypatch.delenv("SPACEYARD_AGENT_TOKEN", raising=False)
     monkeypatch.delenv("SPACEYARD_AGENT_URL", raising=False)
     assert main(["--recording", str(A10G_NODE), "--once"]) == 2
     assert "SPACEYARD_AGENT_TOKEN" in capsys.readouterr().err
+    monkeypatch.setenv("SPACEYARD_AGENT_TOKEN", "tok")
+    assert main(["--recording", str(A10G_NODE), "--url", "http://127.0.0.1:9", "--interval", "-5", "--once"]) == 2
+    assert "invalid setting: interval" in capsys.readouterr().err
 
 
 def test_cli_record_writes_a_replayable_recording(tmp_path):

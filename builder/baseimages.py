@@ -114,13 +114,16 @@ def ensure_sdk_base(
 ) -> str:
     """Make the SDK base image unless an identical one exists; returns its tag.
 
-    "Identical" = same Dockerfile text and same CA bundle (a hash in a label), so changing the CA
-    bundle or the pip index rebuilds the base on the next build.
+    "Identical" = same Dockerfile text, runtime-images/ files and CA bundle (a hash in a label), so
+    changing the CA bundle, the pip index or an SDK helper rebuilds the base on the next build.
     """
     ensure_python_base(api, python, settings, log)
     image = sdk_image(sdk, sdk_version, python)
     text = sdk_base_dockerfile(sdk, sdk_version, python, settings)
     digest = hashlib.sha256(text.encode())
+    helpers = settings.runtime_images_dir.rglob("*")
+    for path in sorted(p for p in helpers if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(settings.runtime_images_dir).as_posix().encode() + path.read_bytes())
     if settings.build_ca_bundle is not None:
         digest.update(settings.build_ca_bundle.read_bytes())
     wanted = digest.hexdigest()[:16]

@@ -90,13 +90,17 @@ def test_gradio_space_builds_runs_and_reuses_its_dependency_layer(
     assert labels["spaceyard.commit"] == commit and labels["spaceyard.sdk"] == "gradio"
 
     root = "/apps/alice/demo"
-    container, port = run_container(docker_api, result["image"], 7860, {"SPACEYARD_ROOT_PATH": root})
+    # SPACE_ID makes Gradio call spaces.gradio_auto_wrap on every handler, as on the Hub.
+    env = {"SPACEYARD_ROOT_PATH": root, "SPACE_ID": "alice/demo", "SYSTEM": "spaces"}
+    container, port = run_container(docker_api, result["image"], 7860, env)
     try:
         deadline = time.monotonic() + 60
         status, body = http_get(f"http://127.0.0.1:{port}{root}/", deadline)
         assert status == 200 and "gradio" in body.lower()
         status, body = http_get(f"http://127.0.0.1:{port}{root}/config", deadline)
         assert status == 200 and json.loads(body)["root"].endswith(root)
+        status, body = http_get(f"http://127.0.0.1:{port}{root}/gradio_api/info", deadline)
+        assert status == 200 and "named_endpoints" in body  # handlers went through gradio_auto_wrap
         # The checkout's .git (whose FETCH_HEAD names the repo URL) never reaches the image.
         exec_id = docker_api.exec_create(container, ["ls", "-a", "/home/user/app"])["Id"]
         listing = docker_api.exec_start(exec_id).decode()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -149,6 +150,6 @@ class GpuSample(Base):
     gpu_model: Mapped[str] = mapped_column(String(64))
     space_name: Mapped[str | None] = mapped_column(String(200), index=True)
     utilization: Mapped[float] = mapped_column(Float)
-    memory_used: Mapped[int] = mapped_column(Integer)
-    power_watts: Mapped[float] = mapped_column(Float)
+    memory_used: Mapped[int] = mapped_column(BigInteger)  # bytes: one 80 GB GPU overflows 32 bits
+    power_watts: Mapped[float | None] = mapped_column(Float)  # None where the board reports no power
     sampled_at: Mapped[datetime] = mapped_column(index=True)

@@ -15,7 +15,6 @@ from controlplane.metering.clock import as_utc
 from controlplane.models import GpuSample
 
 MAX_GPUS_PER_NODE = 64
-_MIB = 1024 * 1024
 
 
 class GpuSampleIn(BaseModel):
@@ -44,8 +43,7 @@ class GpuSamplesIn(BaseModel):
 def store_samples(session: Session, payload: GpuSamplesIn | dict[str, Any]) -> int:
     """Validate (pydantic.ValidationError on bad input: answer 422) and insert one row per GPU; returns the count.
 
-    Memory is stored in MiB: gpu_samples.memory_used is a 32-bit INTEGER on PostgreSQL, too small for the bytes
-    of one 80 GB GPU. Power is stored as 0 when the GPU does not report it (the column is NOT NULL).
+    Power stays NULL when the GPU does not report it.
     """
     data = payload if isinstance(payload, GpuSamplesIn) else GpuSamplesIn.model_validate(payload)
     sampled_at: datetime = as_utc(data.sampled_at)
@@ -56,8 +54,8 @@ def store_samples(session: Session, payload: GpuSamplesIn | dict[str, Any]) -> i
             gpu_model=g.model,
             space_name=g.space,
             utilization=g.utilization_pct,
-            memory_used=g.memory_used_bytes // _MIB,
-            power_watts=g.power_watts or 0.0,
+            memory_used=g.memory_used_bytes,
+            power_watts=g.power_watts,
             sampled_at=sampled_at,
         )
         for g in data.gpus

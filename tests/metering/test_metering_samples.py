@@ -29,9 +29,9 @@ def test_samples_are_stored_one_row_per_gpu(session):
     assert (busy.node, busy.gpu_model, busy.space_name, busy.utilization) == (
         "node-a", "NVIDIA H100 80GB HBM3", "alice/llm", 93.0
     )  # fmt: skip
-    assert busy.memory_used == 64 * 1024  # MiB: the column is a 32-bit integer on PostgreSQL
+    assert busy.memory_used == 64 * 1024**3
     assert busy.sampled_at.replace(tzinfo=None).hour == 10  # stored in UTC
-    assert (free.space_name, free.power_watts) == (None, 0.0)
+    assert (free.space_name, free.power_watts) == (None, None)
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,8 @@ def upgrade() -> None:
         sa.Column("gpu_model", sa.String(length=64), nullable=False),
         sa.Column("space_name", sa.String(length=200), nullable=True),
         sa.Column("utilization", sa.Float(), nullable=False),
-        sa.Column("memory_used", sa.Integer(), nullable=False),
-        sa.Column("power_watts", sa.Float(), nullable=False),
+        sa.Column("memory_used", sa.BigInteger(), nullable=False),
+        sa.Column("power_watts", sa.Float(), nullable=True),
         sa.Column("sampled_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from controlplane.models import Space
 from controlplane.services import Services
 from controlplane.stages import Stage
+
+
+def iso(when: datetime | None) -> str | None:
+    """Hub timestamps end in Z; SQLite hands datetimes back without a zone, and they are UTC."""
+    if when is None:
+        return None
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def hub_stage(space: Space) -> str:
@@ -58,8 +68,8 @@ def space_info(svc: Services, space: Space, siblings: list[str] | None = None) -
         "id": space.full_name,
         "author": space.owner,
         "sha": space.head_sha,
-        "lastModified": space.updated_at.isoformat().replace("+00:00", "Z") if space.updated_at else None,
-        "createdAt": space.created_at.isoformat().replace("+00:00", "Z") if space.created_at else None,
+        "lastModified": iso(space.updated_at),
+        "createdAt": iso(space.created_at),
         "private": space.private,
         "disabled": False,
         "sdk": space.sdk,

@@ -1,0 +1,77 @@
+"""Which headers cross the proxy, and the X-Forwarded-* headers it adds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Set by the router from what it saw; a client's own values would let it spoof them to the app.
+SET_BY_ROUTER = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix"})
+# The upstream WebSocket handshake is the websockets library's own; the client's cannot be reused.
+WS_HANDSHAKE = frozenset(
+    {
+        b"host",
+        b"origin",
+        b"content-length",
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"sec-websocket-extensions",
+        b"sec-websocket-protocol",
+        b"sec-websocket-accept",
+    }
+)
+
+
+def end_to_end(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes] = frozenset()) -> Headers:
+    """Headers minus hop-by-hop ones, those the Connection header names, and `drop` (lower-case names)."""
+    headers = list(headers)
+    named = {
+        token.strip().lower() for key, value in headers if key.lower() == b"connection" for token in value.split(b",")
+    }
+    excluded = HOP_BY_HOP | named | drop
+    return [(key, value) for key, value in headers if key.lower() not in excluded]
+
+
+def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def upstream_request_headers(scope: dict, prefix: str | None, drop: frozenset[bytes] = frozenset()) -> Headers:
+    """The client's end-to-end headers (Host kept: apps build absolute URLs and check Origin against it)
+    plus X-Forwarded-For/-Proto/-Host, and X-Forwarded-Prefix when the client used the path-based URL."""
+    raw = scope["headers"]
+    headers = end_to_end(raw, SET_BY_ROUTER | {b"x-forwarded-for"} | drop)
+    client = scope.get("client")
+    chain = [v for k, v in raw if k.lower() == b"x-forwarded-for"]
+    peer = client[0].encode("latin-1") if client else None
+    # Behind a trusted proxy uvicorn has already replaced the client with the chain's last address.
+    if peer and not (chain and chain[-1].rsplit(b",", 1)[-1].strip() == peer):
+        chain.append(peer)
+    if chain:
+        headers.append((b"x-forwarded-for", b", ".join(chain)))
+    secure = scope.get("scheme") in ("https", "wss")
+    headers.append((b"x-forwarded-proto", b"https" if secure else b"http"))
+    host = header(raw, b"host")
+    if host:
+        headers.append((b"x-forwarded-host", host.encode("latin-1")))
+    if prefix:
+        headers.append((b"x-forwarded-prefix", prefix.encode("latin-1")))
+    return headers

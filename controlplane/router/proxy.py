@@ -1,0 +1,149 @@
+"""ASGI middleware serving the public app URLs in front of the control plane's own app.
+
+Host-based: http://{label}.{apps_domain}[:port]/...    Path-based: http://{host}[:port]/apps/{owner}/{name}/...
+Everything else goes to the wrapped app untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+from starlette.datastructures import Headers as HeaderView
+
+from controlplane.router.headers import header, upstream_request_headers
+from controlplane.router.http_proxy import make_client, proxy_http
+from controlplane.router.pages import deny_websocket, redirect, send_error
+from controlplane.router.resolver import NotFound, Resolver, Target, Unavailable
+from controlplane.router.ws_proxy import proxy_websocket
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PATH_BASED = re.compile(rb"^/apps/([^/]+)/([^/]+)(/.*)?$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class _Address:
+    """What a request's URL names. `rest` is the path after /apps/o/n (None: not a path-based URL yet)."""
+
+    label: str | None
+    owner: str | None
+    name: str | None
+    rest: bytes | None
+
+
+class RouterMiddleware:
+    def __init__(self, app: ASGIApp, resolver: Resolver, apps_domain: str) -> None:
+        self.app = app
+        self.resolver = resolver
+        self._host_suffix = "." + apps_domain.lower().strip(".")
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        # Created on first use, inside the server's event loop.
+        if self._client is None:
+            self._client = make_client()
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, self._closing_on_shutdown(receive), send)
+            return
+        address = self._address(scope) if scope["type"] in ("http", "websocket") else None
+        if address is None:
+            await self.app(scope, receive, send)
+            return
+        await self._route(scope, receive, send, address)
+
+    def _closing_on_shutdown(self, receive: Receive) -> Receive:
+        async def wrapped() -> MutableMapping[str, Any]:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self.aclose()
+            return message
+
+        return wrapped
+
+    def _address(self, scope: Scope) -> _Address | None:
+        host = (header(scope["headers"], b"host") or "").lower()
+        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if hostname.endswith(self._host_suffix) and len(hostname) > len(self._host_suffix):
+            return _Address(hostname[: -len(self._host_suffix)], None, None, None)
+        match = PATH_BASED.match(_raw_path(scope))
+        if match is None:
+            return None
+        owner, name = (unquote(m.decode("latin-1")) for m in match.group(1, 2))
+        return _Address(None, owner, name, match.group(3) or b"")
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send, address: _Address) -> None:
+        websocket = scope["type"] == "websocket"
+        resolution = await self.resolver.resolve(
+            label=address.label, owner=address.owner, name=address.name, request_headers=HeaderView(scope=scope)
+        )
+        if not isinstance(resolution, Target):
+            status, message, retry_after = _refusal(resolution)
+            deny = deny_websocket if websocket else send_error
+            await deny(scope, send, status, message, retry_after)
+            return
+        raw_path = _raw_path(scope)
+        rest = address.rest if address.rest is not None else _after_prefix(raw_path, resolution.prefix)
+        if rest == b"" and not websocket:
+            query = b"?" + scope["query_string"] if scope.get("query_string") else b""
+            await redirect(send, (raw_path + b"/" + query).decode("latin-1"))
+            return
+        if rest == b"":  # a WebSocket cannot be redirected: open the app's root
+            rest = b"/"
+        path, forwarded_prefix = _upstream_path(raw_path, rest, resolution)
+        if scope.get("query_string"):
+            path += b"?" + scope["query_string"]
+        self.resolver.touched(resolution.space)
+        if websocket:
+            touch = lambda: self.resolver.touched(resolution.space)  # noqa: E731
+            await proxy_websocket(
+                scope, receive, send, resolution.upstream, path.decode("latin-1"), forwarded_prefix, touch
+            )
+        else:
+            url = f"http://{resolution.upstream}{path.decode('latin-1')}"
+            headers = upstream_request_headers(scope, forwarded_prefix)
+            await proxy_http(self.client, scope, receive, send, url, headers)
+
+
+def _raw_path(scope: Scope) -> bytes:
+    raw = scope.get("raw_path")
+    return raw if raw else scope["path"].encode("utf-8")
+
+
+def _after_prefix(raw_path: bytes, prefix: str) -> bytes | None:
+    """For host-based requests: apps that link with their root path send /apps/o/n/... to their own host too."""
+    encoded = prefix.encode("latin-1")
+    if raw_path == encoded or raw_path.startswith(encoded + b"/"):
+        return raw_path[len(encoded) :]
+    return None
+
+
+def _upstream_path(raw_path: bytes, rest: bytes | None, target: Target) -> tuple[bytes, str | None]:
+    """(path to request from the app, X-Forwarded-Prefix). `rest` is None for a host-based URL without the
+    prefix; the prefix is added back for apps that serve under it (strip_prefix false)."""
+    prefix = target.prefix.encode("latin-1")
+    if rest is None:
+        return (raw_path if target.strip_prefix else prefix + raw_path), None
+    return (rest if target.strip_prefix else prefix + rest), target.prefix
+
+
+def _refusal(resolution: NotFound | Unavailable) -> tuple[int, str, int | None]:
+    if isinstance(resolution, Unavailable):
+        return resolution.status, resolution.message, resolution.retry_after
+    return 404, "No Space answers at this address. Check the owner and name in the URL.", None

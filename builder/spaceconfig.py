@@ -18,9 +18,6 @@ DEFAULT_PORTS = {"gradio": 7860, "streamlit": 8501, "docker": 7860, "static": 78
 DEFAULT_APP_FILES = {"gradio": "app.py", "streamlit": "app.py", "docker": "Dockerfile", "static": "index.html"}
 # Newest releases that install from PyPI here (checked with `pip index versions`).
 DEFAULT_SDK_VERSIONS = {"gradio": "6.31.0", "streamlit": "1.67.0"}
-# Whether the router strips /apps/{owner}/{name} before forwarding. Gradio, Streamlit and our static
-# server serve under $SPACEYARD_ROOT_PATH themselves; a Docker SDK app knows nothing of the prefix.
-STRIP_PREFIX = {"gradio": False, "streamlit": False, "docker": True, "static": False}
 DEFAULT_STARTUP_TIMEOUT = 30 * 60
 
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+){0,3}([a-z]+[0-9]*)?$")
@@ -89,13 +86,9 @@ class SpaceConfig:
     custom_headers: dict[str, str] = field(default_factory=dict)
     card_data: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def strip_prefix(self) -> bool:
-        return STRIP_PREFIX[self.sdk]
-
     def to_dict(self) -> dict[str, Any]:
         """The `config` of the build result event (docs/build-contract.md)."""
-        return {**asdict(self), "strip_prefix": self.strip_prefix}
+        return asdict(self)
 
 
 def front_matter(readme: str) -> dict[str, Any]:

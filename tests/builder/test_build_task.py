@@ -81,7 +81,7 @@ def test_gradio_space_builds_runs_and_reuses_its_dependency_layer(
     assert any(e["type"] == "heartbeat" for e in events)
     config = config_of(result)
     assert config["sdk"] == "gradio" and config["app_port"] == 7860 and config["python_version"] == "3.11"
-    assert config["card_data"]["my_own_key"] == "kept" and config["strip_prefix"] is False
+    assert config["card_data"]["my_own_key"] == "kept"
     lines = log_lines(events)
     assert any("Successfully installed six-1.16.0" in line for line in lines)
 
@@ -200,7 +200,7 @@ def test_docker_sdk_gets_variables_never_secrets(run_build: Any, space_repo: Any
     )
     assert result["status"] == "success", result["error_message"]
     config = config_of(result)
-    assert config["app_port"] == 8080 and config["strip_prefix"] is True
+    assert config["app_port"] == 8080
     history = json.dumps(docker_api.history(result["image"]))
     assert "GREETING=hello" in history and "hf_supersecret123" not in history
     assert not any("hf_supersecret123" in json.dumps(e) for e in events)

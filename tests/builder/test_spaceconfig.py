@@ -15,18 +15,17 @@ def readme(body: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("sdk", "port", "app_file", "version", "strip"),
+    ("sdk", "port", "app_file", "version"),
     [
-        ("gradio", 7860, "app.py", spaceconfig.DEFAULT_SDK_VERSIONS["gradio"], False),
-        ("streamlit", 8501, "app.py", spaceconfig.DEFAULT_SDK_VERSIONS["streamlit"], False),
-        ("docker", 7860, "Dockerfile", None, True),
-        ("static", 7860, "index.html", None, False),
+        ("gradio", 7860, "app.py", spaceconfig.DEFAULT_SDK_VERSIONS["gradio"]),
+        ("streamlit", 8501, "app.py", spaceconfig.DEFAULT_SDK_VERSIONS["streamlit"]),
+        ("docker", 7860, "Dockerfile", None),
+        ("static", 7860, "index.html", None),
     ],
 )
-def test_defaults_per_sdk(sdk: str, port: int, app_file: str, version: str | None, strip: bool) -> None:
+def test_defaults_per_sdk(sdk: str, port: int, app_file: str, version: str | None) -> None:
     config = parse({"sdk": sdk})
     assert (config.app_port, config.app_file, config.sdk_version) == (port, app_file, version)
-    assert config.strip_prefix is strip
     assert config.startup_duration_timeout == 30 * 60
     assert config.python_version is None  # the builder resolves it to its base image's Python
 
@@ -52,7 +51,6 @@ def test_full_hub_front_matter_and_unknown_keys_kept() -> None:
     assert config.custom_headers == {"cross-origin-opener-policy": "same-origin"}
     data = config.to_dict()
     assert data["card_data"]["hf_oauth"] is True and data["card_data"]["fullWidth"] is True
-    assert data["strip_prefix"] is False
 
 
 def test_unquoted_versions_keep_their_text() -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from controlplane.api.errors import ApiError, repo_not_found
@@ -64,6 +64,20 @@ def bearer_or_basic(headers) -> str | None:
     return None
 
 
+def mark_used(svc: Services, token: Token) -> None:
+    """Record token use in its own short transaction, at most once a minute.
+
+    Writing through the request's session instead would make it a writer late in the request; on SQLite (WAL)
+    a read transaction that tries to write after other commits fails with "database is locked".
+    """
+    now = utcnow()
+    last = token.last_used_at
+    if last is not None and (now - (last if last.tzinfo else last.replace(tzinfo=now.tzinfo))).total_seconds() < 60:
+        return
+    with svc.db.session() as w:
+        w.execute(update(Token).where(Token.id == token.id).values(last_used_at=now))
+
+
 def identify(svc: Services, s: Session, headers, cookies) -> Caller:
     """Resolve the caller; a presented but unknown token is an error, not anonymity."""
     token = bearer_or_basic(headers)
@@ -78,7 +92,7 @@ def identify(svc: Services, s: Session, headers, cookies) -> Caller:
                 "InvalidCredentials",
                 headers={"WWW-Authenticate": 'Basic realm="Spaceyard"'},
             )
-        row.last_used_at = utcnow()
+        mark_used(svc, row)
         return Caller(user=row.user, token=row)
     cookie = cookies.get(SESSION_COOKIE)
     if cookie:

@@ -11,20 +11,30 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from controlplane.api import errors
-from controlplane.api.routes import logs, repos, spaces, whoami
+from controlplane.api.routes import billing, logs, repos, spaces, whoami
 from controlplane.build_events import BuildEventsConsumer
 from controlplane.builds import make_celery
 from controlplane.core.config import Settings, get_settings
 from controlplane.core.db import migrate
 from controlplane.deploy import Deployer
 from controlplane.gitserver import router as git_router
+from controlplane.metering.intervals import on_stage_change
 from controlplane.reconciler import Reconciler
 from controlplane.router.proxy import RouterMiddleware
 from controlplane.routing import SpaceResolver
 from controlplane.runtime.base import RuntimeBackend
 from controlplane.services import Services
+from controlplane.stages import on_change
 
 log = logging.getLogger(__name__)
+
+
+def meter(session, space, old: str | None, new: str, now) -> None:
+    """Usage intervals open and close in the same transaction as the stage change that causes them."""
+    on_stage_change(session, space, old, new, now=now)
+
+
+on_change(meter)
 
 
 def make_runtime(settings: Settings) -> RuntimeBackend:
@@ -88,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The router sits in front of everything: app URLs never reach the API's routes.
     app.add_middleware(RouterMiddleware, resolver=SpaceResolver(svc), apps_domain=settings.apps_domain)
     errors.install(app)
-    for module in (repos, spaces, logs, whoami):
+    for module in (repos, spaces, logs, whoami, billing):
         app.include_router(module.router)
     app.include_router(git_router)
 

@@ -149,6 +149,33 @@ def cmd_hardware(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_usage(settings: Settings, args) -> int:
+    params = {"month": args.month} if args.month else {}
+    if args.owner:
+        params["owner"] = args.owner
+    with _api(settings, args.token) as api:
+        if args.csv:
+            resp = api.get("/api/billing/usage", params={**params, "format": "csv"})
+            if resp.status_code >= 400:
+                _check(resp)
+            print(resp.text, end="")
+            return 0
+        out = _check(api.get("/api/billing/usage", params=params))
+    print(f"{'space':40} {'tier':14} {'hours':>10} {'GPU-hours':>10} {'cost':>10}")
+    for row in out["rows"]:
+        print(f"{row['space']:40} {row['tier']:14} {row['hours']:>10.2f} {row['gpuHours']:>10.2f} {row['cost']:>10.2f}")
+    t = out["totals"]
+    print(f"{'total ' + out['month']:55} {t['hours']:>10.2f} {t['gpuHours']:>10.2f} {t['cost']:>10.2f}")
+    return 0
+
+
+def cmd_agent_token(settings: Settings, _args) -> int:
+    from controlplane.core.security import service_token
+
+    print(service_token(settings.secret_key_value(), "gpu-agent"))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spaceyard", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -182,10 +209,23 @@ def parser() -> argparse.ArgumentParser:
     hw.add_argument("space")
     hw.add_argument("flavor")
     hw.set_defaults(func=cmd_hardware)
+    usage = with_token(sub.add_parser("usage", help="hours, GPU-hours and cost for a month"))
+    usage.add_argument("--month", help="YYYY-MM (default: this month)")
+    usage.add_argument("--owner", help="admins: another owner, or 'all'")
+    usage.add_argument("--csv", action="store_true")
+    usage.set_defaults(func=cmd_usage)
+    sub.add_parser("agent-token", help="print the GPU agent's credential").set_defaults(func=cmd_agent_token)
+    # Listed for --help; main() hands its arguments to the agent's own parser untouched.
+    sub.add_parser("gpu-agent", help="sample this node's GPUs and report them (spaceyard gpu-agent --help)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gpu-agent"]:
+        from controlplane.gpu_agent.agent import main as agent_main
+
+        return agent_main(argv[1:])
     args = parser().parse_args(argv)
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

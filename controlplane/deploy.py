@@ -9,10 +9,12 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.models import Build, Space, SpaceSecret, SpaceVariable
+from controlplane.metering.intervals import on_tier_change
+from controlplane.models import Build, Space, SpaceSecret, SpaceVariable, utcnow
 from controlplane.router.apps import root_path_env
 from controlplane.runtime.base import AppSpec, Instance
 from controlplane.services import Services
+from controlplane.spending import blocks_start
 from controlplane.stages import SERVING, Stage, set_stage
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,10 @@ class Deployer:
                 return
             config = build.config or {}
             serving = Stage(space.stage) in SERVING and space.container_id is not None
+            refusal = blocks_start(svc, s, space)
+            if refusal:
+                set_stage(s, space, Stage.PAUSED, refusal)
+                return
             set_stage(
                 s,
                 space,
@@ -130,6 +136,8 @@ class Deployer:
             old = space.container_id
             space.container_id, space.endpoint = ready.id, ready.endpoint
             space.running_build_id, space.image, space.strip_prefix = build_id, spec.image, strip
+            if space.hardware_current and space.hardware_current != space.hardware_requested:
+                on_tier_change(s, space, space.hardware_requested, now=utcnow())
             space.hardware_current = space.hardware_requested
             set_stage(s, space, Stage.RUNNING, None)
         if old and old != ready.id:

@@ -37,14 +37,14 @@ def latest_success(s: Session, space: Space) -> Build | None:
     )
 
 
-async def pause(svc: Services, deployer: Deployer, space_id: int) -> None:
+async def pause(svc: Services, deployer: Deployer, space_id: int, message: str = "Paused by its owner.") -> None:
     with svc.db.session() as s:
         space = s.get(Space, space_id)
         task = deployer.starting.pop(space_id, None)
         if task:
             task.cancel()
         instance = release(svc, space)
-        set_stage(s, space, Stage.PAUSED, "Paused by its owner.")
+        set_stage(s, space, Stage.PAUSED, message)
     await stop_instance(svc, instance)
 
 

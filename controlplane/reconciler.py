@@ -12,9 +12,12 @@ import logging
 from sqlalchemy import select
 
 from controlplane.deploy import Deployer
-from controlplane.lifecycle import latest_success
-from controlplane.models import Space
+from controlplane.lifecycle import latest_success, pause
+from controlplane.metering.intervals import reconcile_open_intervals
+from controlplane.models import Space, utcnow
+from controlplane.runtime.base import Instance
 from controlplane.services import Services
+from controlplane.spending import over_limit_spaces
 from controlplane.stages import SERVING, Stage, set_stage
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,16 @@ class Reconciler:
             except Exception:
                 log.exception("reconcile pass failed")
             await asyncio.sleep(self.svc.settings.reconcile_interval)
+
+    def meter(self, instances: list[Instance]) -> None:
+        """Close or continue usage intervals from what the runtime really ran (crash safety)."""
+        with self.svc.db.session() as s:
+            ids = {sp.full_name: sp.id for sp in s.scalars(select(Space))}
+            actual: dict[int, list] = {space_id: [] for space_id in ids.values()}
+            for inst in instances:
+                if inst.space in ids and inst.started_at is not None:
+                    actual[ids[inst.space]].append((inst.started_at, inst.finished_at))
+            reconcile_open_intervals(s, actual, now=utcnow(), catalog=self.svc.catalog)
 
     async def once(self) -> None:
         instances = await asyncio.to_thread(self.svc.runtime.list)
@@ -63,6 +76,9 @@ class Reconciler:
                     redeploy.append((space.id, build.id))
         for space_id, build_id in redeploy:
             self.deployer.deploy(space_id, build_id)
+        await asyncio.to_thread(self.meter, instances)
+        for space_id, message in await asyncio.to_thread(over_limit_spaces, self.svc):
+            await pause(self.svc, self.deployer, space_id, message)
         for inst in instances:
             if inst.id not in wanted:
                 log.info("reconcile: removing orphan instance %s of %s", inst.id[:12], inst.space)

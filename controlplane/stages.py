@@ -45,7 +45,8 @@ _announce: list[Callable[[str], None]] = []
 
 
 def on_change(listener: Listener) -> Listener:
-    _listeners.append(listener)
+    if listener not in _listeners:  # one process may build several apps (tests); listen once
+        _listeners.append(listener)
     return listener
 
 

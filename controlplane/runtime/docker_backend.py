@@ -132,7 +132,8 @@ class DockerBackend(RuntimeBackend):
             state=kind,
             endpoint=endpoint if kind == "running" else None,
             started_at=_time(state.get("StartedAt")),
-            finished_at=_time(state.get("FinishedAt")),
+            # A restarted container keeps its previous run's FinishedAt while it runs again.
+            finished_at=_time(state.get("FinishedAt")) if kind in ("exited", "failed") else None,
             exit_code=state.get("ExitCode") if kind in ("exited", "failed") else None,
             message=state.get("Error") or None,
         )

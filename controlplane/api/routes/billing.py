@@ -1,0 +1,88 @@
+"""Usage and billing (`/api/billing/...`), GPU samples from the agents, and `/metrics` for Prometheus."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.api.deps import Caller, bearer_or_basic, db_session, services, signed_in
+from controlplane.api.errors import ApiError
+from controlplane.core.security import service_token
+from controlplane.metering.billing import month_of, report_to_csv, usage_for_month
+from controlplane.metering.metrics import render_metrics
+from controlplane.metering.samples import store_samples
+from controlplane.models import User, utcnow
+from controlplane.services import Services
+
+router = APIRouter(tags=["billing"])
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def report_json(report) -> dict:
+    rows = [{"space": r.space, "owner": r.owner, "tier": r.tier, "gpuModel": r.gpu_model, "gpuCount": r.gpu_count,
+             "seconds": r.seconds, "hours": round(r.hours, 4), "gpuHours": round(r.gpu_hours, 4),
+             "cost": round(r.cost, 4)} for r in report.rows]
+    return {"month": report.month, "owner": report.owner, "rows": rows,
+            "totals": {"seconds": report.seconds, "hours": round(report.hours, 4),
+                       "gpuHours": round(report.gpu_hours, 4), "cost": round(report.cost, 4)}}
+
+
+@router.get("/api/billing/usage")
+def usage(month: str | None = None, owner: str | None = None, format: str = "json",
+          who: Caller = Depends(signed_in), s: Session = Depends(db_session)) -> Response:
+    """One owner's usage for a month (default: this month); admins may pass owner=NAME or owner=all."""
+    now = utcnow()
+    month = month or month_of(now)
+    if not MONTH.match(month):
+        raise ApiError(400, f"Invalid month {month!r}: use YYYY-MM, e.g. 2026-11.")
+    target: str | None = who.user.name
+    if owner and owner != who.user.name:
+        if not who.user.is_admin:
+            raise ApiError(403, "Only admins can read other owners' usage.", "Forbidden")
+        target = None if owner == "all" else owner
+    report = usage_for_month(s, target, month, now=now)
+    if format == "csv":
+        name = f"spaceyard-usage-{target or 'all'}-{month}.csv"
+        return Response(report_to_csv(report), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    data = report_json(report)
+    limit = s.scalar(select(User.spending_limit).where(User.name == who.user.name))
+    data["spendingLimit"] = limit if target == who.user.name else None
+    return JSONResponse(data)
+
+
+@router.put("/api/billing/limit")
+def set_limit(payload: dict = Body(...), who: Caller = Depends(signed_in), s: Session = Depends(db_session)) -> dict:
+    """Set (a number, in the catalog's currency per month) or clear (null) the caller's spending limit."""
+    limit = payload.get("limit")
+    if limit is not None and (not isinstance(limit, int | float) or limit < 0):
+        raise ApiError(400, "limit must be a non-negative number, or null for no limit.")
+    s.get(User, who.user.id).spending_limit = limit
+    return {"spendingLimit": limit}
+
+
+def agent_token(svc: Services) -> str:
+    return service_token(svc.secret_key, "gpu-agent")
+
+
+@router.post("/api/metering/gpu-samples", include_in_schema=True)
+def gpu_samples(request: Request, payload: dict = Body(...), svc: Services = Depends(services),
+                s: Session = Depends(db_session)) -> dict:
+    if bearer_or_basic(request.headers) != agent_token(svc):
+        raise ApiError(401, "GPU samples need the agent token (`spaceyard agent-token` prints it).",
+                       "InvalidCredentials")
+    try:
+        return {"stored": store_samples(s, payload)}
+    except ValidationError as e:
+        raise ApiError(422, f"Invalid GPU samples: {e.errors()[0]['msg']}") from e
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(svc: Services = Depends(services)) -> Response:
+    body, content_type = render_metrics(svc.db.sessionmaker)
+    return Response(body, media_type=content_type)

@@ -119,18 +119,14 @@ class KubernetesBackend(RuntimeBackend):
         """
         name, build = parse_instance_id(instance_id)
         for _ in range(3):
-            try:
-                dep = self.apps.read_namespaced_deployment(name, self.namespace)
-            except ApiException as e:
-                if _missing(e):
-                    return
-                raise
-            if (dep.metadata.labels or {}).get(BUILD_LABEL) != str(build):
+            dep = self._read_deployment(name)
+            if dep is None or _labels(dep).get(BUILD_LABEL) != str(build):
                 return
-            version = dep.metadata.resource_version
+            version = dep["metadata"]["resourceVersion"]
             try:
                 if remove:
-                    self.apps.delete_namespaced_deployment(
+                    self._raw(
+                        self.apps.delete_namespaced_deployment,
                         name,
                         self.namespace,
                         body=client.V1DeleteOptions(
@@ -139,7 +135,8 @@ class KubernetesBackend(RuntimeBackend):
                         ),
                     )
                 else:
-                    self.apps.patch_namespaced_deployment(
+                    self._raw(
+                        self.apps.patch_namespaced_deployment,
                         name,
                         self.namespace,
                         {"metadata": {"resourceVersion": version}, "spec": {"replicas": 0}},
@@ -165,7 +162,7 @@ class KubernetesBackend(RuntimeBackend):
         ]
         for delete in deletes:
             try:
-                delete(name, self.namespace, propagation_policy="Background")
+                self._raw(delete, name, self.namespace, propagation_policy="Background")
             except ApiException as e:
                 if not _missing(e):
                     raise
@@ -275,7 +272,8 @@ class KubernetesBackend(RuntimeBackend):
             "Secret": self.core.patch_namespaced_secret,
         }[obj["kind"]]
         # force: Spaceyard is the one owner of these objects; take fields back from a stray kubectl edit.
-        patch(
+        self._raw(
+            patch,
             obj["metadata"]["name"],
             self.namespace,
             obj,
@@ -285,9 +283,13 @@ class KubernetesBackend(RuntimeBackend):
         )
 
     def _raw(self, call: Callable[..., object], *args: object, **kwargs: object) -> dict:
-        """The API's JSON, which k8s_status reads, without the client's model conversion."""
+        """The API's JSON, which k8s_status reads. Skipping the client's models also spares us its
+        validation of fields newer than the client (and of partial objects we never read back)."""
         response = call(*args, _preload_content=False, **kwargs)
-        return json.loads(response.data)  # type: ignore[attr-defined]
+        try:
+            return json.loads(response.data)  # type: ignore[attr-defined]
+        finally:
+            response.release_conn()  # type: ignore[attr-defined]
 
     def _read_deployment(self, name: str) -> dict | None:
         try:
@@ -302,7 +304,5 @@ class KubernetesBackend(RuntimeBackend):
         return listing.get("items") or []
 
     def _pod_events(self, pod_name: str) -> list[dict]:
-        events = self.core.list_namespaced_event(
-            self.namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod_name}"
-        )
-        return [self.api.sanitize_for_serialization(e) for e in events.items]
+        selector = f"involvedObject.kind=Pod,involvedObject.name={pod_name}"
+        return self._raw(self.core.list_namespaced_event, self.namespace, field_selector=selector).get("items") or []

@@ -35,16 +35,15 @@ _NAME_PREFIX = "space-"  # Service names must start with a letter (RFC 1035)
 class K8sOptions:
     """What an operator sets for the kubernetes runtime (wired from the control plane's settings)."""
 
-    namespace: str = "spaceyard"
+    namespace: str = "spaceyard-spaces"  # the Helm chart's spaces.namespace
     apps_domain: str = "localhost"
     kubeconfig: str | None = None  # None: in-cluster config, else $KUBECONFIG or ~/.kube/config
-    ingress: bool = True
+    # Off by default: the Helm chart routes *.apps_domain to the Spaceyard router, which wakes sleeping
+    # Spaces. A per-Space Ingress is more specific than that wildcard, so it would take the Space's host
+    # straight to its Service and a sleeping Space (0 replicas) would answer the controller's 503.
+    ingress: bool = False
     ingress_class: str | None = None  # None: the cluster's default IngressClass
     tls_secret: str | None = None  # e.g. a wildcard certificate for *.apps_domain
-    # Send each Space's host to the Spaceyard router instead of straight to the Space's Service, so a
-    # request to a sleeping Space (0 replicas) wakes it rather than getting the controller's 503.
-    router_service: str | None = None
-    router_port: int = 80
     image_pull_secret: str | None = None
     image_pull_policy: str = "IfNotPresent"
     http_probe_path: str | None = None  # None: TCP probe, since Docker Spaces may answer 404 on "/"
@@ -264,10 +263,7 @@ def make_service(spec: AppSpec, settings: K8sOptions) -> dict:
 
 def make_ingress(spec: AppSpec, settings: K8sOptions) -> dict:
     host = space_host(spec.space, settings.apps_domain)
-    if settings.router_service:
-        backend = {"name": settings.router_service, "port": {"number": settings.router_port}}
-    else:
-        backend = {"name": object_name(spec.space), "port": {"number": SERVICE_PORT}}
+    backend = {"name": object_name(spec.space), "port": {"number": SERVICE_PORT}}
     ingress_spec: dict = {
         "rules": [
             {

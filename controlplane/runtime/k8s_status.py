@@ -218,7 +218,8 @@ def instance_from_pod(pod: Any, events: Iterable[Any] = (), deleted: bool = Fals
         build_id=build,
         tier=labels.get(TIER_LABEL, ""),
         state=view.state,
-        endpoint=service_endpoint(name, meta.get("namespace", "default")),
+        # Like the docker backend: an address only once the app answers, so callers can route on it.
+        endpoint=service_endpoint(name, meta.get("namespace", "default")) if view.state == "running" else None,
         started_at=view.started_at,
         finished_at=view.finished_at,
         exit_code=view.exit_code,
@@ -270,6 +271,5 @@ def instance_for_build(
         build_id=build_id,
         tier=labels.get(TIER_LABEL, ""),
         state=state,
-        endpoint=service_endpoint(name, meta.get("namespace", "default")),
         message=message,
     )

@@ -17,6 +17,7 @@ from kubernetes import client, config, watch
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from controlplane.core.config import Settings
 from controlplane.runtime.base import AppSpec, Instance, RuntimeBackend
 from controlplane.runtime.k8s_objects import (
     BUILD_LABEL,
@@ -31,10 +32,9 @@ from controlplane.runtime.k8s_objects import (
     make_service,
     object_name,
     parse_instance_id,
-    service_endpoint,
 )
 from controlplane.runtime.k8s_status import instance_for_build, instance_from_pod, reported_pod
-from controlplane.tiers import Catalog, default_catalog
+from controlplane.tiers import Catalog, default_catalog, load_catalog
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,20 @@ class KubernetesBackend(RuntimeBackend):
         self.apps = client.AppsV1Api(self.api)
         self.networking = client.NetworkingV1Api(self.api)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KubernetesBackend:
+        options = K8sOptions(
+            namespace=settings.spaces_namespace,
+            apps_domain=settings.apps_domain,
+            kubeconfig=settings.kubeconfig,
+            ingress=settings.space_ingress,
+            ingress_class=settings.ingress_class,
+            tls_secret=settings.apps_tls_secret,
+            image_pull_secret=settings.image_pull_secret,
+        )
+        catalog = load_catalog(settings.tiers_file) if settings.tiers_file else default_catalog()
+        return cls(options, catalog)
+
     @property
     def namespace(self) -> str:
         return self.options.namespace
@@ -107,12 +121,22 @@ class KubernetesBackend(RuntimeBackend):
             build_id=spec.build_id,
             tier=spec.tier.name,
             state="pending",
-            endpoint=service_endpoint(name, self.namespace),
             message="waiting to be scheduled",
         )
 
     def stop(self, instance_id: str, remove: bool = True) -> None:
-        """Delete the Deployment (remove) or scale it to 0 (pause, sleep), only if it still runs this build.
+        """Delete the Deployment (remove) or scale it to 0 (pause, sleep), only if it still runs this build."""
+        self._if_build(instance_id, 0 if not remove else None)
+
+    def resume(self, instance_id: str) -> Instance:
+        """Scale a sleeping Space's Deployment back to 1: same objects, same build, a fresh pod."""
+        instance = self.get(instance_id) if self._if_build(instance_id, 1) else None
+        if instance is None:
+            raise RuntimeError(f"{instance_id} is gone or replaced by a newer build")
+        return instance
+
+    def _if_build(self, instance_id: str, replicas: int | None) -> bool:
+        """Scale (or, with replicas None, delete) the Deployment if it still runs the instance's build.
 
         The resourceVersion precondition makes the check and the change one step: a start() of a newer
         build in between turns this into a conflict, and the retry then sees the newer build and leaves it.
@@ -121,10 +145,10 @@ class KubernetesBackend(RuntimeBackend):
         for _ in range(3):
             dep = self._read_deployment(name)
             if dep is None or _labels(dep).get(BUILD_LABEL) != str(build):
-                return
+                return False
             version = dep["metadata"]["resourceVersion"]
             try:
-                if remove:
+                if replicas is None:
                     self._raw(
                         self.apps.delete_namespaced_deployment,
                         name,
@@ -139,17 +163,17 @@ class KubernetesBackend(RuntimeBackend):
                         self.apps.patch_namespaced_deployment,
                         name,
                         self.namespace,
-                        {"metadata": {"resourceVersion": version}, "spec": {"replicas": 0}},
+                        {"metadata": {"resourceVersion": version}, "spec": {"replicas": replicas}},
                         field_manager=FIELD_MANAGER,
                         _content_type="application/merge-patch+json",
                     )
-                return
+                return True
             except ApiException as e:
                 if _missing(e):
-                    return
+                    return False
                 if e.status != 409:
                     raise
-        raise RuntimeError(f"deployment {name} kept changing; could not stop {instance_id}")
+        raise RuntimeError(f"deployment {name} kept changing; could not change {instance_id}")
 
     def remove_space(self, space: str) -> None:
         """Delete every object of the Space. Images stay in the registry; kubelets collect them."""

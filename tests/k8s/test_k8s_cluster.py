@@ -37,7 +37,7 @@ def backend() -> Iterator:
     from controlplane.runtime.kubernetes_backend import KubernetesBackend
 
     namespace = f"spaceyard-test-{uuid.uuid4().hex[:8]}"
-    backend = KubernetesBackend(K8sOptions(namespace=namespace, apps_domain="apps.test"), CATALOG)
+    backend = KubernetesBackend(K8sOptions(namespace=namespace, apps_domain="apps.test", ingress=True), CATALOG)
     backend.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     try:
         yield backend
@@ -107,7 +107,8 @@ def test_create_pause_resume_and_delete(backend) -> None:
     paused = wait_for(lambda: (i := backend.get(instance.id)) and i.state == "exited" and i or None, "pause")
     assert paused.message in ("scaled to 0", "stopping")
 
-    backend.start(spec(space, "cpu-basic"))
+    resumed = backend.resume(instance.id)
+    assert resumed.id == instance.id and resumed.state in ("pending", "starting", "running")
     assert backend.apps.read_namespaced_deployment(name, backend.namespace).spec.replicas == 1
 
     # A stop for an older build leaves the newer one alone.

@@ -129,6 +129,12 @@ def test_instance_from_pod_reads_labels_and_annotations() -> None:
     assert instance.id == f"{NAME}:7"
     assert instance.space == "alice/demo"
     assert (instance.build_id, instance.tier, instance.state) == (7, "t4-small", "pending")
+    assert instance.endpoint is None  # an address only once the app answers, as the docker backend does
+
+
+def test_running_instance_has_the_service_address() -> None:
+    instance = instance_from_pod(*recorded("running_ready"))
+    assert instance.state == "running"
     assert instance.endpoint == service_endpoint(NAME, "spaces") == f"{NAME}.spaces.svc.cluster.local:80"
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -144,6 +145,21 @@ class Platform:
     def stop(self) -> None:
         for name, _proc in reversed(list(self.procs)):
             self.stop_process(name)
+
+    def remove_engine_objects(self) -> None:
+        """Remove every container and image this installation made (for throwaway test and bench platforms)."""
+        import docker
+
+        from controlplane.core.config import Settings
+
+        instance = Settings(data_dir=self.data_dir).instance
+        client = docker.from_env()
+        for c in client.containers.list(all=True, filters={"label": f"spaceyard.instance={instance}"}):
+            c.remove(force=True)
+        for image in client.images.list():
+            if any(t.startswith(f"spaceyard-{instance}/") for t in image.tags):
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(image.id, force=True)
 
     def wait(self) -> None:
         """Block until one of the platform's processes dies or the user presses Ctrl-C."""

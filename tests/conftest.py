@@ -5,7 +5,6 @@ Tests talk to it the way users do: HTTP, `git`, `huggingface_hub`, `gradio_clien
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -126,7 +125,7 @@ def platform(tmp_path_factory) -> Iterator[RunningPlatform]:
     running = launch(tmp_path_factory.mktemp("platform"))
     yield running
     running.platform.stop()
-    cleanup_engine(running)
+    running.platform.remove_engine_objects()
 
 
 @pytest.fixture(scope="session")
@@ -139,25 +138,9 @@ def pg_platform(tmp_path_factory) -> Iterator[RunningPlatform]:
     running = launch(tmp_path_factory.mktemp("pgplatform"), url)
     yield running
     running.platform.stop()
-    cleanup_engine(running)
+    running.platform.remove_engine_objects()
     proc.terminate()
     proc.wait(20)
-
-
-def cleanup_engine(running: RunningPlatform) -> None:
-    """Remove the containers and images this test platform made (other installations are left alone)."""
-    import docker
-
-    from controlplane.core.config import Settings
-
-    instance = Settings(data_dir=running.data_dir).instance
-    client = docker.from_env()
-    for c in client.containers.list(all=True, filters={"label": f"spaceyard.instance={instance}"}):
-        c.remove(force=True)
-    for image in client.images.list():
-        if any(t.startswith(f"spaceyard-{instance}/") for t in image.tags):
-            with contextlib.suppress(docker.errors.APIError):
-                client.images.remove(image.id, force=True)
 
 
 def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:

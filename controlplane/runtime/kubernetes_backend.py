@@ -51,7 +51,8 @@ def load_api_client(kubeconfig: str | None = None) -> ApiClient:
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)
         return ApiClient(configuration)
-    return config.new_client_from_config()
+    # Read $KUBECONFIG now: the client's own default is fixed when the module is imported.
+    return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG") or None)
 
 
 def _labels(obj: dict) -> dict[str, str]:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -69,19 +70,21 @@ class RunningPlatform:
         return "\n".join(out)
 
 
-def start_postgres(tmp: Path) -> tuple[str, subprocess.Popen | None, Path]:
-    """A private PostgreSQL cluster (Debian's binaries) on a free port; returns its URL."""
+def start_postgres() -> tuple[str, subprocess.Popen, Path]:
+    """A private PostgreSQL cluster (Debian's binaries) on a free port; returns its URL, process and folder."""
     bindir = Path("/usr/lib/postgresql")
     versions = sorted(bindir.glob("*/bin/initdb"))
     if not versions:
         pytest.skip("PostgreSQL is not installed (scripts/setup.sh --test installs it)")
     bin_ = versions[-1].parent
+    # Directly under /tmp: pytest's own folders are private to root, and the server runs as another user.
+    tmp = Path(tempfile.mkdtemp(prefix="spaceyard-pg-"))
     data = tmp / "pgdata"
-    data.mkdir(parents=True)
+    data.mkdir()
     run_as: list[str] = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        shutil.chown(data, "postgres")
         shutil.chown(tmp, "postgres")
+        shutil.chown(data, "postgres")
         run_as = ["runuser", "-u", "postgres", "--"]
     subprocess.run([*run_as, str(bin_ / "initdb"), "-D", str(data), "-U", "spaceyard", "--auth=trust", "-E", "UTF8"],
                    check=True, capture_output=True)
@@ -101,7 +104,7 @@ def start_postgres(tmp: Path) -> tuple[str, subprocess.Popen | None, Path]:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
-    return url, proc, data
+    return url, proc, tmp
 
 
 def launch(tmp: Path, database_url: str | None = None) -> RunningPlatform:
@@ -133,14 +136,14 @@ def pg_platform(tmp_path_factory) -> Iterator[RunningPlatform]:
     """The whole platform on PostgreSQL."""
     if not docker_ok():
         pytest.skip("no Docker engine reachable (./dev.sh test starts one)")
-    tmp = tmp_path_factory.mktemp("pg")
-    url, proc, _data = start_postgres(tmp)
+    url, proc, pg_dir = start_postgres()
     running = launch(tmp_path_factory.mktemp("pgplatform"), url)
     yield running
     running.platform.stop()
     running.platform.remove_engine_objects()
     proc.terminate()
     proc.wait(20)
+    shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:

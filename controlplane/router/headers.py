@@ -37,6 +37,23 @@ WS_HANDSHAKE = frozenset(
 )
 
 
+# Spaceyard's own credentials let a visitor into a private Space; the app itself must never see them.
+PLATFORM_TOKEN_PREFIX = b"sy_"
+PLATFORM_COOKIE = b"spaceyard_session"
+
+
+def without_platform_credentials(key: bytes, value: bytes) -> bytes | None:
+    """The header as the app may see it: Spaceyard tokens and session cookies removed (None: drop it)."""
+    name = key.lower()
+    if name == b"authorization":
+        scheme, _, credential = value.partition(b" ")
+        return None if credential.strip().startswith(PLATFORM_TOKEN_PREFIX) else value
+    if name == b"cookie":
+        kept = [c for c in value.split(b";") if c.strip().partition(b"=")[0] != PLATFORM_COOKIE]
+        return b";".join(kept).strip() or None
+    return value
+
+
 def end_to_end(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes] = frozenset()) -> Headers:
     """Headers minus hop-by-hop ones, those the Connection header names, and `drop` (lower-case names)."""
     headers = list(headers)
@@ -58,7 +75,11 @@ def upstream_request_headers(scope: dict, prefix: str | None, drop: frozenset[by
     """The client's end-to-end headers (Host kept: apps build absolute URLs and check Origin against it)
     plus X-Forwarded-For/-Proto/-Host, and X-Forwarded-Prefix when the client used the path-based URL."""
     raw = scope["headers"]
-    headers = end_to_end(raw, SET_BY_ROUTER | {b"x-forwarded-for"} | drop)
+    headers = [
+        (key, kept)
+        for key, value in end_to_end(raw, SET_BY_ROUTER | {b"x-forwarded-for"} | drop)
+        if (kept := without_platform_credentials(key, value)) is not None
+    ]
     client = scope.get("client")
     chain = [v for k, v in raw if k.lower() == b"x-forwarded-for"]
     peer = client[0].encode("latin-1") if client else None

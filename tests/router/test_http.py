@@ -173,3 +173,14 @@ def test_every_proxied_request_touches_its_space(client: httpx.Client, resolver)
     client.get("/apps/alice/echo/")
     client.get("/apps/alice/echo/")
     assert resolver.touches["alice/echo"] == before + 2
+
+
+
+def test_spaceyard_credentials_never_reach_the_app(client: httpx.Client) -> None:
+    """The token or session cookie that opens a private Space stays with Spaceyard; the app's own pass."""
+    platform = {"Authorization": "Bearer sy_secret-platform-token", "Cookie": "spaceyard_session=abc; app_pref=dark"}
+    seen = client.get("/apps/alice/echo/", headers=platform).json()["headers"]
+    assert "authorization" not in seen
+    assert seen["cookie"] == "app_pref=dark"
+    seen = client.get("/apps/alice/echo/", headers={"Authorization": "Bearer app-own-token"}).json()["headers"]
+    assert seen["authorization"] == "Bearer app-own-token"

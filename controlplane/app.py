@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
+from controlplane import dashboard
 from controlplane.api import errors
 from controlplane.api.routes import billing, logs, repos, spaces, whoami
 from controlplane.build_events import BuildEventsConsumer
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (repos, spaces, logs, whoami, billing):
         app.include_router(module.router)
     app.include_router(git_router)
+    dashboard.install(app)
 
     @app.get("/api/health", tags=["meta"])
     def health() -> dict:

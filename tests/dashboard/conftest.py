@@ -46,9 +46,9 @@ class Dashboard:
 @pytest.fixture
 def dash(tmp_path: Path) -> Iterator[Dashboard]:
     settings = Settings(data_dir=tmp_path / "data", secret_key="test-secret", port=8000)
-    migrate(settings.sqlalchemy_url)
     # No `with`: the lifespan (Redis, runtime, loops) does not run; pages read the database and repos only.
     app = create_app(settings)
+    migrate(settings.sqlalchemy_url)
     svc: Services = app.state.services
     with svc.db.session() as s:
         add_user(s, "alice", password=PASSWORD)

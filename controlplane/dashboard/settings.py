@@ -1,0 +1,192 @@
+"""A Space's settings: hardware, sleep time, pause/restart/rebuild, secrets and variables, visibility, delete."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
+
+from controlplane.api.deps import Caller, db_session, services
+from controlplane.api.errors import ApiError
+from controlplane.api.views import runtime
+from controlplane.dashboard.forms import checked_form
+from controlplane.dashboard.web import PageError, member, redirect, render, space_for
+from controlplane.lifecycle import change_hardware, delete, pause, restart
+from controlplane.models import Space, SpaceSecret, SpaceVariable
+from controlplane.services import Services
+from controlplane.stages import Stage, set_stage
+
+router = APIRouter()
+
+# The Hub's sleep-time choices, in seconds; "" keeps the platform default (cpu-basic sleeps, upgrades never).
+SLEEP_CHOICES = [("", "Platform default"), ("300", "5 minutes"), ("900", "15 minutes"), ("3600", "1 hour"),
+                 ("36000", "10 hours"), ("86400", "24 hours"), ("172800", "48 hours"), ("604800", "1 week")]
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def _settings_context(svc: Services, s: Session, space: Space) -> dict:
+    return {
+        "space": space,
+        "runtime": runtime(svc, space),
+        "tiers": svc.catalog.tiers,
+        "sleep_choices": SLEEP_CHOICES,
+        "secrets": _rows(s, SpaceSecret, space),
+        "variables": _rows(s, SpaceVariable, space),
+    }
+
+
+def _rows(s: Session, model: type[SpaceSecret] | type[SpaceVariable], space: Space) -> list:
+    return list(s.scalars(select(model).where(model.space_id == space.id).order_by(model.key)))
+
+
+@router.get("/spaces/{owner}/{name}/settings")
+def settings_page(
+    owner: str,
+    name: str,
+    request: Request,
+    who: Caller = Depends(member),
+    svc: Services = Depends(services),
+    s: Session = Depends(db_session),
+) -> Response:
+    space = space_for(s, who, owner, name, write=True)
+    return render(request, "settings.html", who, **_settings_context(svc, s, space))
+
+
+def _owned_id(svc: Services, who: Caller, owner: str, name: str) -> int:
+    with svc.db.session() as s:
+        return space_for(s, who, owner, name, write=True).id
+
+
+def _back(owner: str, name: str, anchor: str = "") -> Response:
+    return redirect(f"/spaces/{owner}/{name}/settings{anchor}")
+
+
+@router.post("/spaces/{owner}/{name}/settings/hardware")
+async def set_hardware(
+    owner: str, name: str, form: FormData = Depends(checked_form), who: Caller = Depends(member),
+    svc: Services = Depends(services),
+) -> Response:
+    space_id = _owned_id(svc, who, owner, name)
+    try:
+        await change_hardware(svc, svc.extras["deployer"], space_id, str(form.get("hardware") or ""))
+    except ApiError as e:
+        raise PageError(e.status, e.message) from e
+    return _back(owner, name, "#hardware")
+
+
+@router.post("/spaces/{owner}/{name}/settings/sleep")
+def set_sleep(
+    owner: str, name: str, form: FormData = Depends(checked_form), who: Caller = Depends(member),
+    svc: Services = Depends(services),
+) -> Response:
+    value = str(form.get("sleep_time") or "")
+    if value and value not in dict(SLEEP_CHOICES):
+        raise PageError(400, f"Unknown sleep time {value!r}.")
+    with svc.db.session() as s:
+        space_for(s, who, owner, name, write=True).sleep_time = int(value) if value else None
+    return _back(owner, name, "#sleep")
+
+
+@router.post("/spaces/{owner}/{name}/settings/{action}")
+async def control(
+    owner: str, name: str, action: str, form: FormData = Depends(checked_form), who: Caller = Depends(member),
+    svc: Services = Depends(services),
+) -> Response:
+    """Pause, restart, factory rebuild: the same calls the API's /pause and /restart make."""
+    if action not in ("pause", "restart", "rebuild"):
+        raise PageError(404, f"Unknown action {action!r}.")
+    space_id = _owned_id(svc, who, owner, name)
+    deployer = svc.extras["deployer"]
+    try:
+        if action == "pause":
+            await pause(svc, deployer, space_id)
+        else:
+            await restart(svc, deployer, space_id, factory=action == "rebuild")
+    except ApiError as e:
+        raise PageError(e.status, e.message) from e
+    return redirect(f"/spaces/{owner}/{name}")
+
+
+@router.post("/spaces/{owner}/{name}/settings/visibility/set")
+def set_visibility(
+    owner: str, name: str, form: FormData = Depends(checked_form), who: Caller = Depends(member),
+    svc: Services = Depends(services),
+) -> Response:
+    with svc.db.session() as s:
+        space = space_for(s, who, owner, name, write=True)
+        space.private = form.get("visibility") == "private"
+        # Re-stating the stage announces the change after commit, so the router's cache forgets the old
+        # visibility (its cached entry decides who may open the app).
+        set_stage(s, space, Stage(space.stage), space.error_message, detail=space.detail)
+    return _back(owner, name, "#visibility")
+
+
+def _env_key(form: FormData) -> str:
+    key = str(form.get("key") or "").strip()
+    if not ENV_KEY.match(key):
+        raise PageError(400, f"Invalid name {key!r}: use letters, digits and '_', not starting with a digit.")
+    return key
+
+
+@router.post("/spaces/{owner}/{name}/settings/secrets/{op}")
+def edit_secret(
+    owner: str, name: str, op: str, form: FormData = Depends(checked_form), who: Caller = Depends(member),
+    svc: Services = Depends(services),
+) -> Response:
+    """Secrets are write-only here: stored encrypted, and no page ever shows a value again."""
+    key = _env_key(form)
+    with svc.db.session() as s:
+        space = space_for(s, who, owner, name, write=True)
+        row = s.scalar(select(SpaceSecret).where(SpaceSecret.space_id == space.id, SpaceSecret.key == key))
+        if op == "delete":
+            if row is not None:
+                s.delete(row)
+        elif op == "set":
+            value = svc.secret_box.encrypt(str(form.get("value") or ""))
+            description = str(form.get("description") or "") or None
+            if row is None:
+                s.add(SpaceSecret(space_id=space.id, key=key, value_encrypted=value, description=description))
+            else:
+                row.value_encrypted, row.description = value, description
+        else:
+            raise PageError(404, f"Unknown operation {op!r}.")
+    return _back(owner, name, "#secrets")
+
+
+@router.post("/spaces/{owner}/{name}/settings/variables/{op}")
+def edit_variable(
+    owner: str, name: str, op: str, form: FormData = Depends(checked_form), who: Caller = Depends(member),
+    svc: Services = Depends(services),
+) -> Response:
+    key = _env_key(form)
+    with svc.db.session() as s:
+        space = space_for(s, who, owner, name, write=True)
+        row = s.scalar(select(SpaceVariable).where(SpaceVariable.space_id == space.id, SpaceVariable.key == key))
+        if op == "delete":
+            if row is not None:
+                s.delete(row)
+        elif op == "set":
+            value, description = str(form.get("value") or ""), str(form.get("description") or "") or None
+            if row is None:
+                s.add(SpaceVariable(space_id=space.id, key=key, value=value, description=description))
+            else:
+                row.value, row.description = value, description
+        else:
+            raise PageError(404, f"Unknown operation {op!r}.")
+    return _back(owner, name, "#variables")
+
+
+@router.post("/spaces/{owner}/{name}/settings/delete/confirm")
+async def delete_space(
+    owner: str, name: str, form: FormData = Depends(checked_form), who: Caller = Depends(member),
+    svc: Services = Depends(services),
+) -> Response:
+    space_id = _owned_id(svc, who, owner, name)
+    if str(form.get("confirm") or "") != f"{owner}/{name}":
+        raise PageError(400, f"To delete, type the Space's full name ({owner}/{name}) exactly.")
+    await delete(svc, svc.extras["deployer"], space_id)
+    return redirect("/?show=mine")

@@ -1,0 +1,120 @@
+"""The Spaces list, the New Space form, a Space's page and its live stage badge."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
+
+from controlplane.api.deps import Caller, db_session, services
+from controlplane.api.errors import ApiError
+from controlplane.api.views import app_url, hub_stage
+from controlplane.dashboard.forms import checked_form
+from controlplane.dashboard.web import member, redirect, render, space_for, viewer
+from controlplane.models import Build, Space
+from controlplane.services import Services
+from controlplane.spaces import SDKS, create_space
+
+router = APIRouter()
+
+
+def clone_commands(svc: Services, user: str, space: Space) -> list[str]:
+    """What to type to get code into the Space; git asks for a password, which is an API token (never shown)."""
+    scheme, _, rest = svc.settings.base_url.partition("://")
+    return [
+        f"git clone {scheme}://{user}@{rest}/spaces/{space.owner}/{space.name}",
+        f"cd {space.name}",
+        "# add app.py (and requirements.txt), then:",
+        'git add . && git commit -m "Add application" && git push',
+    ]
+
+
+@router.get("/")
+def spaces_list(
+    request: Request,
+    show: str | None = None,
+    who: Caller = Depends(viewer),
+    svc: Services = Depends(services),
+    s: Session = Depends(db_session),
+) -> Response:
+    show = show if show in ("mine", "public") else ("mine" if who.user else "public")
+    if show == "mine" and who.user is None:
+        show = "public"
+    q = select(Space).order_by(Space.updated_at.desc(), Space.id.desc())
+    q = q.where(Space.owner == who.user.name) if show == "mine" else q.where(Space.private.is_(False))
+    tiers = {t.name: t for t in svc.catalog.tiers}
+    return render(request, "list.html", who, spaces=list(s.scalars(q)), show=show, tiers=tiers)
+
+
+@router.get("/new")
+def new_page(request: Request, who: Caller = Depends(member), svc: Services = Depends(services)) -> Response:
+    return render(request, "new.html", who, tiers=svc.catalog.tiers, sdks=SDKS, form={})
+
+
+@router.post("/new")
+def new_space(
+    request: Request,
+    form: FormData = Depends(checked_form),
+    who: Caller = Depends(member),
+    svc: Services = Depends(services),
+) -> Response:
+    values = {k: str(form.get(k) or "") for k in ("name", "sdk", "visibility", "hardware")}
+    try:
+        with svc.db.session() as s:
+            space = create_space(
+                svc, s, owner=who.user.name, name=values["name"].strip(), sdk=values["sdk"] or "gradio",
+                private=values["visibility"] == "private", hardware=values["hardware"] or None,
+            )
+            target = f"/spaces/{space.full_name}"
+    except ApiError as e:
+        return render(request, "new.html", who, status=400, tiers=svc.catalog.tiers, sdks=SDKS, form=values,
+                      error=e.message)
+    return redirect(target)
+
+
+def _page_context(svc: Services, s: Session, who: Caller, space: Space) -> dict:
+    build = s.scalar(select(Build).where(Build.space_id == space.id).order_by(Build.id.desc()).limit(1))
+    files = [e for e in svc.repos.tree(space.owner, space.name) if e.type == "file"]
+    try:
+        tier = svc.catalog.tier(space.hardware_requested)
+    except KeyError:
+        tier = None
+    return {
+        "space": space,
+        "stage": hub_stage(space),
+        "build": build,
+        "files": files,
+        "tier": tier,
+        "app_path": f"/apps/{space.owner}/{space.name}/",
+        "app_url": app_url(svc, space),
+        "clone": clone_commands(svc, who.user.name if who.user else "USER", space),
+        "can_write": who.owns(space),
+    }
+
+
+@router.get("/spaces/{owner}/{name}")
+def space_page(
+    owner: str,
+    name: str,
+    request: Request,
+    who: Caller = Depends(viewer),
+    svc: Services = Depends(services),
+    s: Session = Depends(db_session),
+) -> Response:
+    space = space_for(s, who, owner, name)
+    return render(request, "space.html", who, **_page_context(svc, s, who, space))
+
+
+@router.get("/spaces/{owner}/{name}/stage")
+def stage_fragment(
+    owner: str,
+    name: str,
+    request: Request,
+    who: Caller = Depends(viewer),
+    s: Session = Depends(db_session),
+) -> Response:
+    """The stage badge and message alone: the Space page swaps it in every few seconds."""
+    space = space_for(s, who, owner, name)
+    return render(request, "_stage.html", who, space=space, stage=hub_stage(space))

@@ -1,0 +1,100 @@
+// Spaceyard dashboard: partial refresh (htmx-style) of [data-poll] fragments, live logs over SSE,
+// and the app iframe following the stage. Plain DOM, no dependencies; pages work without it.
+"use strict";
+
+let currentStage = null;
+const stageListeners = [];
+
+function onStage(fn) { stageListeners.push(fn); }
+
+function readStage(root) {
+  const el = root.querySelector("[data-stage]");
+  return el ? el.dataset.stage : null;
+}
+
+function setStage(stage) {
+  if (!stage || stage === currentStage) return;
+  const previous = currentStage;
+  currentStage = stage;
+  for (const fn of stageListeners) fn(stage, previous);
+}
+
+// Replace a fragment's content with the server's fresh HTML every data-interval ms.
+function poll(el) {
+  const every = Number(el.dataset.interval || 3000);
+  const tick = async () => {
+    try {
+      const resp = await fetch(el.dataset.poll, { headers: { "X-Requested-With": "fetch" }, cache: "no-store" });
+      if (resp.ok) {
+        el.innerHTML = await resp.text();
+        setStage(readStage(el));
+      }
+    } catch (_) { /* network blip: the next tick retries */ }
+    setTimeout(tick, every);
+  };
+  setTimeout(tick, every);
+}
+
+// A log pane streams its endpoint. Every connection replays the log from its start, so the pane is
+// cleared on open: a reload or a reconnect shows the whole log once. While the stage says the log is
+// live (data-live-stages), an ended stream is opened again; otherwise it stays closed until the stage moves.
+function logPane(pre) {
+  const live = (pre.dataset.liveStages || "").split(/\s+/);
+  let source = null;
+  let retry = null;
+
+  const nearBottom = () => pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40;
+  const open = () => {
+    clearTimeout(retry);
+    if (source) source.close();
+    source = new EventSource(pre.dataset.logSrc);
+    source.onopen = () => { pre.textContent = ""; };
+    source.onmessage = (ev) => {
+      const stick = nearBottom();
+      let line = ev.data;
+      try { line = JSON.parse(ev.data).data; } catch (_) { /* plain text line */ }
+      pre.append(line + "\n");
+      if (stick) pre.scrollTop = pre.scrollHeight;
+    };
+    source.onerror = () => {
+      source.close();
+      source = null;
+      if (live.includes(currentStage)) retry = setTimeout(open, 1500);
+    };
+  };
+  open();
+  onStage((stage, previous) => {
+    if (live.includes(stage) && (!source || !live.includes(previous))) open();
+  });
+}
+
+// Show the app once it serves; reload it when a new version takes over.
+function appFrame(frame) {
+  const serving = ["RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING"];
+  const empty = frame.parentElement.querySelector(".frame-empty");
+  onStage((stage, previous) => {
+    const up = serving.includes(stage);
+    if (up && (!frame.getAttribute("src") || previous === "RUNNING_APP_STARTING")) {
+      frame.setAttribute("src", frame.dataset.src);
+    }
+    if (empty) empty.hidden = up;
+  });
+}
+
+// The delete button stays disabled until the full name is typed.
+function confirmForm(form) {
+  const input = form.querySelector("input[name=confirm]");
+  const button = form.querySelector("button");
+  const check = () => { button.disabled = input.value !== form.dataset.confirm; };
+  input.addEventListener("input", check);
+  check();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  currentStage = readStage(document);
+  document.querySelectorAll("[data-poll]").forEach(poll);
+  document.querySelectorAll("[data-log-src]").forEach(logPane);
+  const frame = document.getElementById("app");
+  if (frame) appFrame(frame);
+  document.querySelectorAll("form[data-confirm]").forEach(confirmForm);
+});

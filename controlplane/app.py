@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from controlplane import dashboard
 from controlplane.api import errors
-from controlplane.api.routes import billing, logs, repos, spaces, whoami
+from controlplane.api.routes import admin, billing, hardware, logs, repos, spaces, whoami
 from controlplane.build_events import BuildEventsConsumer
 from controlplane.builds import make_celery
 from controlplane.core.config import Settings, get_settings
@@ -24,6 +24,7 @@ from controlplane.reconciler import Reconciler
 from controlplane.router.proxy import RouterMiddleware
 from controlplane.routing import SpaceResolver
 from controlplane.runtime.base import RuntimeBackend
+from controlplane.scheduler import Scheduler
 from controlplane.services import Services
 from controlplane.stages import on_change
 
@@ -41,6 +42,10 @@ on_change(meter)
 def make_runtime(settings: Settings) -> RuntimeBackend:
     if settings.runtime == "kubernetes":
         from controlplane.runtime.kubernetes_backend import KubernetesBackend
+
+        if not settings.registry:
+            # Nodes pull Space images; an image only in the builder's engine cannot be pulled.
+            raise RuntimeError("SPACEYARD_RUNTIME=kubernetes needs SPACEYARD_REGISTRY, the registry builds push to.")
 
         return KubernetesBackend.from_settings(settings)
     from controlplane.builds import image_repo
@@ -76,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "which runs a private Redis, or point it at one."
             )
         svc.runtime = make_runtime(settings)
+        svc.extras["scheduler"] = Scheduler(svc)
         svc.celery = make_celery(settings.redis_url)
         redis = aioredis.from_url(settings.redis_url, decode_responses=True)
         deployer = Deployer(svc)
@@ -99,7 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The router sits in front of everything: app URLs never reach the API's routes.
     app.add_middleware(RouterMiddleware, resolver=SpaceResolver(svc), apps_domain=settings.apps_domain)
     errors.install(app)
-    for module in (repos, spaces, logs, whoami, billing):
+    # hardware before spaces: /api/spaces/hardware is a fixed path, never a Space.
+    for module in (hardware, admin, repos, spaces, logs, whoami, billing):
         app.include_router(module.router)
     app.include_router(git_router)
     dashboard.install(app)

@@ -146,6 +146,17 @@ def cmd_hardware(settings: Settings, args) -> int:
     with _api(settings, args.token) as api:
         out = _check(api.post(f"/api/spaces/{args.space}/hardware", json={"flavor": args.flavor}))
     print(f"{args.space}: requested {out['hardware']['requested']}, stage {out['stage']}")
+    if out.get("errorMessage"):
+        print(f"  {out['errorMessage']}")
+    return 0
+
+
+def cmd_quota(settings: Settings, args) -> int:
+    # --max-gpus none lifts the limit.
+    limit = None if args.max_gpus.lower() == "none" else int(args.max_gpus)
+    with _api(settings, args.token) as api:
+        out = _check(api.patch(f"/api/admin/users/{args.user}", json={"max_gpus": limit}))
+    print(f"{out['name']}: max GPUs {'unlimited' if out['max_gpus'] is None else out['max_gpus']}")
     return 0
 
 
@@ -209,6 +220,10 @@ def parser() -> argparse.ArgumentParser:
     hw.add_argument("space")
     hw.add_argument("flavor")
     hw.set_defaults(func=cmd_hardware)
+    quota = with_token(sub.add_parser("quota", help="set a user's GPU quota (admin)"))
+    quota.add_argument("user")
+    quota.add_argument("--max-gpus", required=True, help="GPUs the user's Spaces may hold at once, or 'none'")
+    quota.set_defaults(func=cmd_quota)
     usage = with_token(sub.add_parser("usage", help="hours, GPU-hours and cost for a month"))
     usage.add_argument("--month", help="YYYY-MM (default: this month)")
     usage.add_argument("--owner", help="admins: another owner, or 'all'")

@@ -113,6 +113,11 @@ class Deployer:
             )
             strip = root_path_env(space.sdk, root_path(space))[1]
             probe_path = "/" if strip else root_path(space) + "/"
+        # Hardware first: wait for room in the tier's pool; None when refused (quota), the stage says why.
+        admission = await svc.extras["scheduler"].admit(space_id, serving)
+        if admission is None:
+            return
+        serving = admission.serving
         try:
             inst = await asyncio.to_thread(svc.runtime.start, spec)
         except Exception as e:  # the engine refused: tell the user, don't leave APP_STARTING hanging
@@ -153,7 +158,11 @@ class Deployer:
             if current is None or current.state in ("exited", "failed"):
                 code = current.exit_code if current else "unknown"
                 return f"The app exited (code {code}) before it answered.\n{self.last_lines(inst.id)}"
-            if current.endpoint:
+            if current.state == "pending":
+                # Waiting for a node is not the app's start-up time: its clock starts once a node takes it.
+                deadline = loop.time() + timeout
+                self.svc.extras["scheduler"].note_pending(inst.space, current.message)
+            elif current.endpoint:
                 try:
                     await self.http.get(f"http://{current.endpoint}{probe_path}")
                     return current

@@ -67,12 +67,15 @@ async def restart(svc: Services, deployer: Deployer, space_id: int, *, factory: 
 
 async def change_hardware(svc: Services, deployer: Deployer, space_id: int, flavor: str) -> None:
     check_tier(svc, flavor)
+    scheduler = svc.extras["scheduler"]
+    scheduler.check_quota(space_id, flavor)
     with svc.db.session() as s:
         space = s.get(Space, space_id)
         changed = space.hardware_requested != flavor
         space.hardware_requested = flavor
         resume = space.stage in (Stage.PAUSED, Stage.STOPPED) or space.detail == "sleeping"
-        running = space.container_id is not None
+        # A Space waiting in line for the old tier queues again for the new one.
+        running = space.container_id is not None or scheduler.waiting(space_id)
     if changed and running or resume:
         await restart(svc, deployer, space_id)
 

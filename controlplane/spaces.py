@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.api.errors import ApiError
 from controlplane.models import Space
+from controlplane.pools import not_offered_message, offered_tiers
 from controlplane.services import Services
 from controlplane.stages import Stage, set_stage
 
@@ -80,8 +81,6 @@ def app_file_hint(sdk: str) -> str:
 
 
 def check_tier(svc: Services, tier: str) -> None:
-    names = [t.name for t in svc.catalog.tiers]
-    if tier not in names:
-        raise ApiError(400, f"Unknown hardware {tier!r}: this Spaceyard offers {', '.join(names)}.")
-    if svc.settings.runtime == "kubernetes" and svc.catalog.pool_for(tier) is None:
-        raise ApiError(400, f"Hardware {tier!r} is in the catalog but no node pool offers it.")
+    """Refuse a tier this installation cannot run: unknown, or no pool of this runtime serves it."""
+    if tier not in offered_tiers(svc):
+        raise ApiError(400, not_offered_message(svc, tier))

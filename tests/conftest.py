@@ -107,11 +107,11 @@ def start_postgres() -> tuple[str, subprocess.Popen, Path]:
     return url, proc, tmp
 
 
-def launch(tmp: Path, database_url: str | None = None) -> RunningPlatform:
+def launch(tmp: Path, database_url: str | None = None, extra_env: dict[str, str] | None = None) -> RunningPlatform:
     data_dir = tmp / "data"
     port = free_port()
     env = {"SPACEYARD_DATA_DIR": str(data_dir), "SPACEYARD_PORT": str(port), "SPACEYARD_HOST": "127.0.0.1",
-           "SPACEYARD_BUILD_HEARTBEAT_TIMEOUT": "30", "SPACEYARD_RECONCILE_INTERVAL": "5"}
+           "SPACEYARD_BUILD_HEARTBEAT_TIMEOUT": "30", "SPACEYARD_RECONCILE_INTERVAL": "5", **(extra_env or {})}
     if database_url:
         env["SPACEYARD_DATABASE_URL"] = database_url
     platform = Platform(env, data_dir)

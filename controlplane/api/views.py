@@ -55,6 +55,8 @@ def runtime(svc: Services, space: Space) -> dict:
             "stage": space.stage,
             "url": app_url(svc, space),
             "hostUrl": host_url(svc, space),
+            # What the README asks for; only the owner's request (hardware.requested) is ever applied.
+            "suggestedHardware": (space.card_data or {}).get("suggested_hardware"),
         },
     }
     if space.error_message:

@@ -39,6 +39,30 @@ class Settings(BaseSettings):
     cpu_basic_sleep_seconds: int = Field(default=48 * 3600, description="Default sleep time on cpu-basic.")
     wake_timeout: float = Field(default=120.0, description="Seconds a request waits for a waking Space.")
     tiers_file: Path | None = Field(default=None, description="Operator tier/pool catalog (YAML).")
+    local_cpu_capacity: int | None = Field(
+        default=None,
+        ge=0,
+        description="docker runtime: Spaces on CPU tiers at once; default the catalog's CPU pool capacity.",
+    )
+    gpu_recording: Path | None = Field(
+        default=None, description="docker runtime: take the host's GPUs from this NVML recording (demos, tests)."
+    )
+
+    # Kubernetes runtime (the Helm chart sets these)
+    kubeconfig: str | None = Field(
+        default=None, description="kubeconfig file; unset: in-cluster credentials, else $KUBECONFIG."
+    )
+    spaces_namespace: str = Field(default="spaceyard-spaces", description="Namespace the Spaces run in.")
+    ingress_class: str | None = Field(default=None, description="IngressClass of per-Space Ingresses.")
+    space_ingress: bool = Field(
+        default=False,
+        description="One Ingress per Space; off when a wildcard Ingress sends app hosts to the router (the chart).",
+    )
+    apps_tls_secret: str | None = Field(default=None, description="TLS Secret of per-Space Ingresses.")
+    image_pull_secret: str | None = Field(default=None, description="Secret nodes pull Space images with.")
+    registry: str | None = Field(
+        default=None, description="Registry the builder pushes to; the kubernetes runtime needs one."
+    )
 
     @property
     def base_url(self) -> str:

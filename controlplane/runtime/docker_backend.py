@@ -36,6 +36,8 @@ class DockerBackend(RuntimeBackend):
         # Only this installation's containers are ours to list, stop and remove.
         self.client = docker.from_env()
         self.instance, self.image_repo, self.bind_host = instance, image_repo, bind_host
+        # Docker refuses a CPU limit above the engine's CPU count: a tier bigger than the host gets all of it.
+        self.host_cpus = float(self.client.info()["NCPU"])
 
     def start(self, spec: AppSpec) -> Instance:
         tier = spec.tier
@@ -47,7 +49,7 @@ class DockerBackend(RuntimeBackend):
             "labels": {LABEL_SPACE: spec.space, LABEL_BUILD: str(spec.build_id), LABEL_TIER: tier.name,
                        LABEL_INSTANCE: self.instance},
             "ports": {f"{spec.port}/tcp": (self.bind_host, None)},
-            "nano_cpus": int(tier.vcpu * 1e9),
+            "nano_cpus": int(min(tier.vcpu, self.host_cpus) * 1e9),
             "mem_limit": f"{int(tier.memory_gb * 1024)}m",
         }
         if tier.gpu_count:

@@ -187,7 +187,8 @@ class Scheduler:
 
     def _say_waiting(self, s: Session, space: Space, tier: Tier, pool: PoolCapacity, ahead: int, used: int) -> None:
         line = f"{ahead} ahead of you" if ahead else "you are next"
-        message = f"Waiting for a {tier.name}: {line} ({used} of {pool.capacity} in use in pool {pool.name})."
+        article = "an" if tier.name[0] in "aeiou" else "a"
+        message = f"Waiting for {article} {tier.name}: {line} ({used} of {pool.capacity} in use in pool {pool.name})."
         if space.container_id:
             message += " The current version keeps serving meanwhile."
         if space.error_message != message or space.detail != WAITING:
@@ -212,8 +213,9 @@ class Scheduler:
     # --- waking the line --------------------------------------------------------------------------
 
     def _stage_changed(self, _name: str) -> None:
-        # Announced after commit, from whichever thread committed.
-        self._loop.call_soon_threadsafe(self._kick)
+        # Announced after commit, from whichever thread committed; a stopped app's scheduler hears nothing.
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._kick)
 
     def _kick(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
@@ -221,4 +223,3 @@ class Scheduler:
 
     def line(self, pool: str) -> int:
         return len(self.queues.get(pool, []))
-

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from controlplane import dashboard
 from controlplane.api import errors
-from controlplane.api.routes import admin, billing, hardware, logs, repos, spaces, whoami
+from controlplane.api.routes import admin, billing, hardware, logs, repos, secrets_vars, spaces, whoami
 from controlplane.build_events import BuildEventsConsumer
 from controlplane.builds import make_celery
 from controlplane.core.config import Settings, get_settings
@@ -26,6 +26,7 @@ from controlplane.routing import SpaceResolver
 from controlplane.runtime.base import RuntimeBackend
 from controlplane.scheduler import Scheduler
 from controlplane.services import Services
+from controlplane.sleep import Sleeper
 from controlplane.stages import on_change
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def watch_instances(svc: Services, deployer: Deployer, loop: asyncio.AbstractEve
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     svc = Services.create(settings)
+    resolver = SpaceResolver(svc)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -85,11 +87,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         svc.celery = make_celery(settings.redis_url)
         redis = aioredis.from_url(settings.redis_url, decode_responses=True)
         deployer = Deployer(svc)
-        svc.extras.update(redis=redis, deployer=deployer)
+        sleeper = Sleeper(svc, deployer, resolver.last_request)
+        svc.extras.update(redis=redis, deployer=deployer, sleeper=sleeper)
         loop = asyncio.get_running_loop()
         tasks = [
             asyncio.create_task(BuildEventsConsumer(svc, redis, deployer).run(), name="build-events"),
             asyncio.create_task(Reconciler(svc, deployer).run(), name="reconciler"),
+            asyncio.create_task(sleeper.run(), name="sleeper"),
         ]
         threading.Thread(target=watch_instances, args=(svc, deployer, loop), daemon=True, name="instance-watch").start()
         try:
@@ -103,10 +107,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Spaceyard", version="0.1.0", lifespan=lifespan)
     app.state.services = svc
     # The router sits in front of everything: app URLs never reach the API's routes.
-    app.add_middleware(RouterMiddleware, resolver=SpaceResolver(svc), apps_domain=settings.apps_domain)
+    app.add_middleware(RouterMiddleware, resolver=resolver, apps_domain=settings.apps_domain)
     errors.install(app)
     # hardware before spaces: /api/spaces/hardware is a fixed path, never a Space.
-    for module in (hardware, admin, repos, spaces, logs, whoami, billing):
+    for module in (hardware, admin, repos, spaces, secrets_vars, logs, whoami, billing):
         app.include_router(module.router)
     app.include_router(git_router)
     dashboard.install(app)

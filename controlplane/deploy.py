@@ -9,6 +9,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlplane.core.security import SecretBoxError
 from controlplane.metering.intervals import on_tier_change
 from controlplane.models import Build, Space, SpaceSecret, SpaceVariable, utcnow
 from controlplane.router.apps import root_path_env
@@ -69,11 +70,12 @@ class Deployer:
             task.cancel()
         await self.http.aclose()
 
-    def deploy(self, space_id: int, build_id: int) -> asyncio.Task:
+    def deploy(self, space_id: int, build_id: int, resume: str | None = None) -> asyncio.Task:
+        """Start `build_id`; `resume` names a stopped instance of it to start again (a sleeping Space)."""
         previous = self.starting.pop(space_id, None)
         if previous:
             previous.cancel()
-        task = asyncio.create_task(self._deploy(space_id, build_id), name=f"deploy-{space_id}-{build_id}")
+        task = asyncio.create_task(self._deploy(space_id, build_id, resume), name=f"deploy-{space_id}-{build_id}")
         self.starting[space_id] = task
         task.add_done_callback(lambda t: self._forget(space_id, t))
         return task
@@ -82,7 +84,7 @@ class Deployer:
         if self.starting.get(space_id) is task:
             del self.starting[space_id]
 
-    async def _deploy(self, space_id: int, build_id: int) -> None:
+    async def _deploy(self, space_id: int, build_id: int, resume: str | None) -> None:
         svc = self.svc
         with svc.db.session() as s:
             space, build = s.get(Space, space_id), s.get(Build, build_id)
@@ -94,13 +96,18 @@ class Deployer:
             if refusal:
                 set_stage(s, space, Stage.PAUSED, refusal)
                 return
+            try:
+                env, secrets = app_env(svc, s, space, config)
+            except SecretBoxError as e:
+                # A changed SPACEYARD_SECRET_KEY: the owner must set the secrets again; say so, don't crash.
+                self._failed(s, space, serving, f"The app could not be started: {e}. Set its secrets again.")
+                return
             set_stage(
                 s,
                 space,
                 Stage.RUNNING_APP_STARTING if serving else Stage.APP_STARTING,
                 f"Starting commit {build.commit_sha[:7]}.",
             )
-            env, secrets = app_env(svc, s, space, config)
             spec = AppSpec(
                 space=space.full_name,
                 build_id=build.id,
@@ -119,7 +126,7 @@ class Deployer:
             return
         serving = admission.serving
         try:
-            inst = await asyncio.to_thread(svc.runtime.start, spec)
+            inst = await asyncio.to_thread(self._start, spec, resume)
         except Exception as e:  # the engine refused: tell the user, don't leave APP_STARTING hanging
             log.exception("starting %s failed", spec.space)
             self._fail(space_id, serving, f"The app could not be started: {e}")
@@ -148,6 +155,14 @@ class Deployer:
         if old and old != ready.id:
             await asyncio.sleep(DRAIN_SECONDS)
             await asyncio.to_thread(svc.runtime.stop, old)
+
+    def _start(self, spec: AppSpec, resume: str | None) -> Instance:
+        if resume:
+            try:
+                return self.svc.runtime.resume(resume)
+            except Exception as e:  # gone, or a backend that cannot resume: a fresh start serves as well
+                log.info("resuming %s of %s failed (%s); starting a new instance", resume[:12], spec.space, e)
+        return self.svc.runtime.start(spec)
 
     async def _wait_ready(self, inst: Instance, probe_path: str, timeout: float) -> Instance | str:
         """The running instance once it answers HTTP, or a human message saying why it never will."""
@@ -181,15 +196,18 @@ class Deployer:
     def _fail(self, space_id: int, serving: bool, message: str) -> None:
         with self.svc.db.session() as s:
             space = s.get(Space, space_id)
-            if space is None:
-                return
-            if serving:
-                # The previous version keeps serving; the failure is reported, not inflicted on visitors.
-                set_stage(
-                    s, space, Stage.RUNNING, f"The new version failed to start; the previous one still runs. {message}"
-                )
-            else:
-                set_stage(s, space, Stage.RUNTIME_ERROR, message)
+            if space is not None:
+                self._failed(s, space, serving, message)
+
+    @staticmethod
+    def _failed(s: Session, space: Space, serving: bool, message: str) -> None:
+        if serving:
+            # The previous version keeps serving; the failure is reported, not inflicted on visitors.
+            set_stage(
+                s, space, Stage.RUNNING, f"The new version failed to start; the previous one still runs. {message}"
+            )
+        else:
+            set_stage(s, space, Stage.RUNTIME_ERROR, message)
 
     def instance_died(self, container_id: str) -> None:
         """The engine says a container stopped: if it was the one serving, the Space is in RUNTIME_ERROR."""
@@ -198,6 +216,8 @@ class Deployer:
             if space is None or Stage(space.stage) not in (*SERVING, Stage.APP_STARTING):
                 return
             inst = self.svc.runtime.get(container_id)
+            if inst is not None and inst.state in ("starting", "running"):
+                return  # a late "die" of a sleep's stop, read after a wake already started the container again
             code = inst.exit_code if inst else "unknown"
             space.endpoint = None
             set_stage(

@@ -18,6 +18,7 @@ from controlplane.api.errors import ApiError
 from controlplane.models import Space
 from controlplane.router.resolver import NotFound, Resolution, Target, Unavailable, path_prefix, space_label
 from controlplane.services import Services
+from controlplane.sleep import SLEEPING, Sleeper
 from controlplane.stages import SERVING, Stage, on_committed_change
 
 NOT_SERVING = {
@@ -27,7 +28,7 @@ NOT_SERVING = {
     Stage.BUILD_ERROR: (503, "This Space's build failed."),
     Stage.APP_STARTING: (503, "This Space is starting. It will be up shortly."),
     Stage.RUNTIME_ERROR: (503, "This Space has a runtime error."),
-    Stage.PAUSED: (503, "This Space has been paused by its owner."),
+    Stage.PAUSED: (503, "This Space has been paused by its owner. Only its owner can restart it."),
     Stage.STOPPED: (503, "This Space is stopped."),
     Stage.DELETING: (404, "This Space is being deleted."),
 }
@@ -39,6 +40,7 @@ class Entry:
     private: bool
     owner: str
     stage: str
+    detail: str | None
     endpoint: str | None
     strip_prefix: bool
 
@@ -55,7 +57,8 @@ class SpaceResolver:
         self.entries.pop(full_name, None)
 
     def touched(self, space: str) -> None:
-        self.last_request[space] = time.monotonic()
+        # Wall-clock time: the sleeper compares it with last_request_at in the database.
+        self.last_request[space] = time.time()
 
     def _load(self, full_name: str | None, label: str | None) -> Entry | None:
         with self.svc.db.session() as s:
@@ -68,7 +71,8 @@ class SpaceResolver:
                               if space_label(sp.owner, sp.name) == label), None)
             if space is None:
                 return None
-            return Entry(space.full_name, space.private, space.owner, space.stage, space.endpoint, space.strip_prefix)
+            return Entry(space.full_name, space.private, space.owner, space.stage, space.detail, space.endpoint,
+                         space.strip_prefix)
 
     async def _entry(self, full_name: str | None, label: str | None) -> Entry | None:
         if full_name is None and label is not None:
@@ -101,10 +105,30 @@ class SpaceResolver:
             return NotFound()
         if entry.private and not await asyncio.to_thread(self._may_see, entry, request_headers):
             return NotFound()  # a private Space's existence is not disclosed
+        sleeper: Sleeper | None = self.svc.extras.get("sleeper")
+        if sleeper is not None and (entry.detail == SLEEPING or entry.full_name in sleeper.waking):
+            return await self._wake(sleeper, entry.full_name, request_headers)
+        return self._answer(entry)
+
+    def _answer(self, entry: Entry) -> Target | Unavailable:
         stage = Stage(entry.stage)
         if stage in SERVING and entry.endpoint:
             ow, nm = entry.full_name.split("/", 1)
             return Target(space=entry.full_name, upstream=entry.endpoint, prefix=path_prefix(ow, nm),
                           strip_prefix=entry.strip_prefix)
         status, message = NOT_SERVING.get(stage, (503, "This Space is not running."))
-        return Unavailable(status=status, message=message, retry_after=5 if status == 503 else None)
+        # A paused Space stays paused until its owner acts: nothing to retry, so no Retry-After (or page reload).
+        retry = status == 503 and stage != Stage.PAUSED
+        return Unavailable(status=status, message=message, retry_after=5 if retry else None)
+
+    async def _wake(self, sleeper: Sleeper, full_name: str, headers: Mapping[str, str]) -> Resolution:
+        """Browsers get a page that reloads itself; API clients and WebSockets are held until the app answers."""
+        task = sleeper.wake(full_name)
+        if "text/html" in (headers.get("accept") or "") and not headers.get("upgrade"):
+            return Unavailable(503, "This Space is waking up. This page reloads by itself.", retry_after=2)
+        done, _ = await asyncio.wait([task], timeout=self.svc.settings.wake_timeout)
+        if not done:
+            return Unavailable(503, "This Space is waking up and does not answer yet. Try again shortly.", 5)
+        self.forget(full_name)  # an entry read while the wake committed could be stale: read it afresh
+        entry = await self._entry(full_name, None)
+        return self._answer(entry) if entry is not None else NotFound()

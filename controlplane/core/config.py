@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(default=30.0, description="Seconds between reconciler passes.")
     cpu_basic_sleep_seconds: int = Field(default=48 * 3600, description="Default sleep time on cpu-basic.")
     wake_timeout: float = Field(default=120.0, description="Seconds a request waits for a waking Space.")
+    sleep_check_interval: float = Field(
+        default=30.0, description="Seconds between idle checks (and flushes of last-request times to the DB)."
+    )
     tiers_file: Path | None = Field(default=None, description="Operator tier/pool catalog (YAML).")
     local_cpu_capacity: int | None = Field(
         default=None,

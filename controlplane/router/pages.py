@@ -19,13 +19,15 @@ def wants_json(scope: dict) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def render(scope: dict, status: int, message: str) -> tuple[bytes, bytes]:
-    """(content type, body) for an error answer."""
+def render(scope: dict, status: int, message: str, retry_after: int | None = None) -> tuple[bytes, bytes]:
+    """(content type, body) for an error answer. A page with a Retry-After reloads itself after that long
+    (a Space building, starting or waking up comes up without the visitor pressing reload)."""
     title = TITLES.get(status, "Error")
     if wants_json(scope):
         return b"application/json", json.dumps({"error": title, "message": message}).encode()
+    refresh = f"<meta http-equiv=refresh content={retry_after}>" if retry_after is not None else ""
     page = (
-        "<!doctype html><html><head><meta charset=utf-8>"
+        f"<!doctype html><html><head><meta charset=utf-8>{refresh}"
         f"<title>{html.escape(title)}</title></head><body style='font-family:sans-serif;margin:3em'>"
         f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>"
     )
@@ -44,7 +46,7 @@ def _response_headers(content_type: bytes, body: bytes, retry_after: int | None)
 
 
 async def send_error(scope: dict, send: Send, status: int, message: str, retry_after: int | None = None) -> None:
-    content_type, body = render(scope, status, message)
+    content_type, body = render(scope, status, message, retry_after)
     headers = _response_headers(content_type, body, retry_after)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

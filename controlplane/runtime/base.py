@@ -51,6 +51,12 @@ class RuntimeBackend(ABC):
     @abstractmethod
     def stop(self, instance_id: str, remove: bool = True) -> None: ...
 
+    def resume(self, instance_id: str) -> Instance:
+        """Start again an instance stopped with `remove=False` (a sleeping Space), reusing what it kept.
+
+        Backends that keep nothing worth reusing leave this out; the caller then starts a fresh instance."""
+        raise NotImplementedError(f"{type(self).__name__} cannot resume stopped instances")
+
     @abstractmethod
     def get(self, instance_id: str) -> Instance | None: ...
 

@@ -72,6 +72,20 @@ class DockerBackend(RuntimeBackend):
                 container.remove(force=True)
         except NotFound:
             pass
+        except APIError as e:
+            # 409 "removal already in progress": another caller (the reconciler, a pause) got there first.
+            if e.status_code != 409:
+                raise
+
+    def resume(self, instance_id: str) -> Instance:
+        # `docker start` of the kept container: no create, no image unpacking; the host port may change.
+        try:
+            container = self.client.containers.get(instance_id)
+            container.start()
+        except NotFound as e:
+            raise RuntimeError(f"container {instance_id[:12]} is gone") from e
+        container.reload()
+        return self._instance(container.attrs)
 
     def get(self, instance_id: str) -> Instance | None:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Request
@@ -14,6 +14,7 @@ from sqlalchemy import select
 from controlplane.api.deps import Caller, caller, find_space, services
 from controlplane.builds import events_key
 from controlplane.models import Build
+from controlplane.secrets_vars import log_masker
 from controlplane.services import Services
 
 router = APIRouter(prefix="/api/spaces", tags=["logs"])
@@ -79,11 +80,12 @@ async def run_logs(
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
 ) -> StreamingResponse:
-    def current() -> str | None:
+    def current() -> tuple[str | None, Callable[[str], str]]:
         with svc.db.session() as s:
-            return find_space(s, who, owner, name).container_id
+            space = find_space(s, who, owner, name)
+            return space.container_id, log_masker(svc, s, space)
 
-    instance = await asyncio.to_thread(current)
+    instance, mask = await asyncio.to_thread(current)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
     stop = False
@@ -113,7 +115,7 @@ async def run_logs(
                     continue
                 if line is None:
                     return
-                yield sse(line)
+                yield sse(mask(line))
         finally:
             stop = True
             worker.cancel()

@@ -1,0 +1,101 @@
+"""Hub-compatible secrets, variables and duplicate calls for a Space (`HfApi.add_space_secret`, ...)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Body, Depends
+from sqlalchemy.orm import Session
+
+from controlplane.api.deps import Caller, caller, db_session, find_space, owned_space, services, signed_in
+from controlplane.api.errors import ApiError
+from controlplane.duplicate import duplicate
+from controlplane.models import SpaceSecret, SpaceVariable
+from controlplane.secrets_vars import apply_change, delete_key, listing, set_secret, set_variable
+from controlplane.services import Services
+
+router = APIRouter(prefix="/api/spaces", tags=["secrets and variables"])
+
+
+def _key(payload: dict) -> str:
+    key = payload.get("key")
+    if not isinstance(key, str) or not key:
+        raise ApiError(400, 'Missing "key".')
+    return key
+
+
+def _value(payload: dict) -> str:
+    value = payload.get("value")
+    if value is None:
+        raise ApiError(400, 'Missing "value".')
+    return str(value)
+
+
+async def _changed(svc: Services, space_id: int) -> None:
+    await apply_change(svc, svc.extras["deployer"], space_id)
+
+
+@router.get("/{owner}/{name}/secrets")
+def get_secrets(owner: str, name: str, who: Caller = Depends(signed_in), s: Session = Depends(db_session)) -> dict:
+    """Keys, descriptions and update times only: secret values are write-only."""
+    return listing(s, SpaceSecret, owned_space(s, who, owner, name))
+
+
+@router.post("/{owner}/{name}/secrets")
+async def add_secret(owner: str, name: str, payload: dict = Body(...), who: Caller = Depends(signed_in),
+                     svc: Services = Depends(services)) -> dict:
+    with svc.db.session() as s:
+        space = owned_space(s, who, owner, name)
+        set_secret(svc, s, space, _key(payload), _value(payload), payload.get("description"))
+        space_id = space.id
+    await _changed(svc, space_id)
+    return {}
+
+
+@router.delete("/{owner}/{name}/secrets")
+async def delete_secret(owner: str, name: str, payload: dict = Body(...), who: Caller = Depends(signed_in),
+                        svc: Services = Depends(services)) -> dict:
+    with svc.db.session() as s:
+        space = owned_space(s, who, owner, name)
+        deleted, space_id = delete_key(s, SpaceSecret, space, _key(payload)), space.id
+    if deleted:
+        await _changed(svc, space_id)
+    return {}
+
+
+@router.get("/{owner}/{name}/variables")
+def get_variables(owner: str, name: str, who: Caller = Depends(caller), s: Session = Depends(db_session)) -> dict:
+    # Variables are public config (as on the Hub): whoever can see the Space can read them.
+    return listing(s, SpaceVariable, find_space(s, who, owner, name))
+
+
+@router.post("/{owner}/{name}/variables")
+async def add_variable(owner: str, name: str, payload: dict = Body(...), who: Caller = Depends(signed_in),
+                       svc: Services = Depends(services)) -> dict:
+    with svc.db.session() as s:
+        space = owned_space(s, who, owner, name)
+        set_variable(s, space, _key(payload), _value(payload), payload.get("description"))
+        space_id = space.id
+    await _changed(svc, space_id)
+    return _variables(svc, who, owner, name)
+
+
+@router.delete("/{owner}/{name}/variables")
+async def delete_variable(owner: str, name: str, payload: dict = Body(...), who: Caller = Depends(signed_in),
+                          svc: Services = Depends(services)) -> dict:
+    with svc.db.session() as s:
+        space = owned_space(s, who, owner, name)
+        deleted, space_id = delete_key(s, SpaceVariable, space, _key(payload)), space.id
+    if deleted:
+        await _changed(svc, space_id)
+    return _variables(svc, who, owner, name)
+
+
+def _variables(svc: Services, who: Caller, owner: str, name: str) -> dict:
+    with svc.db.session() as s:
+        return listing(s, SpaceVariable, find_space(s, who, owner, name))
+
+
+@router.post("/{owner}/{name}/duplicate")
+def duplicate_space(owner: str, name: str, payload: dict = Body(...), who: Caller = Depends(signed_in),
+                    svc: Services = Depends(services), s: Session = Depends(db_session)) -> dict:
+    copy = duplicate(svc, s, who, find_space(s, who, owner, name), payload)
+    return {"url": f"{svc.settings.base_url}/spaces/{copy.full_name}"}

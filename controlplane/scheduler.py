@@ -24,11 +24,11 @@ from controlplane.api.errors import ApiError
 from controlplane.models import Space, User
 from controlplane.pools import PoolCapacity, not_offered_message, pool_for, pools_of, units
 from controlplane.services import Services
-from controlplane.stages import Stage, on_committed_change, set_stage
+from controlplane.stages import WAITING_FOR_HARDWARE, Stage, on_committed_change, set_stage
 from controlplane.tiers import Tier
 
 log = logging.getLogger(__name__)
-WAITING = "waiting for hardware"
+WAITING = WAITING_FOR_HARDWARE
 OVER_QUOTA = "over quota"
 NOT_OFFERED = "hardware not offered"
 HOLDING = {Stage.APP_STARTING, Stage.RUNNING, Stage.RUNNING_BUILDING, Stage.RUNNING_APP_STARTING}

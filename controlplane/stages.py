@@ -34,6 +34,9 @@ class Stage(StrEnum):
     DELETING = "DELETING"
 
 
+# Spaceyard's detail for a Space queued for hardware: it holds none yet (not billed, not counted as in use).
+WAITING_FOR_HARDWARE = "waiting for hardware"
+
 # Stages in which an older instance of the app still serves traffic.
 SERVING = {Stage.RUNNING, Stage.RUNNING_BUILDING, Stage.RUNNING_APP_STARTING}
 

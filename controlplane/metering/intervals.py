@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from controlplane.core.config import get_settings
 from controlplane.metering.clock import as_utc, to_second
 from controlplane.models import Space, UsageInterval
-from controlplane.stages import Stage
+from controlplane.stages import WAITING_FOR_HARDWARE, Stage
 from controlplane.tiers import Catalog, default_catalog, load_catalog
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,8 @@ def on_stage_change(
     next stage write instead of leaving an interval open (or missing) forever.
     """
     was_billed, billed = is_billed(old_stage), is_billed(new_stage)
+    if billed and space.detail == WAITING_FOR_HARDWARE and space.container_id is None:
+        billed = False  # queued for hardware with no older instance serving: nothing is held yet
     if space.id is None:  # a Space created in this transaction: its interval needs the id
         session.flush()
     rows = open_intervals(session, space.id)

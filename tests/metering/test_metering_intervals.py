@@ -188,3 +188,15 @@ def test_a_tier_missing_from_the_catalog_is_metered_at_no_cost(session, make_spa
     row = session.scalars(select(UsageInterval)).one()
     assert (row.tier, row.unit_cost, row.gpu_count) == ("h100-gone", 0.0, 0)
     assert "not in the catalog" in caplog.text
+
+
+
+def test_a_space_waiting_in_line_for_hardware_is_not_billed(session, make_space):
+    """Queued behind a full pool it holds nothing; billing starts when it gets the hardware."""
+    space = make_space()
+    space.detail = "waiting for hardware"
+    move(session, space, "APP_STARTING", at(2024, 5, 1, 8))
+    space.detail = None
+    move(session, space, "APP_STARTING", at(2024, 5, 1, 8, 30))
+    move(session, space, "PAUSED", at(2024, 5, 1, 9))
+    assert intervals(session) == [("a10g-small", naive(2024, 5, 1, 8, 30), naive(2024, 5, 1, 9))]

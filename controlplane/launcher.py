@@ -154,12 +154,14 @@ class Platform:
 
         instance = Settings(data_dir=self.data_dir).instance
         client = docker.from_env()
-        for c in client.containers.list(all=True, filters={"label": f"spaceyard.instance={instance}"}):
-            c.remove(force=True)
-        for image in client.images.list():
-            if any(t.startswith(f"spaceyard-{instance}/") for t in image.tags):
+        # The low-level calls: the high-level ones inspect each object and fail on one removed meanwhile.
+        for c in client.api.containers(all=True, filters={"label": f"spaceyard.instance={instance}"}):
+            with contextlib.suppress(docker.errors.APIError):
+                client.api.remove_container(c["Id"], force=True)
+        for image in client.api.images():
+            if any(t.startswith(f"spaceyard-{instance}/") for t in image.get("RepoTags") or []):
                 with contextlib.suppress(docker.errors.APIError):
-                    client.images.remove(image.id, force=True)
+                    client.api.remove_image(image["Id"], force=True)
 
     def wait(self) -> None:
         """Block until one of the platform's processes dies or the user presses Ctrl-C."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
@@ -56,17 +57,17 @@ def make_runtime(settings: Settings) -> RuntimeBackend:
 
 
 def watch_instances(svc: Services, deployer: Deployer, loop: asyncio.AbstractEventLoop) -> None:
-    """One watch on the engine for every Space's instances (no per-Space polling)."""
-    events = getattr(svc.runtime, "events", None)
-    if events is None:
-        return
+    """One watch on the runtime for every Space's instances: a serving instance that ends is a RUNTIME_ERROR."""
     while True:
         try:
-            for ev in events():
-                if ev.get("status") == "die" or ev.get("Action") == "die":
-                    loop.call_soon_threadsafe(asyncio.create_task, asyncio.to_thread(deployer.instance_died, ev["id"]))
+            for instance in svc.runtime.watch():
+                if instance.state in ("exited", "failed"):
+                    loop.call_soon_threadsafe(
+                        asyncio.create_task, asyncio.to_thread(deployer.instance_died, instance.id)
+                    )
         except Exception:
-            log.exception("runtime event watch broke; watching again")
+            log.exception("runtime watch broke; watching again")
+        time.sleep(1)  # a watch that keeps breaking (engine down) must not spin
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

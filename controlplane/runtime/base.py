@@ -67,5 +67,10 @@ class RuntimeBackend(ABC):
     def logs(self, instance_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]: ...
 
     @abstractmethod
+    def watch(self) -> Iterator[Instance]:
+        """Instances whose state changed, for every Space, from one stream (no per-Space polling).
+        Ends when the stream breaks; the caller watches again."""
+
+    @abstractmethod
     def remove_space(self, space: str) -> None:
         """Remove every instance and image a Space left behind."""

@@ -158,9 +158,12 @@ class DockerBackend(RuntimeBackend):
             message=state.get("Error") or None,
         )
 
-    def events(self) -> Iterator[dict]:
-        """Container die/start events of Spaceyard containers (one stream for all Spaces)."""
-        yield from self.client.events(
+    def watch(self) -> Iterator[Instance]:
+        events = self.client.events(
             decode=True,
             filters={"type": "container", "label": f"{LABEL_INSTANCE}={self.instance}", "event": ["die", "start"]},
         )
+        for event in events:
+            instance = self.get(event["id"])
+            if instance is not None:
+                yield instance

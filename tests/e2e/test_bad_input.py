@@ -120,3 +120,14 @@ def test_builder_killed_mid_build_is_retried_not_stuck(platform, tmp_path):
     assert runtime["stage"] == "RUNNING", runtime
     with httpx.stream("GET", f"{platform.url}/api/spaces/frank/killed/logs/build?follow=false") as resp:
         assert resp.status_code == 200
+
+
+def test_app_crashing_after_it_runs_is_runtime_error(platform, tmp_path):
+    """The engine's event stream, not polling, notices a serving app that dies."""
+    create(platform, "frank", "latecrash")
+    app = GRADIO_APP.replace("demo.launch()", "import os, threading\nthreading.Timer(6, lambda: (print("
+                             "'out of memory, giving up', flush=True), os._exit(3))).start()\ndemo.launch()")
+    push(platform, "frank", "latecrash", {"README.md": readme("gradio"), "app.py": app}, tmp_path)
+    assert platform.wait_stage("frank/latecrash", FINAL - {"NO_APP_FILE"})["stage"] == "RUNNING"
+    runtime = platform.wait_stage("frank/latecrash", {"RUNTIME_ERROR"}, timeout=60)
+    assert "exit code 3" in runtime["errorMessage"] and "out of memory, giving up" in runtime["errorMessage"]

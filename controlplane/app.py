@@ -13,7 +13,18 @@ from fastapi import FastAPI
 
 from controlplane import dashboard
 from controlplane.api import errors
-from controlplane.api.routes import admin, billing, hardware, logs, repos, secrets_vars, spaces, whoami
+from controlplane.api.routes import (
+    admin,
+    billing,
+    files,
+    hardware,
+    logs,
+    repos,
+    secrets_vars,
+    spaces,
+    uploads,
+    whoami,
+)
 from controlplane.build_events import BuildEventsConsumer
 from controlplane.builds import make_celery
 from controlplane.core.config import Settings, get_settings
@@ -111,7 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RouterMiddleware, resolver=resolver, apps_domain=settings.apps_domain)
     errors.install(app)
     # hardware before spaces: /api/spaces/hardware is a fixed path, never a Space.
-    for module in (hardware, admin, repos, spaces, secrets_vars, logs, whoami, billing):
+    for module in (hardware, admin, repos, spaces, secrets_vars, logs, whoami, billing, files, uploads):
         app.include_router(module.router)
     app.include_router(git_router)
     dashboard.install(app)

@@ -79,8 +79,9 @@ def space_info(svc: Services, space: Space, siblings: list[str] | None = None) -
         "tags": list(space.card_data.get("tags") or []) if isinstance(space.card_data, dict) else [],
         "cardData": space.card_data or {},
         "subdomain": subdomain(svc, space),
-        # gradio_client connects to `host`; the path-based URL resolves everywhere, wildcard DNS or not.
-        "host": app_url(svc, space).rstrip("/"),
+        # gradio_client connects to `host`; the path-based URL resolves everywhere, wildcard DNS or not. The
+        # trailing slash matters: the client urljoin()s its config and API paths onto `host` as it is.
+        "host": app_url(svc, space),
         "url": app_url(svc, space),
         "runtime": runtime(svc, space),
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Response
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import Caller, db_session, owned_space, services, signed_in
@@ -27,6 +27,7 @@ def split_name(payload: dict, who: Caller) -> tuple[str, str]:
 
 @router.post("/create")
 def create_repo(
+    response: Response,
     payload: dict = Body(...),
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
@@ -36,18 +37,27 @@ def create_repo(
     if owner != who.name and not who.user.is_admin:
         raise ApiError(403, f"You ({who.name}) can't create Spaces under {owner!r}.", "Forbidden")
     private = payload.get("visibility") == "private" if "visibility" in payload else bool(payload.get("private"))
-    space = create_space(
-        svc,
-        s,
-        owner=owner,
-        name=name,
-        sdk=payload.get("sdk") or "gradio",
-        private=private,
-        hardware=payload.get("hardware"),
-        sleep_time=payload.get("sleepTimeSeconds"),
-    )
+    url = f"{svc.settings.base_url}/spaces/{owner}/{name}"
+    try:
+        space = create_space(
+            svc,
+            s,
+            owner=owner,
+            name=name,
+            sdk=payload.get("sdk") or "gradio",
+            private=private,
+            hardware=payload.get("hardware"),
+            sleep_time=payload.get("sleepTimeSeconds"),
+        )
+    except ApiError as e:
+        if e.status != 409:
+            raise
+        # create_repo(exist_ok=True) reads the existing repo's url from the 409 body, as the Hub sends it.
+        response.status_code = 409
+        response.headers.update({"X-Error-Code": e.code or "RepoExists", "X-Error-Message": e.message})
+        return {"error": e.message, "url": url}
     return {
-        "url": f"{svc.settings.base_url}/spaces/{space.full_name}",
+        "url": url,
         "name": space.full_name,
         "id": f"space-{space.id}",
         "appUrl": app_url(svc, space),

@@ -7,6 +7,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import Caller, caller, db_session, find_space, owned_space, services, signed_in
+from controlplane.api.routes.files import resolve_revision
 from controlplane.api.views import runtime, space_info
 from controlplane.lifecycle import change_hardware, pause, restart
 from controlplane.models import Space
@@ -55,9 +56,9 @@ def get_space(
     s: Session = Depends(db_session),
 ) -> dict:
     space = find_space(s, who, owner, name)
-    files = [e.path for e in svc.repos.tree(owner, name, rev) if e.type == "file"]
-    info = space_info(svc, space, files)
-    info["sha"] = svc.repos.head(owner, name, rev) or space.head_sha
+    sha = resolve_revision(svc, space, rev)
+    info = space_info(svc, space, [e.path for e in svc.repos.tree(owner, name, sha) if e.type == "file"])
+    info["sha"] = sha
     return info
 
 
@@ -72,7 +73,7 @@ def get_runtime(
     return runtime(svc, find_space(s, who, owner, name))
 
 
-def _owned_id(svc: Services, who: Caller, owner: str, name: str) -> int:
+def owned_space_id(svc: Services, who: Caller, owner: str, name: str) -> int:
     with svc.db.session() as s:
         return owned_space(s, who, owner, name).id
 
@@ -90,7 +91,7 @@ async def request_hardware(
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
 ) -> dict:
-    space_id = _owned_id(svc, who, owner, name)
+    space_id = owned_space_id(svc, who, owner, name)
     if payload.get("sleepTimeSeconds") is not None:
         with svc.db.session() as s:
             s.get(Space, space_id).sleep_time = int(payload["sleepTimeSeconds"])
@@ -106,7 +107,7 @@ def set_sleeptime(
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
 ) -> dict:
-    space_id = _owned_id(svc, who, owner, name)
+    space_id = owned_space_id(svc, who, owner, name)
     seconds = payload.get("seconds")
     with svc.db.session() as s:
         # -1 (the Hub's "never") and null both mean the Space never sleeps.
@@ -118,7 +119,7 @@ def set_sleeptime(
 async def pause_space(
     owner: str, name: str, who: Caller = Depends(signed_in), svc: Services = Depends(services)
 ) -> dict:
-    space_id = _owned_id(svc, who, owner, name)
+    space_id = owned_space_id(svc, who, owner, name)
     await pause(svc, svc.extras["deployer"], space_id)
     return _runtime_of(svc, space_id)
 
@@ -127,6 +128,6 @@ async def pause_space(
 async def restart_space(
     owner: str, name: str, factory: bool = False, who: Caller = Depends(signed_in), svc: Services = Depends(services)
 ) -> dict:
-    space_id = _owned_id(svc, who, owner, name)
+    space_id = owned_space_id(svc, who, owner, name)
     await restart(svc, svc.extras["deployer"], space_id, factory=factory)
     return _runtime_of(svc, space_id)

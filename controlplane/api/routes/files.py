@@ -1,0 +1,92 @@
+"""Hub-compatible reads of a Space's files: `list_repo_tree`, and `hf_hub_download`'s HEAD/GET on resolve URLs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy.orm import Session
+
+from controlplane.api.deps import Caller, caller, db_session, find_space, services
+from controlplane.api.errors import ApiError
+from controlplane.models import Space
+from controlplane.repos import TreeEntry
+from controlplane.services import Services
+
+router = APIRouter(tags=["files"])
+TREE_PAGE = 1000  # the Hub's page size for tree listings
+# A branch, tag or sha; never an option to git (no leading '-').
+REVISION = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_./-]*$")
+
+
+def resolve_revision(svc: Services, space: Space, rev: str) -> str:
+    """The commit sha `rev` names in the Space's repo, or the Hub's RevisionNotFound."""
+    sha = svc.repos.head(space.owner, space.name, rev) if REVISION.match(rev) else None
+    if sha is None:
+        raise ApiError(404, f"Invalid rev id: {rev}", "RevisionNotFound")
+    return sha
+
+
+def entry_not_found(path: str, rev: str) -> ApiError:
+    return ApiError(404, f"Entry not found: {path} at revision {rev}.", "EntryNotFound")
+
+
+@router.get("/api/spaces/{owner}/{name}/tree/{rev}")
+@router.get("/api/spaces/{owner}/{name}/tree/{rev}/{path:path}")
+def list_tree(
+    owner: str,
+    name: str,
+    rev: str,
+    request: Request,
+    response: Response,
+    path: str = "",
+    recursive: bool = False,
+    cursor: int = Query(default=0, ge=0),
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+    s: Session = Depends(db_session),
+) -> list[dict]:
+    space = find_space(s, who, owner, name)
+    commit = resolve_revision(svc, space, rev)
+    path = path.strip("/")
+    entries = svc.repos.tree(owner, name, commit, path=path, recursive=recursive)
+    if path and not entries:  # git stores no empty folders: nothing listed means no such folder
+        raise entry_not_found(path, rev)
+    page = entries[cursor : cursor + TREE_PAGE]
+    if cursor + TREE_PAGE < len(entries):
+        response.headers["Link"] = f'<{request.url.include_query_params(cursor=cursor + TREE_PAGE)}>; rel="next"'
+    return [asdict(e) for e in page]
+
+
+def file_entry(svc: Services, space: Space, commit: str, path: str) -> TreeEntry | None:
+    folder = path.rsplit("/", 1)[0] if "/" in path else ""
+    listing = svc.repos.tree(space.owner, space.name, commit, path=folder, recursive=False)
+    return next((e for e in listing if e.path == path and e.type == "file"), None)
+
+
+@router.api_route("/spaces/{owner}/{name}/resolve/{rev}/{path:path}", methods=["GET", "HEAD"])
+def resolve(
+    owner: str,
+    name: str,
+    rev: str,
+    path: str,
+    request: Request,
+    who: Caller = Depends(caller),
+    svc: Services = Depends(services),
+    s: Session = Depends(db_session),
+) -> Response:
+    space = find_space(s, who, owner, name)
+    commit = resolve_revision(svc, space, rev)
+    entry = file_entry(svc, space, commit, path)
+    if entry is None:
+        raise entry_not_found(path, rev)
+    headers = {
+        "X-Repo-Commit": commit,
+        "ETag": f'"{entry.oid}"',  # the git blob sha, quoted as the Hub does for regular files
+        "Content-Length": str(entry.size),
+        # Files are served as bytes, never rendered: the API shares its origin with the dashboard.
+        "X-Content-Type-Options": "nosniff",
+    }
+    content = b"" if request.method == "HEAD" else svc.repos.read(owner, name, path, commit) or b""
+    return Response(content, headers=headers, media_type="application/octet-stream")

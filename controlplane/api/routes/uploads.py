@@ -1,0 +1,155 @@
+"""Hub-compatible writes: `upload_file`, `upload_folder`, `delete_file`, `create_commit`.
+
+The client's three calls: validate-yaml (when README.md changes), preupload (every file answered "regular":
+"lfs" would send the client to Hugging Face's own storage), then the NDJSON commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from builder import spaceconfig
+from controlplane.api.deps import Caller, db_session, owned_space, services, signed_in
+from controlplane.api.errors import ApiError
+from controlplane.api.routes.spaces import owned_space_id
+from controlplane.commits import CommitRefused, CommitRequest, Limits, api_commits
+from controlplane.repos import BRANCH
+from controlplane.services import Services
+
+router = APIRouter(tags=["files"])
+
+
+def readme_problems(content: str) -> tuple[list[str], list[str]]:
+    """Errors and warnings of a Space README's front matter, as the builder will judge it."""
+    try:
+        card = spaceconfig.front_matter(content)
+        # Without `sdk` the Space keeps the SDK it was created with; any SDK stands in to check the other keys.
+        spaceconfig.parse(card, default_sdk="gradio")
+    except spaceconfig.ConfigError as e:
+        return [str(e)], []
+    if card.get("sdk") is None:
+        return [], ["No `sdk` in the front matter: the Space keeps the SDK it was created with."]
+    return [], []
+
+
+@router.post("/api/validate-yaml")
+def validate_yaml(payload: dict = Body(...)) -> JSONResponse:
+    content = payload.get("content")
+    if payload.get("repoType") != "space" or not isinstance(content, str):
+        return JSONResponse({"errors": [], "warnings": []})
+    errors, warnings = readme_problems(content)
+    body = {"errors": [{"message": m} for m in errors], "warnings": [{"message": m} for m in warnings]}
+    if errors:
+        return JSONResponse({"error": "Invalid metadata in README.md: " + "; ".join(errors), **body}, status_code=400)
+    return JSONResponse(body)
+
+
+def limits(svc: Services) -> Limits:
+    return Limits(svc.settings.max_file_bytes, svc.settings.max_commit_bytes)
+
+
+def refusal(e: CommitRefused) -> ApiError:
+    return ApiError(e.status, e.message, e.code)
+
+
+def check_target(rev: str, create_pr: bool) -> None:
+    if create_pr:
+        raise ApiError(400, "Spaceyard has no pull requests: commit to main directly (create_pr=False).")
+    if rev != BRANCH:
+        message = f"Spaceyard Spaces have one branch, {BRANCH}: cannot commit to {rev!r}."
+        raise ApiError(404, message, "RevisionNotFound")
+
+
+@router.post("/api/spaces/{owner}/{name}/preupload/{rev}")
+def preupload(
+    owner: str,
+    name: str,
+    rev: str,
+    payload: dict = Body(...),
+    create_pr: bool = False,
+    who: Caller = Depends(signed_in),
+    svc: Services = Depends(services),
+    s: Session = Depends(db_session),
+) -> dict:
+    owned_space(s, who, owner, name)
+    check_target(rev, create_pr)
+    files = payload.get("files")
+    if not isinstance(files, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("size", 0), int) for f in files
+    ):
+        raise ApiError(400, 'Invalid preupload body: expected {"files": [{"path", "size", "sample"}]}.')
+    # Refuse oversize files here, before the client sends their content.
+    lim, total = limits(svc), 0
+    for f in files:
+        size = f.get("size", 0)
+        if size > lim.max_file_bytes:
+            raise refusal(lim.file_too_large(f"{f['path']} is {size} bytes"))
+        total += size
+    if total > lim.max_commit_bytes:
+        raise refusal(lim.commit_too_large(total))
+    # The blob sha of each file already there lets the client skip files that did not change.
+    existing = {e.path: e.oid for e in svc.repos.tree(owner, name, BRANCH) if e.type == "file"}
+    return {
+        "files": [
+            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": existing.get(f["path"])}
+            for f in files
+        ]
+    }
+
+
+async def ndjson_lines(request: Request, lim: Limits) -> AsyncIterator[bytes]:
+    """The body's lines as they arrive; stops reading past the limits instead of buffering the excess."""
+    buffer, received = bytearray(), 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > lim.max_body_bytes:
+            raise refusal(lim.commit_too_large(received * 3 // 4))
+        start = len(buffer)
+        buffer += chunk
+        while (end := buffer.find(b"\n", start)) != -1:
+            yield bytes(buffer[:end])
+            del buffer[: end + 1]
+            start = 0
+        if len(buffer) > lim.max_line_bytes:
+            raise refusal(lim.file_too_large(f"a file of this commit is over {lim.max_file_bytes} bytes"))
+    if buffer:
+        yield bytes(buffer)
+
+
+@router.post("/api/spaces/{owner}/{name}/commit/{rev}")
+async def commit(
+    owner: str,
+    name: str,
+    rev: str,
+    request: Request,
+    create_pr: bool = False,
+    who: Caller = Depends(signed_in),
+    svc: Services = Depends(services),
+) -> dict:
+    space_id = await asyncio.to_thread(owned_space_id, svc, who, owner, name)
+    check_target(rev, create_pr)
+    lim = limits(svc)
+    length = int(request.headers.get("content-length") or 0)
+    if length > lim.max_body_bytes:
+        raise refusal(lim.commit_too_large(length * 3 // 4))
+    commits = api_commits(svc)
+    wanted = CommitRequest(lim)
+    try:
+        async for line in ndjson_lines(request, lim):
+            # Decoding a large base64 file takes a while: off the event loop, which also serves the apps.
+            await asyncio.to_thread(wanted.feed, line)
+        sha = await asyncio.to_thread(commits.write, space_id, owner, name, wanted, who.name)
+    except CommitRefused as e:
+        raise refusal(e) from None
+    commits.build_soon(space_id)
+    return {
+        "success": True,
+        "commitOid": sha,
+        "commitUrl": f"{svc.settings.base_url}/spaces/{owner}/{name}/commit/{sha}",
+        "hookOutput": "",
+    }

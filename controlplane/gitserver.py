@@ -109,6 +109,10 @@ async def git_http(owner: str, repo: str, path: str, request: Request, svc: Serv
     received = 0
     assert proc.stdin and proc.stdout and proc.stderr
     async for chunk in request.stream():
+        if not chunk:
+            # A GET (info/refs) yields one empty chunk; git may have exited already, and writing to its
+            # closed stdin raises.
+            continue
         received += len(chunk)
         if writing and received > svc.settings.max_push_bytes:
             proc.kill()

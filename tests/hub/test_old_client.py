@@ -1,0 +1,84 @@
+"""An older `huggingface_hub` (0.x: `private: bool`, its own commit and download code) in its own venv."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.docker
+VENV = Path("/tmp/spaceyard-hub-0x")  # kept between runs: installing takes a while
+SCRIPT = """
+import os, tempfile
+from pathlib import Path
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download
+from huggingface_hub.utils import EntryNotFoundError, RepositoryNotFoundError
+
+endpoint, token = os.environ["ENDPOINT"], os.environ["TOKEN"]
+api = HfApi(endpoint=endpoint, token=token)
+api.create_repo("oldie/demo", repo_type="space", space_sdk="static", private=True)
+api.create_repo("oldie/demo", repo_type="space", space_sdk="static", private=True, exist_ok=True)
+assert api.space_info("oldie/demo").private is True
+folder = Path(tempfile.mkdtemp())
+(folder / "index.html").write_text("<p>old</p>")
+(folder / "docs").mkdir()
+(folder / "docs" / "a.md").write_text("a")
+api.upload_folder(repo_id="oldie/demo", repo_type="space", folder_path=folder)
+info = api.create_commit(repo_id="oldie/demo", repo_type="space", commit_message="ops", operations=[
+    CommitOperationAdd(path_in_repo="b.txt", path_or_fileobj=b"b"),
+    CommitOperationDelete(path_in_repo="docs/", is_folder=True),
+])
+files = set(api.list_repo_files("oldie/demo", repo_type="space"))
+assert files == {".gitattributes", "README.md", "index.html", "b.txt"}, files
+got = hf_hub_download("oldie/demo", "index.html", repo_type="space", endpoint=endpoint, token=token,
+                      cache_dir=tempfile.mkdtemp())
+assert Path(got).read_text() == "<p>old</p>"
+assert api.space_info("oldie/demo").sha == info.oid
+try:
+    api.delete_file("docs/a.md", repo_id="oldie/demo", repo_type="space")
+    raise AssertionError("deleting a missing file succeeded")
+except EntryNotFoundError:
+    pass
+api.delete_repo("oldie/demo", repo_type="space")
+api.delete_repo("oldie/demo", repo_type="space", missing_ok=True)
+try:
+    api.space_info("oldie/demo")
+    raise AssertionError("a deleted Space is still there")
+except RepositoryNotFoundError:
+    pass
+print("ok")
+"""
+
+
+@pytest.fixture(scope="module")
+def old_python() -> Path:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=120)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "huggingface_hub>=0.30,<1"],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+        except (subprocess.SubprocessError, OSError) as e:
+            pytest.skip(f"could not install huggingface_hub 0.x in {VENV}: {e}")
+    return python
+
+
+def test_huggingface_hub_0x_uploads_downloads_and_manages(platform, old_python, tmp_path):
+    # 0.x parses commitUrl against HF_ENDPOINT, not HfApi(endpoint=): users of old clients set it too.
+    env = {
+        **os.environ,
+        "ENDPOINT": platform.url,
+        "HF_ENDPOINT": platform.url,
+        "TOKEN": platform.user("oldie"),
+        "HF_HOME": str(tmp_path),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    out = subprocess.run([str(old_python), "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""Administration: tiers, node pools and how full they are, users and their month so far."""
+"""Administration: this runtime's pools and how full they are, the tier catalog, users and their month so far."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import Caller, db_session, services
+from controlplane.dashboard.hardware import PoolUse, pool_use, tier_choices
 from controlplane.dashboard.web import admin, render
 from controlplane.metering.billing import month_of, usage_for_month
 from controlplane.metering.intervals import BILLED_STAGES
@@ -31,9 +32,9 @@ def admin_page(
             select(Space.hardware_current, Space.hardware_requested).where(Space.stage.in_(BILLED_STAGES))
         )
     )
-    pools = [
-        {"pool": p, "in_use": sum(held[t] for t in p.tiers)} for p in svc.catalog.pools
-    ]
+    # Without a scheduler in this process, count Spaces in billed stages: the same thing, less exact.
+    pools = [u if u.in_use is not None else PoolUse(u.pool, sum(held[t] for t in u.pool.tiers))
+             for u in pool_use(svc, s)]
     now = datetime.now(UTC)
     report = usage_for_month(s, None, month_of(now), now=now)
     cost = Counter()
@@ -47,5 +48,7 @@ def admin_page(
         {"user": u, "spaces": spaces.get(u.name, 0), "tokens": tokens.get(u.id, 0), "cost": cost[u.name]}
         for u in s.scalars(select(User).order_by(User.name))
     ]
-    return render(request, "admin.html", who, tiers=svc.catalog.tiers, pools=pools, held=held, users=users,
-                  runtime=svc.settings.runtime, month=report.month)
+    return render(
+        request, "admin.html", who, choices=tier_choices(svc, s), pools=pools, catalog_pools=svc.catalog.pools,
+        held=held, users=users, runtime=svc.settings.runtime, month=report.month,
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import select
@@ -14,9 +12,11 @@ from controlplane.api.deps import Caller, db_session, services
 from controlplane.api.errors import ApiError
 from controlplane.api.views import runtime
 from controlplane.dashboard.forms import checked_form
+from controlplane.dashboard.hardware import tier_choices
 from controlplane.dashboard.web import PageError, member, redirect, render, space_for
 from controlplane.lifecycle import change_hardware, delete, pause, restart
 from controlplane.models import Space, SpaceSecret, SpaceVariable
+from controlplane.secrets_vars import apply_change, delete_key, set_secret, set_variable
 from controlplane.services import Services
 from controlplane.stages import Stage, set_stage
 
@@ -25,14 +25,13 @@ router = APIRouter()
 # The Hub's sleep-time choices, in seconds; "" keeps the platform default (cpu-basic sleeps, upgrades never).
 SLEEP_CHOICES = [("", "Platform default"), ("300", "5 minutes"), ("900", "15 minutes"), ("3600", "1 hour"),
                  ("36000", "10 hours"), ("86400", "24 hours"), ("172800", "48 hours"), ("604800", "1 week")]
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 def _settings_context(svc: Services, s: Session, space: Space) -> dict:
     return {
         "space": space,
         "runtime": runtime(svc, space),
-        "tiers": svc.catalog.tiers,
+        "choices": tier_choices(svc, s),
         "sleep_choices": SLEEP_CHOICES,
         "secrets": _rows(s, SpaceSecret, space),
         "variables": _rows(s, SpaceVariable, space),
@@ -125,61 +124,6 @@ def set_visibility(
     return _back(owner, name, "#visibility")
 
 
-def _env_key(form: FormData) -> str:
-    key = str(form.get("key") or "").strip()
-    if not ENV_KEY.match(key):
-        raise PageError(400, f"Invalid name {key!r}: use letters, digits and '_', not starting with a digit.")
-    return key
-
-
-@router.post("/spaces/{owner}/{name}/settings/secrets/{op}")
-def edit_secret(
-    owner: str, name: str, op: str, form: FormData = Depends(checked_form), who: Caller = Depends(member),
-    svc: Services = Depends(services),
-) -> Response:
-    """Secrets are write-only here: stored encrypted, and no page ever shows a value again."""
-    key = _env_key(form)
-    with svc.db.session() as s:
-        space = space_for(s, who, owner, name, write=True)
-        row = s.scalar(select(SpaceSecret).where(SpaceSecret.space_id == space.id, SpaceSecret.key == key))
-        if op == "delete":
-            if row is not None:
-                s.delete(row)
-        elif op == "set":
-            value = svc.secret_box.encrypt(str(form.get("value") or ""))
-            description = str(form.get("description") or "") or None
-            if row is None:
-                s.add(SpaceSecret(space_id=space.id, key=key, value_encrypted=value, description=description))
-            else:
-                row.value_encrypted, row.description = value, description
-        else:
-            raise PageError(404, f"Unknown operation {op!r}.")
-    return _back(owner, name, "#secrets")
-
-
-@router.post("/spaces/{owner}/{name}/settings/variables/{op}")
-def edit_variable(
-    owner: str, name: str, op: str, form: FormData = Depends(checked_form), who: Caller = Depends(member),
-    svc: Services = Depends(services),
-) -> Response:
-    key = _env_key(form)
-    with svc.db.session() as s:
-        space = space_for(s, who, owner, name, write=True)
-        row = s.scalar(select(SpaceVariable).where(SpaceVariable.space_id == space.id, SpaceVariable.key == key))
-        if op == "delete":
-            if row is not None:
-                s.delete(row)
-        elif op == "set":
-            value, description = str(form.get("value") or ""), str(form.get("description") or "") or None
-            if row is None:
-                s.add(SpaceVariable(space_id=space.id, key=key, value=value, description=description))
-            else:
-                row.value, row.description = value, description
-        else:
-            raise PageError(404, f"Unknown operation {op!r}.")
-    return _back(owner, name, "#variables")
-
-
 @router.post("/spaces/{owner}/{name}/settings/delete/confirm")
 async def delete_space(
     owner: str, name: str, form: FormData = Depends(checked_form), who: Caller = Depends(member),
@@ -190,3 +134,37 @@ async def delete_space(
         raise PageError(400, f"To delete, type the Space's full name ({owner}/{name}) exactly.")
     await delete(svc, svc.extras["deployer"], space_id)
     return redirect("/?show=mine")
+
+
+@router.post("/spaces/{owner}/{name}/settings/{kind}/{op}")
+async def edit_env(
+    owner: str, name: str, kind: str, op: str, form: FormData = Depends(checked_form), who: Caller = Depends(member),
+    svc: Services = Depends(services),
+) -> Response:
+    """Set or delete a secret or variable, as the API does (a running Space restarts with the new env).
+    Declared last: `/settings/visibility/set` and `/settings/delete/confirm` have the same shape.
+
+    Secrets are write-only: stored encrypted, and no page shows a value again.
+    """
+    if kind not in ("secrets", "variables") or op not in ("set", "delete"):
+        raise PageError(404, f"Unknown operation {kind}/{op}.")
+    key = str(form.get("key") or "").strip()
+    value, description = str(form.get("value") or ""), str(form.get("description") or "") or None
+    try:
+        with svc.db.session() as s:
+            space = space_for(s, who, owner, name, write=True)
+            space_id = space.id
+            if op == "delete":
+                changed = delete_key(s, SpaceSecret if kind == "secrets" else SpaceVariable, space, key)
+            else:
+                if kind == "secrets":
+                    set_secret(svc, s, space, key, value, description)
+                else:
+                    set_variable(s, space, key, value, description)
+                changed = True
+        if changed:
+            # Only a running or sleeping Space needs the deployer; pages served without the loops have none.
+            await apply_change(svc, svc.extras.get("deployer"), space_id)
+    except ApiError as e:
+        raise PageError(e.status, e.message) from e
+    return _back(owner, name, f"#{kind}")

@@ -12,6 +12,7 @@ from controlplane.api.deps import Caller, db_session, services
 from controlplane.api.errors import ApiError
 from controlplane.api.views import app_url, hub_stage
 from controlplane.dashboard.forms import checked_form
+from controlplane.dashboard.hardware import tier_choices
 from controlplane.dashboard.web import member, redirect, render, space_for, viewer
 from controlplane.models import Build, Space
 from controlplane.services import Services
@@ -49,8 +50,10 @@ def spaces_list(
 
 
 @router.get("/new")
-def new_page(request: Request, who: Caller = Depends(member), svc: Services = Depends(services)) -> Response:
-    return render(request, "new.html", who, tiers=svc.catalog.tiers, sdks=SDKS, form={})
+def new_page(
+    request: Request, who: Caller = Depends(member), svc: Services = Depends(services), s: Session = Depends(db_session)
+) -> Response:
+    return render(request, "new.html", who, choices=tier_choices(svc, s), sdks=SDKS, form={})
 
 
 @router.post("/new")
@@ -69,8 +72,9 @@ def new_space(
             )
             target = f"/spaces/{space.full_name}"
     except ApiError as e:
-        return render(request, "new.html", who, status=400, tiers=svc.catalog.tiers, sdks=SDKS, form=values,
-                      error=e.message)
+        with svc.db.session() as s:
+            choices = tier_choices(svc, s)
+        return render(request, "new.html", who, status=400, choices=choices, sdks=SDKS, form=values, error=e.message)
     return redirect(target)
 
 
@@ -105,6 +109,21 @@ def space_page(
 ) -> Response:
     space = space_for(s, who, owner, name)
     return render(request, "space.html", who, **_page_context(svc, s, who, space))
+
+
+@router.get("/spaces/{owner}/{name}/files")
+def files_fragment(
+    owner: str,
+    name: str,
+    request: Request,
+    who: Caller = Depends(viewer),
+    svc: Services = Depends(services),
+    s: Session = Depends(db_session),
+) -> Response:
+    """The file list alone: the Space page fetches it again when the stage moves (a push changed HEAD)."""
+    space = space_for(s, who, owner, name)
+    files = [e for e in svc.repos.tree(space.owner, space.name) if e.type == "file"]
+    return render(request, "_files.html", who, space=space, files=files)
 
 
 @router.get("/spaces/{owner}/{name}/stage")

@@ -37,7 +37,8 @@ function poll(el) {
 
 // A log pane streams its endpoint. Every connection replays the log from its start, so the pane is
 // cleared on open: a reload or a reconnect shows the whole log once. While the stage says the log is
-// live (data-live-stages), an ended stream is opened again; otherwise it stays closed until the stage moves.
+// live (data-live-stages), an ended stream is opened again; otherwise it stays closed until the stage
+// moves, which opens it again (a push may have built and started between two polls).
 function logPane(pre) {
   const live = (pre.dataset.liveStages || "").split(/\s+/);
   let source = null;
@@ -63,9 +64,7 @@ function logPane(pre) {
     };
   };
   open();
-  onStage((stage, previous) => {
-    if (live.includes(stage) && (!source || !live.includes(previous))) open();
-  });
+  onStage(open);
 }
 
 // Show the app once it serves; reload it when a new version takes over.
@@ -78,6 +77,16 @@ function appFrame(frame) {
       frame.setAttribute("src", frame.dataset.src);
     }
     if (empty) empty.hidden = up;
+  });
+}
+
+// Fragments that change only with the stage (the file list after a push) are fetched again then.
+function refreshOnStage(el) {
+  onStage(async () => {
+    try {
+      const resp = await fetch(el.dataset.refreshOnStage, { cache: "no-store" });
+      if (resp.ok) el.innerHTML = await resp.text();
+    } catch (_) { /* keep the old list; the next stage change retries */ }
   });
 }
 
@@ -96,5 +105,6 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-log-src]").forEach(logPane);
   const frame = document.getElementById("app");
   if (frame) appFrame(frame);
+  document.querySelectorAll("[data-refresh-on-stage]").forEach(refreshOnStage);
   document.querySelectorAll("form[data-confirm]").forEach(confirmForm);
 });

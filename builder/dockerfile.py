@@ -85,9 +85,11 @@ def _sdk_package(sdk: str, sdk_version: str | None) -> list[str]:
 
 def _sdk_helpers(sdk: str) -> list[str]:
     if sdk == "gradio":
-        # A .pth file appends the stub dir to sys.path, so a real `spaces` from requirements wins.
+        # A .pth file appends the stub dir to sys.path, so a real `spaces` installed by requirements wins. The
+        # dist-info gives the stub a version (Gradio checks it before it asks for `spaces.reloading`); pip then
+        # counts a bare `spaces` requirement as met, and installs the real one only for `spaces>0.43`.
         return [
-            f"COPY gradio/spaces {STUBS_DIR}/spaces",
+            f"COPY gradio/stubs {STUBS_DIR}",
             f'RUN echo {STUBS_DIR} > "$(python -c \'import sysconfig; print(sysconfig.get_path("purelib"))\')'
             '/spaceyard-stubs.pth"',
         ]

@@ -120,7 +120,7 @@ def test_sdk_bases() -> None:
     gradio = sdk_base_dockerfile("gradio", "5.0.1", "3.11", settings())
     assert lines(gradio)[0] == "FROM spaceyard/base:py3.11"
     assert "RUN python3 -m venv /opt/venv" in gradio
-    assert "COPY gradio/spaces /opt/spaceyard/python/spaces" in gradio  # the ZeroGPU stub
+    assert "COPY gradio/stubs /opt/spaceyard/python" in gradio  # the ZeroGPU stub
     static = sdk_base_dockerfile("static", None, "3.11", settings())
     assert "COPY static/serve.py /opt/spaceyard/serve.py" in static and "pip install" not in static
     registry = sdk_base_dockerfile("gradio", "5.0.1", "3.12", settings(base_image_source="registry"))

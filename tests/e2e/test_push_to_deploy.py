@@ -44,6 +44,7 @@ def test_gradio_space_runs_and_answers_through_both_urls(platform, tmp_path):
     with httpx.stream("GET", f"{platform.url}/api/spaces/alice/hello/logs/run?follow=false", timeout=30) as resp:
         run_lines = [json.loads(line[6:])["data"] for line in resp.iter_lines() if line.startswith("data: ")]
     assert run_lines, "the runtime log is empty"
+    assert not [line for line in run_lines if "Error" in line], run_lines
 
 
 def test_streamlit_space_websocket_through_router(platform, tmp_path):

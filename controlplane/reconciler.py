@@ -74,9 +74,11 @@ class Reconciler:
                     log.info("reconcile: %s should run but does not; starting build %s", space.full_name, build.id)
                     space.container_id, space.endpoint = None, None
                     redeploy.append((space.id, build.id))
+        # Meter first: the usage of an instance that died is closed at its real end before its replacement
+        # starts, so the replacement's start opens a new interval instead of extending the dead one's.
+        await asyncio.to_thread(self.meter, instances)
         for space_id, build_id in redeploy:
             self.deployer.deploy(space_id, build_id)
-        await asyncio.to_thread(self.meter, instances)
         for space_id, message in await asyncio.to_thread(over_limit_spaces, self.svc):
             await pause(self.svc, self.deployer, space_id, message)
         for inst in instances:

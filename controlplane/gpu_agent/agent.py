@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
+from kubernetes.config import ConfigException
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from controlplane.gpu_agent.k8s_pods import CachedPodSpaces, KubernetesPodSpaces, kubernetes_mapper
+from controlplane.gpu_agent.kubelet import KUBELET_SOCKET, list_pod_resources
 from controlplane.gpu_agent.mapping import docker_containers, map_docker
 from controlplane.gpu_agent.nvml import GpuReader, GpuReading, NvmlReader, NvmlUnavailable, RecordedReader, record
 
@@ -46,7 +49,11 @@ class AgentSettings(BaseSettings):
     max_backoff: float = Field(default=300.0, gt=0, description="Longest wait between failed posts.")
     buffer: int = Field(default=240, ge=1, description="Unsent samplings kept while the control plane is away.")
     node: str = Field(default_factory=socket.gethostname, description="Node name (Kubernetes: spec.nodeName).")
-    mapping: Literal["docker", "none"] = Field(default="docker", description="Where GPU-to-Space comes from.")
+    mapping: Literal["docker", "kubernetes", "none"] = Field(
+        default="docker", description="Where GPU-to-Space comes from."
+    )
+    namespace: str = Field(default="spaceyard-spaces", description="Kubernetes: the namespace Spaces run in.")
+    kubelet_socket: Path = Field(default=KUBELET_SOCKET, description="Kubernetes: the pod-resources socket.")
     recording: Path | None = Field(default=None, description="Replay this recording instead of reading NVML.")
 
 
@@ -145,12 +152,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="control plane base URL (SPACEYARD_AGENT_URL)")
     p.add_argument("--interval", type=float, help="seconds between samples (SPACEYARD_AGENT_INTERVAL)")
     p.add_argument("--node", help="node name reported with the samples (SPACEYARD_AGENT_NODE)")
-    p.add_argument("--mapping", choices=["docker", "none"], help="GPU-to-Space source (SPACEYARD_AGENT_MAPPING)")
+    p.add_argument(
+        "--mapping", choices=["docker", "kubernetes", "none"], help="GPU-to-Space source (SPACEYARD_AGENT_MAPPING)"
+    )
     p.add_argument("--recording", type=Path, help="replay a recording instead of reading NVML")
     p.add_argument("--once", action="store_true", help="sample and post once, then exit (1 if the post failed)")
     p.add_argument("--record", type=Path, metavar="FILE", help="write a recording of this node's GPUs and exit")
     p.add_argument("--frames", type=int, default=5, help="readings in a --record recording")
     return p
+
+
+def _mapper(settings: AgentSettings) -> Mapper:
+    if settings.mapping == "docker":
+        return lambda gpus: map_docker(docker_containers(), gpus)
+    if settings.mapping == "kubernetes":
+        spaces = CachedPodSpaces(KubernetesPodSpaces(settings.node), settings.namespace)
+        return kubernetes_mapper(lambda: list_pod_resources(settings.kubelet_socket), spaces)
+    return lambda gpus: {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,9 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not settings.url or not settings.token:
         print("spaceyard gpu-agent: set --url (or SPACEYARD_AGENT_URL) and SPACEYARD_AGENT_TOKEN", file=sys.stderr)
         return EXIT_UNUSABLE
-    mapper: Mapper = (
-        (lambda gpus: map_docker(docker_containers(), gpus)) if settings.mapping == "docker" else (lambda gpus: {})
-    )
+    try:
+        mapper = _mapper(settings)
+    except ConfigException as e:
+        print(f"spaceyard gpu-agent: no Kubernetes API credentials (in-cluster or KUBECONFIG): {e}", file=sys.stderr)
+        return EXIT_UNUSABLE
     with httpx.Client(timeout=10.0) as client:
         agent = Agent(
             reader,

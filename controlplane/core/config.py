@@ -24,6 +24,10 @@ class Settings(BaseSettings):
         default="docker", description="Where apps run: the local Docker engine, or Kubernetes node pools."
     )
     secret_key: str | None = Field(default=None, description="Signs sessions, encrypts secrets; default a file.")
+    gpu_agent_token: str | None = Field(
+        default=None,
+        description="Token GPU agents post samples with (the chart sets it); unset: `spaceyard agent-token`'s.",
+    )
 
     # Builds
     build_heartbeat_timeout: float = Field(default=60.0, description="Seconds without builder events = lost.")

@@ -67,7 +67,8 @@ def set_limit(payload: dict = Body(...), who: Caller = Depends(signed_in), s: Se
 
 
 def agent_token(svc: Services) -> str:
-    return service_token(svc.secret_key, "gpu-agent")
+    # A configured token (the Helm chart shares one Secret with its agents) wins over the one derived from the key.
+    return svc.settings.gpu_agent_token or service_token(svc.secret_key, "gpu-agent")
 
 
 @router.post("/api/metering/gpu-samples", include_in_schema=True)

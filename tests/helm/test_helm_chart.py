@@ -7,6 +7,7 @@ unknown fields fail), then the tests read the objects the way an operator's clus
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 
@@ -245,13 +246,91 @@ def test_gpu_agent_runs_only_on_gpu_pools(chart, values):
     assert all(t.get("key") for t in pod["tolerations"])
     (c,) = pod["containers"]
     assert c["command"] == ["spaceyard", "gpu-agent"]
+
+
+def agent_pod(objects) -> dict:
+    return one(objects, "DaemonSet", "spaceyard-gpu-agent")["spec"]["template"]["spec"]
+
+
+def test_gpu_agent_env_is_the_agents_own_settings(chart, monkeypatch):
+    """Every variable the chart sets is one the agent reads, and the agent reads them into a Kubernetes setup."""
+    from controlplane.gpu_agent.agent import AgentSettings
+
+    objects = render(chart, {"spaces": {"namespace": "apps-prod"}})
+    (c,) = agent_pod(objects)["containers"]
     env = env_of(c)
-    assert env["SPACEYARD_GPU_AGENT_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+    agent_vars = {name for name in env if name.startswith("SPACEYARD_")}
+    assert {n.removeprefix("SPACEYARD_AGENT_").lower() for n in agent_vars} <= set(AgentSettings.model_fields)
+    assert agent_vars >= {f"SPACEYARD_AGENT_{k}" for k in ("URL", "TOKEN", "NODE", "MAPPING", "NAMESPACE")}
+    assert env["SPACEYARD_AGENT_NODE"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    # Every GPU, no GPU claimed, only what NVML needs from the driver (the NVIDIA container runtime mounts it).
+    assert env["NVIDIA_VISIBLE_DEVICES"]["value"] == "all"
+    assert env["NVIDIA_DRIVER_CAPABILITIES"]["value"] == "utility"
+    assert "nvidia.com/gpu" not in json.dumps(c["resources"])
+    for name, e in env.items():
+        monkeypatch.setenv(name, e.get("value", f"<{name} from the cluster>"))
+    settings = AgentSettings()
+    assert (settings.mapping, settings.namespace) == ("kubernetes", "apps-prod")
+    # The URL is the control plane's Service, on its port.
+    svc = one(objects, "Service", "spaceyard-controlplane")
+    assert settings.url == f"http://spaceyard-controlplane.{NAMESPACE}.svc"
+    assert [p["port"] for p in svc["spec"]["ports"]] == [80]
+
+
+def test_gpu_agent_and_control_plane_share_the_token_secret(chart):
+    from controlplane.core.config import Settings
+
+    objects = render(chart)
+    (agent,) = agent_pod(objects)["containers"]
+    cp = one(objects, "Deployment", "spaceyard-controlplane")["spec"]["template"]["spec"]["containers"][0]
+    ref = {"name": "spaceyard-gpu-agent", "key": "token"}
+    assert env_of(agent)["SPACEYARD_AGENT_TOKEN"]["valueFrom"]["secretKeyRef"] == ref
+    assert env_of(cp)["SPACEYARD_GPU_AGENT_TOKEN"]["valueFrom"]["secretKeyRef"] == ref
+    assert "gpu_agent_token" in Settings.model_fields  # what SPACEYARD_GPU_AGENT_TOKEN sets
+    assert "token" in one(objects, "Secret", "spaceyard-gpu-agent")["data"]
+
+
+def test_gpu_agent_mounts_only_the_kubelet_pod_resources_socket(chart):
+    pod = agent_pod(render(chart, example_values()))
+    (c,) = pod["containers"]
+    (volume,) = pod["volumes"]
+    assert volume["hostPath"] == {"path": "/var/lib/kubelet/pod-resources", "type": "Directory"}
+    (mount,) = c["volumeMounts"]
+    assert mount == {"name": volume["name"], "mountPath": "/var/lib/kubelet/pod-resources", "readOnly": True}
+    socket = Path(env_of(c)["SPACEYARD_AGENT_KUBELET_SOCKET"]["value"])
+    assert socket == Path(mount["mountPath"]) / "kubelet.sock"
+    # Root for the root-owned socket, but no capability and no escalation (unless gpuAgent.privileged).
+    assert c["securityContext"]["runAsUser"] == 0
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert "hostNetwork" not in pod and "hostPID" not in pod
+
+
+def test_gpu_agent_may_only_read_the_pods_of_the_spaces_namespace(chart):
+    objects = render(chart, {"spaces": {"namespace": "apps-prod"}})
+    pod = agent_pod(objects)
+    assert pod["serviceAccountName"] == "spaceyard-gpu-agent"
+    assert pod["automountServiceAccountToken"] is True  # in-cluster credentials for the pod lookup
+    one(objects, "ServiceAccount", "spaceyard-gpu-agent")
+    role = one(objects, "Role", "spaceyard-gpu-agent")
+    assert role["metadata"]["namespace"] == "apps-prod"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
+    binding = one(objects, "RoleBinding", "spaceyard-gpu-agent")
+    assert binding["metadata"]["namespace"] == "apps-prod"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
         "name": "spaceyard-gpu-agent",
-        "key": "token",
     }
-    one(objects, "Secret", "spaceyard-gpu-agent")
-    assert pod["automountServiceAccountToken"] is False
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "spaceyard-gpu-agent", "namespace": NAMESPACE}]
+
+
+def test_gpu_agent_disabled_leaves_no_agent_objects(chart):
+    objects = render(chart, {"gpuAgent": {"enabled": False}})
+    assert find(objects, "DaemonSet") == [] and find(objects, "Role", "spaceyard-gpu-agent") == []
+    assert find(objects, "Secret", "spaceyard-gpu-agent") == []
+    cp = one(objects, "Deployment", "spaceyard-controlplane")["spec"]["template"]["spec"]["containers"][0]
+    assert "SPACEYARD_GPU_AGENT_TOKEN" not in env_of(cp)  # the derived token (`spaceyard agent-token`) applies
 
 
 def test_example_gpu_agent_needs_all_labels_of_a_pool(chart):
@@ -268,7 +347,8 @@ def test_no_gpu_pool_no_gpu_agent(chart):
         "tiers": [{"name": "cpu-basic", "prettyName": "CPU basic", "vcpu": 2, "memoryGb": 16, "pricePerHour": 0}],
         "nodePools": [{"name": "cpu", "tiers": ["cpu-basic"], "nodeSelector": {"spaceyard.dev/pool": "cpu"}}],
     }
-    assert find(render(chart, values), "DaemonSet") == []
+    objects = render(chart, values)
+    assert find(objects, "DaemonSet") == [] and find(objects, "Role", "spaceyard-gpu-agent") == []
 
 
 # --- builder -------------------------------------------------------------------------------------
@@ -374,7 +454,7 @@ ALLOWED_RULES = {
 def test_rbac_is_namespaced_and_exactly_what_the_control_plane_needs(chart, values):
     objects = render(chart, example_values() if values else None)
     assert find(objects, "ClusterRole") == [] and find(objects, "ClusterRoleBinding") == []
-    (role,) = find(objects, "Role")
+    role = one(objects, "Role", "spaceyard-controlplane")
     assert role["metadata"]["namespace"] == "spaceyard-spaces"
     granted: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
@@ -383,7 +463,7 @@ def test_rbac_is_namespaced_and_exactly_what_the_control_plane_needs(chart, valu
             for resource in rule["resources"]:
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
     assert granted == ALLOWED_RULES
-    (binding,) = find(objects, "RoleBinding")
+    binding = one(objects, "RoleBinding", "spaceyard-controlplane")
     assert binding["metadata"]["namespace"] == "spaceyard-spaces"
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",

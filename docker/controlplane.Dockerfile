@@ -4,13 +4,14 @@
 # Air-gapped (no registry to pull python:3.11-slim from), on the debootstrap-made base:
 #   docker build -f docker/controlplane.Dockerfile --build-arg BASE_IMAGE=spaceyard/base:py3.11 \
 #     -t spaceyard/controlplane:0.1.0 .
-# Behind a TLS-inspecting proxy or a private index:
-#   --build-arg EXTRA_CA_CERT="$(cat /etc/ssl/certs/ca-certificates.crt)" --build-arg PIP_INDEX=https://pypi.internal/simple
+# Behind a TLS-inspecting proxy: put its CA (or a whole bundle) in docker/extra-ca/*.crt first, or pass one small
+# PEM as --build-arg EXTRA_CA_CERT="$(cat proxy-ca.pem)" (the kernel caps one build arg at 128 KiB, less than
+# a full bundle). A private index: --build-arg PIP_INDEX=https://pypi.internal/simple
 # The base needs python3 with venv and Debian's apt (or git already installed).
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
-# PEM text of extra CAs to trust (proxies, private mirrors); empty = none.
+# PEM text of one extra CA to trust (proxies, private mirrors); empty = none.
 ARG EXTRA_CA_CERT=""
 # Python package index; empty = PyPI.
 ARG PIP_INDEX=""
@@ -22,31 +23,49 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     PATH=/opt/spaceyard/bin:$PATH
 
-# git: the control plane serves Space repos through `git http-backend`.
+# Layers from least to most often changed. Everything up to the dependency layer is the same in
+# controlplane.Dockerfile and builder.Dockerfile (keep it so), so the second image reuses the first one's pip
+# install from the build cache; the code comes last, so an edit rebuilds in seconds without the network.
+COPY docker/extra-ca/ /usr/local/share/ca-certificates/spaceyard/
 RUN set -eux; \
     if [ -n "$EXTRA_CA_CERT" ]; then \
-      mkdir -p /usr/local/share/ca-certificates; \
-      printf '%s\n' "$EXTRA_CA_CERT" > /usr/local/share/ca-certificates/spaceyard-extra.crt; \
-      update-ca-certificates; \
+      printf '%s\n' "$EXTRA_CA_CERT" > /usr/local/share/ca-certificates/spaceyard/build-arg.crt; \
     fi; \
-    if ! command -v git >/dev/null; then \
+    if ! command -v update-ca-certificates >/dev/null; then \
       apt-get update; \
-      apt-get install -y --no-install-recommends git ca-certificates; \
+      apt-get install -y --no-install-recommends ca-certificates; \
       rm -rf /var/lib/apt/lists/*; \
     fi; \
-    python3 -m venv /opt/spaceyard; \
+    update-ca-certificates; \
+    python3 -m venv /opt/spaceyard
+
+WORKDIR /src
+# The dependencies alone: a stub of each package lets pip resolve pyproject.toml; the stub is uninstalled again.
+# setuptools stays, so the code layer builds without an isolated (downloaded) build environment.
+COPY pyproject.toml /src/
+RUN set -eux; \
+    mkdir controlplane builder; \
+    touch controlplane/__init__.py builder/__init__.py; \
+    pip install --cert /etc/ssl/certs/ca-certificates.crt ${PIP_INDEX:+--index-url "$PIP_INDEX"} \
+      "setuptools>=68" /src; \
+    pip uninstall -y spaceyard; \
+    rm -rf /src/controlplane /src/builder /src/build /src/*.egg-info
+
+# git: the control plane serves Space repos through `git http-backend`.
+RUN set -eux; \
+    if ! command -v git >/dev/null; then \
+      apt-get update; \
+      apt-get install -y --no-install-recommends git; \
+      rm -rf /var/lib/apt/lists/*; \
+    fi; \
     groupadd --system --gid 10001 spaceyard; \
     useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home spaceyard; \
     mkdir -p /data; \
     chown spaceyard:spaceyard /data
 
-WORKDIR /src
-COPY pyproject.toml /src/
 COPY controlplane /src/controlplane
 COPY builder /src/builder
-RUN set -eux; \
-    /opt/spaceyard/bin/pip install --cert /etc/ssl/certs/ca-certificates.crt \
-      ${PIP_INDEX:+--index-url "$PIP_INDEX"} .
+RUN pip install --no-deps --no-build-isolation /src
 
 USER 10001:10001
 WORKDIR /data

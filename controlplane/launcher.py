@@ -159,9 +159,11 @@ class Platform:
             with contextlib.suppress(docker.errors.APIError):
                 client.api.remove_container(c["Id"], force=True)
         for image in client.api.images():
-            if any(t.startswith(f"spaceyard-{instance}/") for t in image.get("RepoTags") or []):
-                with contextlib.suppress(docker.errors.APIError):
-                    client.api.remove_image(image["Id"], force=True)
+            for tag in image.get("RepoTags") or []:
+                if tag.startswith(f"spaceyard-{instance}/"):
+                    # By tag: an image id can be shared with another installation's identical build.
+                    with contextlib.suppress(docker.errors.APIError):
+                        client.api.remove_image(tag)
 
     def wait(self) -> None:
         """Block until one of the platform's processes dies or the user presses Ctrl-C."""

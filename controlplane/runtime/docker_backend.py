@@ -123,11 +123,16 @@ class DockerBackend(RuntimeBackend):
     def remove_space(self, space: str) -> None:
         for inst in self.list(space):
             self.stop(inst.id, remove=True)
-        for image in self.client.images.list(name=self.image_repo(self.instance, space)):
-            try:
-                self.client.images.remove(image.id, force=True)
-            except (APIError, NotFound) as e:
-                log.warning("could not remove image %s of %s: %s", image.id, space, e)
+        repo = self.image_repo(self.instance, space)
+        for image in self.client.api.images(name=repo):
+            # Untag, never remove by id: Spaces with the same content share one image id (layer cache),
+            # and removing the id would take every other Space's tag with it.
+            for tag in image.get("RepoTags") or []:
+                if tag.startswith(f"{repo}:"):
+                    try:
+                        self.client.api.remove_image(tag)
+                    except (APIError, NotFound) as e:
+                        log.warning("could not remove image %s of %s: %s", tag, space, e)
 
     def _instance(self, attrs: dict) -> Instance:
         labels = attrs["Config"]["Labels"] or {}

@@ -151,3 +151,20 @@ def test_delete_removes_container_image_and_repo(platform, tmp_path):
     assert not (platform.data_dir / "repos" / "alice" / "doomed.git").exists()
     with platform.api("alice") as api:
         assert api.get("/api/spaces/alice/doomed").status_code == 404
+
+
+def test_deleting_a_space_leaves_an_identical_space_intact(platform, tmp_path):
+    """Identical content builds one image id for both Spaces; deleting one must not take the other's image."""
+    import docker
+
+    files = {"app.py": GRADIO_APP.replace("Hello ", "Twin "), "README.md": readme("gradio")}
+    for name in ("twin-a", "twin-b"):
+        create(platform, "alice", name)
+        push(platform, "alice", name, files, tmp_path)
+        assert platform.wait_stage(f"alice/{name}", {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR"})["stage"] == "RUNNING"
+    with platform.api("alice") as api:
+        assert api.request("DELETE", "/api/repos/delete", json={"type": "space", "name": "twin-a"}).status_code == 200
+        assert api.post("/api/spaces/alice/twin-b/restart").status_code == 200
+    assert platform.wait_stage("alice/twin-b", {"RUNNING", "RUNTIME_ERROR"})["stage"] == "RUNNING"
+    tags = [t for i in docker.from_env().images.list() for t in i.tags]
+    assert any("/alice/twin-b:" in t for t in tags) and not any("/alice/twin-a:" in t for t in tags)

@@ -35,9 +35,14 @@ def _check(resp: httpx.Response) -> dict | list:
 
 
 def cmd_serve(settings: Settings, _args) -> int:
+    import logging
+
     import uvicorn
 
     from controlplane.app import create_app
+
+    # Stage changes, builds and deploys are logged at INFO: the operator's record of what happened when.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     uvicorn.run(
         create_app(settings),

@@ -38,6 +38,15 @@ class RunningPlatform:
     platform: Platform
     tokens: dict[str, str] = field(default_factory=dict)
 
+    def containers(self, space: str) -> list:
+        """This platform's running containers of `space` (other installations share the engine)."""
+        import docker
+
+        from controlplane.core.config import Settings
+
+        labels = [f"spaceyard.space={space}", f"spaceyard.instance={Settings(data_dir=self.data_dir).instance}"]
+        return docker.from_env().containers.list(filters={"label": labels})
+
     def user(self, name: str) -> str:
         """A token for user `name`, creating the user on first use."""
         if name not in self.tokens:

@@ -6,7 +6,6 @@ import signal
 import time
 from datetime import datetime
 
-import docker
 import pytest
 
 from tests.e2e.spaces import GRADIO_APP, create, push, readme
@@ -25,11 +24,10 @@ def run_seconds(attrs: dict) -> float:
 
 
 def test_usage_survives_a_control_plane_crash(platform, tmp_path):
-    client = docker.from_env()
     create(platform, "gina", "metered")
     push(platform, "gina", "metered", {"app.py": GRADIO_APP, "README.md": readme("gradio")}, tmp_path)
     assert platform.wait_stage("gina/metered", {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR"})["stage"] == "RUNNING"
-    first = client.containers.list(filters={"label": "spaceyard.space=gina/metered"})[0]
+    first = platform.containers("gina/metered")[0]
     time.sleep(3)
 
     # The control plane dies; while it is down, the app's container dies too.
@@ -42,8 +40,7 @@ def test_usage_survives_a_control_plane_crash(platform, tmp_path):
 
     # On restart the reconciler closes the usage at the container's real end and starts the app again.
     platform.wait_stage("gina/metered", {"RUNNING"}, timeout=120)
-    second = next(c for c in client.containers.list(filters={"label": "spaceyard.space=gina/metered"})
-                  if c.id != first.id)
+    second = next(c for c in platform.containers("gina/metered") if c.id != first.id)
     second.reload()
     second_start = parse(second.attrs["State"]["StartedAt"])
     time.sleep(3)

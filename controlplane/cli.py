@@ -186,9 +186,7 @@ def cmd_usage(settings: Settings, args) -> int:
 
 
 def cmd_agent_token(settings: Settings, _args) -> int:
-    from controlplane.core.security import service_token
-
-    print(service_token(settings.secret_key_value(), "gpu-agent"))
+    print(settings.gpu_agent_credential())
     return 0
 
 

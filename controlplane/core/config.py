@@ -102,6 +102,13 @@ class Settings(BaseSettings):
             path.chmod(0o600)
         return path.read_text().strip()
 
+    def gpu_agent_credential(self) -> str:
+        """What GPU agents present: the configured token (the Helm chart shares one Secret with its agents),
+        else one derived from the secret key."""
+        from controlplane.core.security import service_token
+
+        return self.gpu_agent_token or service_token(self.secret_key_value(), "gpu-agent")
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from controlplane.api.deps import Caller, bearer_or_basic, db_session, services, signed_in
 from controlplane.api.errors import ApiError
-from controlplane.core.security import service_token
 from controlplane.metering.billing import month_of, report_to_csv, usage_for_month
 from controlplane.metering.metrics import render_metrics
 from controlplane.metering.samples import store_samples
@@ -66,15 +65,10 @@ def set_limit(payload: dict = Body(...), who: Caller = Depends(signed_in), s: Se
     return {"spendingLimit": limit}
 
 
-def agent_token(svc: Services) -> str:
-    # A configured token (the Helm chart shares one Secret with its agents) wins over the one derived from the key.
-    return svc.settings.gpu_agent_token or service_token(svc.secret_key, "gpu-agent")
-
-
 @router.post("/api/metering/gpu-samples", include_in_schema=True)
 def gpu_samples(request: Request, payload: dict = Body(...), svc: Services = Depends(services),
                 s: Session = Depends(db_session)) -> dict:
-    if bearer_or_basic(request.headers) != agent_token(svc):
+    if bearer_or_basic(request.headers) != svc.settings.gpu_agent_credential():
         raise ApiError(401, "GPU samples need the agent token (`spaceyard agent-token` prints it).",
                        "InvalidCredentials")
     try:

@@ -31,6 +31,7 @@ def stream_log(entries: list[tuple[str, dict]]) -> str:
 class BuildEventsConsumer:
     def __init__(self, svc: Services, redis: aioredis.Redis, deployer: Deployer) -> None:
         self.svc, self.redis, self.deployer = svc, redis, deployer
+        self.instance = svc.settings.instance
         self.cursors: dict[int, str] = {}  # build id -> last stream entry read
         self.last_seen: dict[int, float] = {}  # build id -> monotonic time of its last event
 
@@ -56,7 +57,7 @@ class BuildEventsConsumer:
         if not self.cursors:
             await asyncio.sleep(0.5)
             return
-        streams = {events_key(b): cursor for b, cursor in self.cursors.items()}
+        streams = {events_key(self.instance, b): cursor for b, cursor in self.cursors.items()}
         replies = await self.redis.xread(streams, block=1000, count=500)
         for key, entries in replies or []:
             build_id = int(key.rsplit(":", 1)[1])
@@ -75,8 +76,8 @@ class BuildEventsConsumer:
         if kind == "started":
             await asyncio.to_thread(self._started, build_id)
         elif kind == "result":
-            entries = await self.redis.xrange(events_key(build_id))
-            await self.redis.expire(events_key(build_id), STREAM_TTL)
+            entries = await self.redis.xrange(events_key(self.instance, build_id))
+            await self.redis.expire(events_key(self.instance, build_id), STREAM_TTL)
             deploy = await asyncio.to_thread(self._result, build_id, fields, stream_log(entries))
             if deploy:
                 self.deployer.deploy(*deploy)

@@ -24,8 +24,9 @@ def make_celery(redis_url: str) -> Celery:
     return app
 
 
-def events_key(build_id: int) -> str:
-    return f"spaceyard:build:{build_id}"
+def events_key(instance: str, build_id: int) -> str:
+    # The installation's id keeps two installations that share one Redis apart.
+    return f"spaceyard:{instance}:build:{build_id}"
 
 
 def image_repo(instance: str, space: str) -> str:
@@ -72,7 +73,7 @@ def send(svc: Services, s: Session, space: Space, build: Build) -> None:
         "no_cache": build.no_cache,
         "build_args": variables,
         "build_secrets": {},
-        "events": events_key(build.id),
+        "events": events_key(svc.settings.instance, build.id),
     }
     assert svc.celery is not None
     svc.celery.send_task("builder.build", kwargs=kwargs, queue="builds")

@@ -53,7 +53,8 @@ class Token(Base):
 
 class Space(Base):
     __tablename__ = "spaces"
-    __table_args__ = (UniqueConstraint("owner", "name"),)
+    # Ids are never reused after a delete: they name caches, image tags and Redis streams elsewhere.
+    __table_args__ = (UniqueConstraint("owner", "name"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(primary_key=True)
     owner: Mapped[str] = mapped_column(String(96), index=True)
     name: Mapped[str] = mapped_column(String(96))
@@ -86,6 +87,8 @@ class Space(Base):
 
 class Build(Base):
     __tablename__ = "builds"
+    # Never reused: a build id names its Redis event stream and its image tag, which outlive a deleted row.
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(primary_key=True)
     space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
     commit_sha: Mapped[str] = mapped_column(String(40))

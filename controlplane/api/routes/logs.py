@@ -47,7 +47,7 @@ async def build_logs(
     async def stream() -> AsyncIterator[bytes]:
         if build_id is None:
             return
-        key, cursor = events_key(build_id), "0"
+        key, cursor = events_key(svc.settings.instance, build_id), "0"
         if not await redis.exists(key):
             for line in (stored or "").splitlines():
                 yield sse(line)

@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("owner", "name"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("spaces", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_spaces_owner"), ["owner"], unique=False)
@@ -93,6 +94,7 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["space_id"], ["spaces.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("builds", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_builds_space_id"), ["space_id"], unique=False)

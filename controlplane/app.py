@@ -31,6 +31,7 @@ from controlplane.core.config import Settings, get_settings
 from controlplane.core.db import migrate
 from controlplane.deploy import Deployer
 from controlplane.gitserver import router as git_router
+from controlplane.loops import forever
 from controlplane.metering.intervals import on_stage_change
 from controlplane.reconciler import Reconciler
 from controlplane.router.proxy import RouterMiddleware
@@ -103,9 +104,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         svc.extras.update(redis=redis, deployer=deployer, sleeper=sleeper)
         loop = asyncio.get_running_loop()
         tasks = [
-            asyncio.create_task(BuildEventsConsumer(svc, redis, deployer).run(), name="build-events"),
-            asyncio.create_task(Reconciler(svc, deployer).run(), name="reconciler"),
-            asyncio.create_task(sleeper.run(), name="sleeper"),
+            # The consumer's pass blocks on Redis itself (XREAD), so it needs no pause of its own.
+            asyncio.create_task(forever("build events", BuildEventsConsumer(svc, redis, deployer).step, 0),
+                                name="build-events"),
+            asyncio.create_task(forever("reconcile", Reconciler(svc, deployer).once, settings.reconcile_interval),
+                                name="reconciler"),
+            asyncio.create_task(forever("sleep", sleeper.once, settings.sleep_check_interval), name="sleeper"),
         ]
         threading.Thread(target=watch_instances, args=(svc, deployer, loop), daemon=True, name="instance-watch").start()
         try:

@@ -35,16 +35,6 @@ class BuildEventsConsumer:
         self.cursors: dict[int, str] = {}  # build id -> last stream entry read
         self.last_seen: dict[int, float] = {}  # build id -> monotonic time of its last event
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.step()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("build events step failed; retrying")
-                await asyncio.sleep(1)
-
     async def step(self) -> None:
         active = await asyncio.to_thread(self._active_builds)
         now = time.monotonic()

@@ -28,16 +28,6 @@ class Reconciler:
     def __init__(self, svc: Services, deployer: Deployer) -> None:
         self.svc, self.deployer = svc, deployer
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reconcile pass failed")
-            await asyncio.sleep(self.svc.settings.reconcile_interval)
-
     def meter(self, instances: list[Instance]) -> None:
         """Close or continue usage intervals from what the runtime really ran (crash safety)."""
         with self.svc.db.session() as s:

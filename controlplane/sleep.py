@@ -51,16 +51,6 @@ class Sleeper:
         # Sleeping and waking one Space never overlap: a wake waits until the sleep's stop has finished.
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("sleeper pass failed")
-            await asyncio.sleep(self.svc.settings.sleep_check_interval)
-
     async def once(self, now: datetime | None = None) -> list[str]:
         """Flush last requests, then put idle Spaces to sleep; returns their names. `now` is for tests."""
         now = now or utcnow()

@@ -29,6 +29,12 @@ def db_session(svc: Services = Depends(services)) -> Iterator[Session]:
         yield s
 
 
+# The request's session, as routes ask for it (`s: Session = DB`). scope="function" commits when the route
+# returns, before the response leaves: FastAPI's default commits after sending, and a client acting on the
+# answer at once (a push right after create) would not find the row yet.
+DB = Depends(db_session, scope="function")
+
+
 @dataclass(frozen=True)
 class Caller:
     user: User | None
@@ -105,7 +111,7 @@ def identify(svc: Services, s: Session, headers, cookies) -> Caller:
     return Caller(user=None)
 
 
-def caller(request: Request, svc: Services = Depends(services), s: Session = Depends(db_session)) -> Caller:
+def caller(request: Request, svc: Services = Depends(services), s: Session = DB) -> Caller:
     return identify(svc, s, request.headers, request.cookies)
 
 

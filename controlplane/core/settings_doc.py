@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic_settings import BaseSettings
 
 from builder.settings import BuilderSettings
 from controlplane.core.config import Settings
 
+REPO = Path(__file__).resolve().parents[2]
 HEADER = """# Settings
 
 Every setting is an environment variable with the prefix `SPACEYARD_`. The control plane and the builder
@@ -23,6 +26,8 @@ def table(title: str, cls: type[BaseSettings]) -> str:
     rows = [f"\n## {title}\n", "| variable | default | meaning |", "|---|---|---|"]
     for name, field in cls.model_fields.items():
         default = field.default if field.default is not None else ""
+        if isinstance(default, Path) and default.is_absolute() and default.is_relative_to(REPO):
+            default = default.relative_to(REPO)  # the checkout's location is no part of the default
         text = (field.description or "").replace("|", "\\|")
         rows.append(f"| `SPACEYARD_{name.upper()}` | `{default}` | {text} |")
     return "\n".join(rows) + "\n"

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import Caller, db_session, services
+from controlplane.api.deps import DB, Caller, services
 from controlplane.dashboard.hardware import PoolUse, pool_use, tier_choices
 from controlplane.dashboard.web import admin, render
 from controlplane.metering.billing import month_of, usage_for_month
@@ -23,7 +23,7 @@ router = APIRouter()
 
 @router.get("/admin")
 def admin_page(
-    request: Request, who: Caller = Depends(admin), svc: Services = Depends(services), s: Session = Depends(db_session)
+    request: Request, who: Caller = Depends(admin), svc: Services = Depends(services), s: Session = DB
 ) -> Response:
     # A Space holds its tier's hardware in the billed stages: that is what fills a pool.
     held = Counter(

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from controlplane.api.deps import SESSION_COOKIE, SESSION_MAX_AGE, Caller, db_session, services, session_serializer
+from controlplane.api.deps import DB, SESSION_COOKIE, SESSION_MAX_AGE, Caller, services, session_serializer
 from controlplane.core.security import verify_password
 from controlplane.dashboard.forms import checked_form
 from controlplane.dashboard.web import PageError, member, redirect, render, safe_next, viewer
@@ -31,7 +31,7 @@ def login(
     request: Request,
     form: FormData = Depends(checked_form),
     svc: Services = Depends(services),
-    s: Session = Depends(db_session),
+    s: Session = DB,
 ) -> Response:
     name, password = str(form.get("username") or "").strip(), str(form.get("password") or "")
     target = safe_next(str(form.get("next") or "/"))
@@ -62,7 +62,7 @@ def _tokens(s: Session, user: User) -> list[Token]:
 
 
 @router.get("/tokens")
-def tokens_page(request: Request, who: Caller = Depends(member), s: Session = Depends(db_session)) -> Response:
+def tokens_page(request: Request, who: Caller = Depends(member), s: Session = DB) -> Response:
     return render(request, "tokens.html", who, tokens=_tokens(s, who.user))
 
 

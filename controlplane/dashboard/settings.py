@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from controlplane.api.deps import Caller, db_session, services
+from controlplane.api.deps import DB, Caller, services
 from controlplane.api.errors import ApiError
 from controlplane.api.views import runtime
 from controlplane.dashboard.forms import checked_form
@@ -49,7 +49,7 @@ def settings_page(
     request: Request,
     who: Caller = Depends(member),
     svc: Services = Depends(services),
-    s: Session = Depends(db_session),
+    s: Session = DB,
 ) -> Response:
     space = space_for(s, who, owner, name, write=True)
     return render(request, "settings.html", who, **_settings_context(svc, s, space))

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from controlplane.api.deps import Caller, db_session, services
+from controlplane.api.deps import DB, Caller, services
 from controlplane.api.errors import ApiError
 from controlplane.api.views import app_url, hub_stage
 from controlplane.dashboard.forms import checked_form
@@ -38,7 +38,7 @@ def spaces_list(
     show: str | None = None,
     who: Caller = Depends(viewer),
     svc: Services = Depends(services),
-    s: Session = Depends(db_session),
+    s: Session = DB,
 ) -> Response:
     show = show if show in ("mine", "public") else ("mine" if who.user else "public")
     if show == "mine" and who.user is None:
@@ -51,7 +51,7 @@ def spaces_list(
 
 @router.get("/new")
 def new_page(
-    request: Request, who: Caller = Depends(member), svc: Services = Depends(services), s: Session = Depends(db_session)
+    request: Request, who: Caller = Depends(member), svc: Services = Depends(services), s: Session = DB
 ) -> Response:
     return render(request, "new.html", who, choices=tier_choices(svc, s), sdks=SDKS, form={})
 
@@ -105,7 +105,7 @@ def space_page(
     request: Request,
     who: Caller = Depends(viewer),
     svc: Services = Depends(services),
-    s: Session = Depends(db_session),
+    s: Session = DB,
 ) -> Response:
     space = space_for(s, who, owner, name)
     return render(request, "space.html", who, **_page_context(svc, s, who, space))
@@ -118,7 +118,7 @@ def files_fragment(
     request: Request,
     who: Caller = Depends(viewer),
     svc: Services = Depends(services),
-    s: Session = Depends(db_session),
+    s: Session = DB,
 ) -> Response:
     """The file list alone: the Space page fetches it again when the stage moves (a push changed HEAD)."""
     space = space_for(s, who, owner, name)
@@ -132,7 +132,7 @@ def stage_fragment(
     name: str,
     request: Request,
     who: Caller = Depends(viewer),
-    s: Session = Depends(db_session),
+    s: Session = DB,
 ) -> Response:
     """The stage badge and message alone: the Space page swaps it in every few seconds."""
     space = space_for(s, who, owner, name)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from controlplane.api.deps import Caller, db_session, services
+from controlplane.api.deps import DB, Caller, services
 from controlplane.dashboard.forms import checked_form
 from controlplane.dashboard.web import PageError, member, redirect, render
 from controlplane.metering.billing import month_bounds, month_of, report_to_csv, usage_for_month
@@ -87,7 +87,7 @@ def _shift(month: str, by: int) -> str:
 
 @router.get("/usage")
 def usage_page(
-    request: Request, month: str | None = None, who: Caller = Depends(member), s: Session = Depends(db_session)
+    request: Request, month: str | None = None, who: Caller = Depends(member), s: Session = DB
 ) -> Response:
     month = _month(month)
     now = datetime.now(UTC)
@@ -100,7 +100,7 @@ def usage_page(
 
 
 @router.get("/usage.csv")
-def usage_csv(month: str | None = None, who: Caller = Depends(member), s: Session = Depends(db_session)) -> Response:
+def usage_csv(month: str | None = None, who: Caller = Depends(member), s: Session = DB) -> Response:
     month = _month(month)
     report = usage_for_month(s, who.user.name, month, now=datetime.now(UTC))
     return PlainTextResponse(

@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import Caller, db_session, identify, services
+from controlplane.api.deps import DB, Caller, identify, services
 from controlplane.api.errors import ApiError
 from controlplane.dashboard.forms import CSRF_COOKIE, csrf_token
 from controlplane.models import Space
@@ -70,7 +70,7 @@ class LoginRequired(Exception):
     pass
 
 
-def viewer(request: Request, svc: Services = Depends(services), s: Session = Depends(db_session)) -> Caller:
+def viewer(request: Request, svc: Services = Depends(services), s: Session = DB) -> Caller:
     try:
         return identify(svc, s, request.headers, request.cookies)
     except ApiError:

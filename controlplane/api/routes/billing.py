@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import Caller, bearer_or_basic, db_session, services, signed_in
+from controlplane.api.deps import DB, Caller, bearer_or_basic, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.metering.billing import month_of, report_to_csv, usage_for_month
 from controlplane.metering.metrics import render_metrics
@@ -33,7 +33,7 @@ def report_json(report) -> dict:
 
 @router.get("/api/billing/usage")
 def usage(month: str | None = None, owner: str | None = None, format: str = "json",
-          who: Caller = Depends(signed_in), s: Session = Depends(db_session)) -> Response:
+          who: Caller = Depends(signed_in), s: Session = DB) -> Response:
     """One owner's usage for a month (default: this month); admins may pass owner=NAME or owner=all."""
     now = utcnow()
     month = month or month_of(now)
@@ -56,7 +56,7 @@ def usage(month: str | None = None, owner: str | None = None, format: str = "jso
 
 
 @router.put("/api/billing/limit")
-def set_limit(payload: dict = Body(...), who: Caller = Depends(signed_in), s: Session = Depends(db_session)) -> dict:
+def set_limit(payload: dict = Body(...), who: Caller = Depends(signed_in), s: Session = DB) -> dict:
     """Set (a number, in the catalog's currency per month) or clear (null) the caller's spending limit."""
     limit = payload.get("limit")
     if limit is not None and (not isinstance(limit, int | float) or limit < 0):
@@ -67,7 +67,7 @@ def set_limit(payload: dict = Body(...), who: Caller = Depends(signed_in), s: Se
 
 @router.post("/api/metering/gpu-samples", include_in_schema=True)
 def gpu_samples(request: Request, payload: dict = Body(...), svc: Services = Depends(services),
-                s: Session = Depends(db_session)) -> dict:
+                s: Session = DB) -> dict:
     if bearer_or_basic(request.headers) != svc.settings.gpu_agent_credential():
         raise ApiError(401, "GPU samples need the agent token (`spaceyard agent-token` prints it).",
                        "InvalidCredentials")

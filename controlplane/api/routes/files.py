@@ -8,7 +8,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import Caller, caller, db_session, find_space, services
+from controlplane.api.deps import DB, Caller, caller, find_space, services
 from controlplane.api.errors import ApiError
 from controlplane.models import Space
 from controlplane.repos import TreeEntry
@@ -45,7 +45,7 @@ def list_tree(
     cursor: int = Query(default=0, ge=0),
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
-    s: Session = Depends(db_session),
+    s: Session = DB,
 ) -> list[dict]:
     space = find_space(s, who, owner, name)
     commit = resolve_revision(svc, space, rev)
@@ -74,7 +74,7 @@ def resolve(
     request: Request,
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
-    s: Session = Depends(db_session),
+    s: Session = DB,
 ) -> Response:
     space = find_space(s, who, owner, name)
     commit = resolve_revision(svc, space, rev)

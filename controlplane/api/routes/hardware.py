@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import db_session, services
+from controlplane.api.deps import DB, services
 from controlplane.pools import pool_for
 from controlplane.scheduler import Scheduler
 from controlplane.services import Services
@@ -40,7 +40,7 @@ def hub_fields(tier: Tier) -> dict:
 
 
 @router.get("/hardware")
-def list_hardware(svc: Services = Depends(services), s: Session = Depends(db_session)) -> list[dict]:
+def list_hardware(svc: Services = Depends(services), s: Session = DB) -> list[dict]:
     scheduler: Scheduler = svc.extras["scheduler"]
     out = []
     for tier in svc.catalog.tiers:

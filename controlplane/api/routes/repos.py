@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Depends, Response
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import Caller, db_session, owned_space, services, signed_in
+from controlplane.api.deps import DB, Caller, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.api.views import app_url
 from controlplane.lifecycle import delete
@@ -31,7 +31,7 @@ def create_repo(
     payload: dict = Body(...),
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
-    s: Session = Depends(db_session),
+    s: Session = DB,
 ) -> dict:
     owner, name = split_name(payload, who)
     if owner != who.name and not who.user.is_admin:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Depends
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import Caller, caller, db_session, find_space, owned_space, services, signed_in
+from controlplane.api.deps import DB, Caller, caller, find_space, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.duplicate import duplicate
 from controlplane.models import SpaceSecret, SpaceVariable
@@ -34,7 +34,7 @@ async def _changed(svc: Services, space_id: int) -> None:
 
 
 @router.get("/{owner}/{name}/secrets")
-def get_secrets(owner: str, name: str, who: Caller = Depends(signed_in), s: Session = Depends(db_session)) -> dict:
+def get_secrets(owner: str, name: str, who: Caller = Depends(signed_in), s: Session = DB) -> dict:
     """Keys, descriptions and update times only: secret values are write-only."""
     return listing(s, SpaceSecret, owned_space(s, who, owner, name))
 
@@ -62,7 +62,7 @@ async def delete_secret(owner: str, name: str, payload: dict = Body(...), who: C
 
 
 @router.get("/{owner}/{name}/variables")
-def get_variables(owner: str, name: str, who: Caller = Depends(caller), s: Session = Depends(db_session)) -> dict:
+def get_variables(owner: str, name: str, who: Caller = Depends(caller), s: Session = DB) -> dict:
     # Variables are public config (as on the Hub): whoever can see the Space can read them.
     return listing(s, SpaceVariable, find_space(s, who, owner, name))
 
@@ -96,6 +96,6 @@ def _variables(svc: Services, who: Caller, owner: str, name: str) -> dict:
 
 @router.post("/{owner}/{name}/duplicate")
 def duplicate_space(owner: str, name: str, payload: dict = Body(...), who: Caller = Depends(signed_in),
-                    svc: Services = Depends(services), s: Session = Depends(db_session)) -> dict:
+                    svc: Services = Depends(services), s: Session = DB) -> dict:
     copy = duplicate(svc, s, who, find_space(s, who, owner, name), payload)
     return {"url": f"{svc.settings.base_url}/spaces/{copy.full_name}"}

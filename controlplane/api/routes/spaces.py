@@ -6,7 +6,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import Caller, caller, db_session, find_space, owned_space, services, signed_in
+from controlplane.api.deps import DB, Caller, caller, find_space, owned_space, services, signed_in
 from controlplane.api.routes.files import resolve_revision
 from controlplane.api.views import runtime, space_info
 from controlplane.lifecycle import change_hardware, pause, restart
@@ -26,7 +26,7 @@ def list_spaces(
     cursor: int = Query(default=0, ge=0),
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
-    s: Session = Depends(db_session),
+    s: Session = DB,
 ) -> list[dict]:
     q = select(Space).where(Space.id > cursor).order_by(Space.id)
     visible = Space.private.is_(False)
@@ -53,7 +53,7 @@ def get_space(
     rev: str = "main",
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
-    s: Session = Depends(db_session),
+    s: Session = DB,
 ) -> dict:
     space = find_space(s, who, owner, name)
     sha = resolve_revision(svc, space, rev)
@@ -68,7 +68,7 @@ def get_runtime(
     name: str,
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
-    s: Session = Depends(db_session),
+    s: Session = DB,
 ) -> dict:
     return runtime(svc, find_space(s, who, owner, name))
 

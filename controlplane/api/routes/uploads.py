@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from builder import spaceconfig
-from controlplane.api.deps import Caller, db_session, owned_space, services, signed_in
+from controlplane.api.deps import DB, Caller, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.api.routes.spaces import owned_space_id
 from controlplane.commits import CommitRefused, CommitRequest, Limits, api_commits
@@ -74,7 +74,7 @@ def preupload(
     create_pr: bool = False,
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
-    s: Session = Depends(db_session),
+    s: Session = DB,
 ) -> dict:
     owned_space(s, who, owner, name)
     check_target(rev, create_pr)

@@ -45,8 +45,9 @@ def test_usage_survives_a_control_plane_crash(platform, tmp_path):
     second_start = parse(second.attrs["State"]["StartedAt"])
     time.sleep(3)
     with platform.api("gina") as api:
+        paused_at = datetime.now(second_start.tzinfo)  # billing ends at the pause, not when the container is gone
         assert api.post("/api/spaces/gina/metered/pause").json()["stage"] == "PAUSED"
-        second_run = (datetime.now(second_start.tzinfo) - second_start).total_seconds()
+        second_run = (paused_at - second_start).total_seconds()
         usage = api.get("/api/billing/usage").json()
     rows = [r for r in usage["rows"] if r["space"] == "gina/metered"]
     assert rows and rows[0]["tier"] == "cpu-basic" and rows[0]["cost"] == 0

@@ -10,19 +10,13 @@ per call and the median above the floor.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from dashboard_render import measure, seed  # noqa: E402
-
-from controlplane.app import create_app  # noqa: E402
-from controlplane.core.config import Settings  # noqa: E402
-from controlplane.core.db import migrate  # noqa: E402
+from dashboard_render import time_pages  # noqa: E402
 
 CALLS = [
     "/api/health",  # the floor: routing and middleware, no database
@@ -42,12 +36,7 @@ def main() -> None:
     parser.add_argument("--spaces", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp) / "data", secret_key="bench")
-        app = create_app(settings)
-        migrate(settings.sqlalchemy_url)
-        cookie = seed(app, args.spaces)
-        timings = asyncio.run(measure(app, cookie, CALLS, args.runs))
+    timings = time_pages(args.spaces, CALLS, args.runs)
     floor = statistics.median(timings[CALLS[0]])
     print(f"{args.spaces} Spaces in SQLite, {args.runs} runs per call (ASGI, no network)\n")
     print(f"{'call':<42} {'median ms':>10} {'p95 ms':>8} {'above floor':>12}")

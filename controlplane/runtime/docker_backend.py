@@ -45,9 +45,6 @@ class DockerBackend(RuntimeBackend):
             "image": spec.image,
             "name": container_name(spec.space, spec.build_id),
             "detach": True,
-            # An init as PID 1 passes SIGTERM on: a bare `python app.py` as PID 1 ignores it, and every stop
-            # (pause, sleep, the end of a redeploy's drain) would wait out the kill timeout.
-            "init": True,
             "environment": {**spec.env, **spec.secret_env},
             "labels": {
                 LABEL_SPACE: spec.space,
@@ -112,7 +109,7 @@ class DockerBackend(RuntimeBackend):
     def logs(self, instance_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         try:
             stream = self.client.api.logs(instance_id, stream=True, follow=follow, tail=tail if tail else "all")
-        except NotFound:
+        except (NotFound, APIError):  # gone, or being removed: no logs to read
             return
         buf = b""
         for chunk in stream:

@@ -32,11 +32,13 @@ def test_usage_survives_a_control_plane_crash(platform, tmp_path):
 
     # The control plane dies; while it is down, the app's container dies too.
     platform.platform.stop_process("controlplane", signal.SIGKILL)
-    first.stop(timeout=1)
-    first.reload()
-    first_run = run_seconds(first.attrs)
-    time.sleep(3)
-    platform.platform.start_controlplane()
+    try:
+        first.stop(timeout=1)
+        first.reload()
+        first_run = run_seconds(first.attrs)
+        time.sleep(3)
+    finally:  # the platform is shared: it must come back whatever happened here
+        platform.platform.start_controlplane()
 
     # On restart the reconciler closes the usage at the container's real end and starts the app again.
     platform.wait_stage("gina/metered", {"RUNNING"}, timeout=120)

@@ -45,6 +45,9 @@ class DockerBackend(RuntimeBackend):
             "image": spec.image,
             "name": container_name(spec.space, spec.build_id),
             "detach": True,
+            # An init as PID 1 passes SIGTERM on: a bare `python app.py` as PID 1 ignores it, and every stop
+            # (pause, sleep, the end of a redeploy's drain) would wait out the kill timeout.
+            "init": True,
             "environment": {**spec.env, **spec.secret_env},
             "labels": {
                 LABEL_SPACE: spec.space,

@@ -13,6 +13,7 @@ from controlplane.core.security import SecretBoxError
 from controlplane.metering.intervals import on_tier_change
 from controlplane.models import Build, Space, SpaceSecret, SpaceVariable, utcnow
 from controlplane.router.apps import root_path_env
+from controlplane.router.resolver import path_prefix, space_label
 from controlplane.runtime.base import AppSpec, Instance
 from controlplane.services import Services
 from controlplane.spending import blocks_start
@@ -23,18 +24,14 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 2.0
 
 
-def root_path(space: Space) -> str:
-    return f"/apps/{space.owner}/{space.name}"
-
-
 def app_env(svc: Services, s: Session, space: Space, config: dict) -> tuple[dict[str, str], dict[str, str]]:
     """The environment a Space expects (as on the Hub), plus its variables; secrets returned apart."""
     tier = svc.catalog.tier(space.hardware_requested)
     port = int(config.get("app_port") or 7860)
-    prefix = root_path(space)
+    prefix = path_prefix(space.owner, space.name)
     env = {
         "SPACE_ID": space.full_name,
-        "SPACE_HOST": f"{space.owner}-{space.name}.{svc.settings.apps_domain}".lower(),
+        "SPACE_HOST": f"{space_label(space.owner, space.name)}.{svc.settings.apps_domain}",
         "SPACE_AUTHOR_NAME": space.owner,
         "SPACE_REPO_NAME": space.name,
         "SPACE_TITLE": str(config.get("title") or space.name),
@@ -118,8 +115,8 @@ class Deployer:
                 secret_env=secrets,
                 startup_timeout=float(config.get("startup_duration_timeout") or svc.settings.default_startup_timeout),
             )
-            strip = root_path_env(space.sdk, root_path(space))[1]
-            probe_path = "/" if strip else root_path(space) + "/"
+            strip = root_path_env(space.sdk, path_prefix(space.owner, space.name))[1]
+            probe_path = "/" if strip else path_prefix(space.owner, space.name) + "/"
         # Hardware first: wait for room in the tier's pool; None when refused (quota), the stage says why.
         admission = await svc.extras["scheduler"].admit(space_id, serving)
         if admission is None:

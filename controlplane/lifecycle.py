@@ -16,10 +16,10 @@ from controlplane.deploy import Deployer
 from controlplane.models import Build, Space, utcnow
 from controlplane.services import Services
 from controlplane.spaces import check_tier
-from controlplane.stages import Stage, set_stage
+from controlplane.stages import SLEEPING, Stage, set_stage
 
 
-def release(svc: Services, space: Space) -> str | None:
+def release(space: Space) -> str | None:
     """Forget the serving instance in the DB; return its id so the caller can stop it after commit."""
     instance, space.container_id, space.endpoint = space.container_id, None, None
     space.hardware_current = None
@@ -43,7 +43,7 @@ async def pause(svc: Services, deployer: Deployer, space_id: int, message: str =
         task = deployer.starting.pop(space_id, None)
         if task:
             task.cancel()
-        instance = release(svc, space)
+        instance = release(space)
         set_stage(s, space, Stage.PAUSED, message)
     await stop_instance(svc, instance)
 
@@ -73,7 +73,7 @@ async def change_hardware(svc: Services, deployer: Deployer, space_id: int, flav
         space = s.get(Space, space_id)
         changed = space.hardware_requested != flavor
         space.hardware_requested = flavor
-        resume = space.stage in (Stage.PAUSED, Stage.STOPPED) or space.detail == "sleeping"
+        resume = space.stage in (Stage.PAUSED, Stage.STOPPED) or space.detail == SLEEPING
         # A Space waiting in line for the old tier queues again for the new one.
         running = space.container_id is not None or scheduler.waiting(space_id)
     if changed and running or resume:
@@ -86,7 +86,7 @@ async def delete(svc: Services, deployer: Deployer, space_id: int) -> None:
         task = deployer.starting.pop(space_id, None)
         if task:
             task.cancel()
-        release(svc, space)
+        release(space)
         set_stage(s, space, Stage.DELETING, "Deleting.")
         for build in s.scalars(select(Build).where(Build.space_id == space_id, Build.status.in_(ACTIVE))):
             build.status, build.finished_at = "CANCELLED", utcnow()

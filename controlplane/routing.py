@@ -18,8 +18,8 @@ from controlplane.api.errors import ApiError
 from controlplane.models import Space
 from controlplane.router.resolver import NotFound, Resolution, Target, Unavailable, path_prefix, space_label
 from controlplane.services import Services
-from controlplane.sleep import SLEEPING, Sleeper
-from controlplane.stages import SERVING, Stage, on_committed_change
+from controlplane.sleep import Sleeper
+from controlplane.stages import SERVING, SLEEPING, Stage, on_committed_change
 
 NOT_SERVING = {
     Stage.NO_APP_FILE: (404, "This Space has no application file yet."),

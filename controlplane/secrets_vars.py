@@ -20,8 +20,7 @@ from controlplane.deploy import Deployer
 from controlplane.lifecycle import release, restart, stop_instance
 from controlplane.models import Space, SpaceSecret, SpaceVariable, utcnow
 from controlplane.services import Services
-from controlplane.sleep import SLEEPING
-from controlplane.stages import SERVING, Stage
+from controlplane.stages import SERVING, SLEEPING, Stage
 
 KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MASK = "****"
@@ -101,7 +100,7 @@ async def apply_change(svc: Services, deployer: Deployer, space_id: int) -> None
     with svc.db.session() as s:
         space = s.get(Space, space_id)
         sleeping = space.detail == SLEEPING
-        kept = release(svc, space) if sleeping else None
+        kept = release(space) if sleeping else None
         running = not sleeping and (Stage(space.stage) in SERVING or space.stage == Stage.APP_STARTING)
     await stop_instance(svc, kept)
     if running:

@@ -21,10 +21,9 @@ from controlplane.deploy import Deployer
 from controlplane.lifecycle import latest_success
 from controlplane.models import Build, Space, utcnow
 from controlplane.services import Services
-from controlplane.stages import Stage, set_stage
+from controlplane.stages import SLEEPING, Stage, set_stage
 
 log = logging.getLogger(__name__)
-SLEEPING = "sleeping"
 
 
 def sleep_seconds(settings: Settings, space: Space) -> int | None:

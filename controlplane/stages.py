@@ -34,6 +34,8 @@ class Stage(StrEnum):
     DELETING = "DELETING"
 
 
+# Spaceyard's detail for a sleeping Space: STOPPED to Hub clients, woken by its next request.
+SLEEPING = "sleeping"
 # Spaceyard's detail for a Space queued for hardware: it holds none yet (not billed, not counted as in use).
 WAITING_FOR_HARDWARE = "waiting for hardware"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from controlplane.models import Space
+from controlplane.router.resolver import path_prefix, space_label
 from controlplane.services import Services
-from controlplane.stages import Stage
+from controlplane.stages import SLEEPING, Stage
 
 
 def iso(when: datetime | None) -> str | None:
@@ -19,20 +20,17 @@ def iso(when: datetime | None) -> str | None:
 
 def hub_stage(space: Space) -> str:
     # Hub clients know no "sleeping": a sleeping Space is STOPPED, with Spaceyard's detail beside it.
-    return Stage.STOPPED.value if space.detail == "sleeping" else space.stage
+    return Stage.STOPPED.value if space.detail == SLEEPING else space.stage
 
 
 def app_url(svc: Services, space: Space) -> str:
-    return f"{svc.settings.base_url}/apps/{space.owner}/{space.name}/"
-
-
-def subdomain(svc: Services, space: Space) -> str:
-    return f"{space.owner}-{space.name}".lower().replace(".", "-").replace("_", "-")
+    return f"{svc.settings.base_url}{path_prefix(space.owner, space.name)}/"
 
 
 def host_url(svc: Services, space: Space) -> str:
     port = svc.settings.base_url.rsplit(":", 1)[-1] if svc.settings.base_url.count(":") == 2 else ""
-    return f"http://{subdomain(svc, space)}.{svc.settings.apps_domain}{':' + port if port.isdigit() else ''}"
+    label = space_label(space.owner, space.name)
+    return f"http://{label}.{svc.settings.apps_domain}{':' + port if port.isdigit() else ''}"
 
 
 def runtime(svc: Services, space: Space) -> dict:
@@ -49,7 +47,7 @@ def runtime(svc: Services, space: Space) -> dict:
         "gcTimeout": sleep,
         "replicas": {"current": 1 if space.endpoint else 0, "requested": 1},
         "devMode": False,
-        "domains": [{"domain": f"{subdomain(svc, space)}.{svc.settings.apps_domain}", "stage": "READY"}],
+        "domains": [{"domain": f"{space_label(space.owner, space.name)}.{svc.settings.apps_domain}", "stage": "READY"}],
         "spaceyard": {
             "detail": space.detail,
             "stage": space.stage,
@@ -78,7 +76,7 @@ def space_info(svc: Services, space: Space, siblings: list[str] | None = None) -
         "likes": 0,
         "tags": list(space.card_data.get("tags") or []) if isinstance(space.card_data, dict) else [],
         "cardData": space.card_data or {},
-        "subdomain": subdomain(svc, space),
+        "subdomain": space_label(space.owner, space.name),
         # gradio_client connects to `host`; the path-based URL resolves everywhere, wildcard DNS or not. The
         # trailing slash matters: the client urljoin()s its config and API paths onto `host` as it is.
         "host": app_url(svc, space),

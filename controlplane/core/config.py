@@ -6,12 +6,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPACEYARD_", extra="ignore")
+    _secret_from_file: str | None = PrivateAttr(default=None)
 
     data_dir: Path = Field(default=Path(".spaceyard"), description="Repos, SQLite file, private Redis, logs.")
     host: str = Field(default="127.0.0.1", description="Address the control plane listens on.")
@@ -93,6 +94,8 @@ class Settings(BaseSettings):
     def secret_key_value(self) -> str:
         if self.secret_key:
             return self.secret_key
+        if self._secret_from_file is not None:
+            return self._secret_from_file
         path = self.data_dir / "secret.key"
         if not path.exists():
             import secrets
@@ -100,7 +103,8 @@ class Settings(BaseSettings):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(secrets.token_urlsafe(32))
             path.chmod(0o600)
-        return path.read_text().strip()
+        self._secret_from_file = path.read_text().strip()
+        return self._secret_from_file
 
     def gpu_agent_credential(self) -> str:
         """What GPU agents present: the configured token (the Helm chart shares one Secret with its agents),

@@ -11,10 +11,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -36,6 +38,10 @@ class User(Base):
     spending_limit: Mapped[float | None] = mapped_column(Float)
     max_gpus: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# Names are unique case-insensitively, as on the Hub: `Alice` and `alice` are one user (migration 0002).
+Index("uq_users_name_ci", func.lower(User.name), unique=True)
 
 
 class Token(Base):
@@ -83,6 +89,9 @@ class Space(Base):
     @property
     def full_name(self) -> str:
         return f"{self.owner}/{self.name}"
+
+
+Index("uq_spaces_owner_name_ci", func.lower(Space.owner), func.lower(Space.name), unique=True)
 
 
 class Build(Base):

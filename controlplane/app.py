@@ -62,10 +62,9 @@ def make_runtime(settings: Settings) -> RuntimeBackend:
             raise RuntimeError("SPACEYARD_RUNTIME=kubernetes needs SPACEYARD_REGISTRY, the registry builds push to.")
 
         return KubernetesBackend.from_settings(settings)
-    from controlplane.builds import image_repo
     from controlplane.runtime.docker_backend import DockerBackend
 
-    return DockerBackend(settings.instance, image_repo)
+    return DockerBackend(settings.instance)
 
 
 def watch_instances(svc: Services, deployer: Deployer, loop: asyncio.AbstractEventLoop) -> None:

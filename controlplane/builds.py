@@ -29,13 +29,15 @@ def events_key(instance: str, build_id: int) -> str:
     return f"spaceyard:{instance}:build:{build_id}"
 
 
-def image_repo(instance: str, space: str) -> str:
-    owner, name = space.lower().split("/", 1)
-    return f"spaceyard-{instance}/{owner}/{name}"
+def image_repo(instance: str, space_id: int) -> str:
+    # Keyed by the Space's never-reused id, not its name: image names are lowercase, so names that differ
+    # only in case (or a deleted Space's name taken again) would share, and delete, each other's tags.
+    # The image's labels name the Space for people.
+    return f"spaceyard-{instance}/space-{space_id}"
 
 
 def image_tag(svc: Services, space: Space, build_id: int) -> str:
-    return f"{image_repo(svc.settings.instance, space.full_name)}:b{build_id}"
+    return f"{image_repo(svc.settings.instance, space.id)}:b{build_id}"
 
 
 def repo_url(svc: Services, space: Space) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controlplane.api.errors import ApiError
@@ -51,8 +52,12 @@ def create_space(
         raise ApiError(400, f"Invalid sdk {sdk!r}: must be one of {', '.join(SDKS)}.")
     hardware = hardware or "cpu-basic"
     check_tier(svc, hardware)
-    if s.scalar(select(Space.id).where(Space.owner == owner, Space.name == name)) is not None:
-        raise ApiError(409, f"You already created this space repo: {owner}/{name}", "RepoExists")
+    # Names are unique regardless of case, as on the Hub; the database index is the backstop for a race.
+    taken = s.scalar(
+        select(Space).where(func.lower(Space.owner) == owner.lower(), func.lower(Space.name) == name.lower())
+    )
+    if taken is not None:
+        raise name_taken(owner, name, taken.full_name)
     space = Space(
         owner=owner,
         name=name,
@@ -63,7 +68,11 @@ def create_space(
         card_data={},
     )
     s.add(space)
-    s.flush()
+    try:
+        s.flush()
+    except IntegrityError:
+        s.rollback()
+        raise name_taken(owner, name, None) from None
     svc.repos.delete(owner, name)  # a leftover directory from a crashed delete must not leak into a new Space
     svc.repos.create(owner, name)
     readme = initial_readme(name, sdk)
@@ -73,6 +82,17 @@ def create_space(
     space.card_data = yaml.safe_load(readme.decode().split("---")[1])
     set_stage(s, space, Stage.NO_APP_FILE, app_file_hint(sdk))
     return space
+
+
+def name_taken(owner: str, name: str, existing: str | None) -> ApiError:
+    """The Hub's answer for an existing repo (409 RepoExists), naming the Space that holds the name."""
+    if existing is None or existing == f"{owner}/{name}":
+        return ApiError(409, f"You already created this space repo: {owner}/{name}", "RepoExists")
+    return ApiError(
+        409,
+        f"The name {owner}/{name} is taken: {existing} exists, and Space names are unique regardless of case.",
+        "RepoExists",
+    )
 
 
 def app_file_hint(sdk: str) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controlplane.core.security import hash_password, hash_token, new_token
@@ -12,12 +13,24 @@ from controlplane.spaces import validate_name
 
 def add_user(s: Session, name: str, *, admin: bool = False, password: str | None = None) -> User:
     validate_name("user", name)
-    if s.scalar(select(User).where(User.name == name)):
-        raise ValueError(f"user {name!r} already exists")
+    # Unique regardless of case, as on the Hub: `Bob` next to `bob` would be one name to people and URLs.
+    existing = s.scalar(select(User.name).where(func.lower(User.name) == name.lower()))
+    if existing is not None:
+        raise ValueError(name_taken(name, existing))
     user = User(name=name, is_admin=admin, password_hash=hash_password(password) if password else None)
     s.add(user)
-    s.flush()
+    try:
+        s.flush()
+    except IntegrityError:  # created meanwhile; the unique index refused it
+        s.rollback()
+        raise ValueError(name_taken(name, name)) from None
     return user
+
+
+def name_taken(name: str, existing: str) -> str:
+    if existing == name:
+        return f"user {name!r} already exists"
+    return f"user name {name!r} is taken: user {existing!r} exists, and user names are unique regardless of case"
 
 
 def issue_token(s: Session, user: User, name: str = "default", role: str = "write") -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 
 import docker
@@ -32,10 +32,10 @@ def _time(value: str | None) -> datetime | None:
 
 
 class DockerBackend(RuntimeBackend):
-    def __init__(self, instance: str, image_repo: Callable[[str, str], str], bind_host: str = "127.0.0.1") -> None:
+    def __init__(self, instance: str, bind_host: str = "127.0.0.1") -> None:
         # Only this installation's containers are ours to list, stop and remove.
         self.client = docker.from_env()
-        self.instance, self.image_repo, self.bind_host = instance, image_repo, bind_host
+        self.instance, self.bind_host = instance, bind_host
         # Docker refuses a CPU limit above the engine's CPU count: a tier bigger than the host gets all of it.
         self.host_cpus = float(self.client.info()["NCPU"])
 
@@ -126,12 +126,12 @@ class DockerBackend(RuntimeBackend):
     def remove_space(self, space: str) -> None:
         for inst in self.list(space):
             self.stop(inst.id, remove=True)
-        repo = self.image_repo(self.instance, space)
-        for image in self.client.api.images(name=repo):
-            # Untag, never remove by id: Spaces with the same content share one image id (layer cache),
-            # and removing the id would take every other Space's tag with it.
+        # The builder labels each image with the Space's exact name; the tag prefix keeps it to this installation.
+        for image in self.client.api.images(filters={"label": f"{LABEL_SPACE}={space}"}):
+            # Untag, never remove by id: an image id can carry other tags (another installation's identical
+            # build), and removing the id would take them with it.
             for tag in image.get("RepoTags") or []:
-                if tag.startswith(f"{repo}:"):
+                if tag.startswith(f"spaceyard-{self.instance}/"):
                     try:
                         self.client.api.remove_image(tag)
                     except (APIError, NotFound) as e:

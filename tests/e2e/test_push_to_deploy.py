@@ -137,6 +137,17 @@ def test_push_to_someone_elses_space_is_refused(platform, tmp_path):
         push(platform, "dave", "mine", {"app.py": GRADIO_APP}, tmp_path, user="eve")
 
 
+def space_tags(platform, space: str) -> list[str]:
+    """This platform's image tags of `space` (the builder labels each image with its Space's name)."""
+    import docker
+
+    from controlplane.core.config import Settings
+
+    prefix = f"spaceyard-{Settings(data_dir=platform.data_dir).instance}/"
+    images = docker.from_env().images.list(filters={"label": f"spaceyard.space={space}"})
+    return [t for i in images for t in i.tags if t.startswith(prefix)]
+
+
 def test_delete_removes_container_image_and_repo(platform, tmp_path):
     import docker
 
@@ -147,7 +158,7 @@ def test_delete_removes_container_image_and_repo(platform, tmp_path):
     assert client.containers.list(filters={"label": "spaceyard.space=alice/doomed"})
     HfApi(endpoint=platform.url, token=platform.user("alice")).delete_repo("alice/doomed", repo_type="space")
     assert not client.containers.list(all=True, filters={"label": "spaceyard.space=alice/doomed"})
-    assert not [i for i in client.images.list() if any("/alice/doomed:" in t for t in i.tags)]
+    assert not space_tags(platform, "alice/doomed")
     assert not (platform.data_dir / "repos" / "alice" / "doomed.git").exists()
     with platform.api("alice") as api:
         assert api.get("/api/spaces/alice/doomed").status_code == 404
@@ -155,8 +166,6 @@ def test_delete_removes_container_image_and_repo(platform, tmp_path):
 
 def test_deleting_a_space_leaves_an_identical_space_intact(platform, tmp_path):
     """Identical content builds one image id for both Spaces; deleting one must not take the other's image."""
-    import docker
-
     files = {"app.py": GRADIO_APP.replace("Hello ", "Twin "), "README.md": readme("gradio")}
     for name in ("twin-a", "twin-b"):
         create(platform, "alice", name)
@@ -166,5 +175,4 @@ def test_deleting_a_space_leaves_an_identical_space_intact(platform, tmp_path):
         assert api.request("DELETE", "/api/repos/delete", json={"type": "space", "name": "twin-a"}).status_code == 200
         assert api.post("/api/spaces/alice/twin-b/restart").status_code == 200
     assert platform.wait_stage("alice/twin-b", {"RUNNING", "RUNTIME_ERROR"})["stage"] == "RUNNING"
-    tags = [t for i in docker.from_env().images.list() for t in i.tags]
-    assert any("/alice/twin-b:" in t for t in tags) and not any("/alice/twin-a:" in t for t in tags)
+    assert space_tags(platform, "alice/twin-b") and not space_tags(platform, "alice/twin-a")

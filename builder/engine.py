@@ -1,13 +1,18 @@
-"""The Docker engine, through docker-py's low-level API: a client from settings and a streamed build."""
+"""The Docker engine, through docker-py's low-level API: a client from settings, build contexts, streamed builds."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import docker
+import requests
+import urllib3
 
 from builder.settings import BuilderSettings
 
@@ -18,6 +23,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 class EngineBuildError(Exception):
     """`docker build` failed; the message is the engine's error (e.g. a RUN step's non-zero exit)."""
+
+
+class BuildTimeout(Exception):
+    """The build ran past its time limit and was cancelled."""
 
 
 def client(settings: BuilderSettings) -> docker.APIClient:
@@ -35,21 +44,81 @@ def image_labels(api: docker.APIClient, image: str) -> dict[str, str] | None:
     return info.get("Config", {}).get("Labels") or {}
 
 
-def build(api: docker.APIClient, context: Path, dockerfile: str, tag: str, log: Log, **options: Any) -> None:
-    """Build `context` (dockerfile: a path inside it) into `tag`, passing every output line to `log`."""
+def context_tar(root: Path, ignore: str, dockerfile: tuple[str, str], dest: IO[bytes]) -> IO[bytes]:
+    """A build context the builder assembles itself: root's files minus `ignore` patterns, plus `dockerfile`.
+
+    Symlinks go in as links (the engine resolves them inside the context, never on the host), and the
+    Dockerfile and .dockerignore are added as tar entries, so nothing is written into the checkout.
+    """
+    name, text = dockerfile
+    patterns = [p for p in (line.strip() for line in ignore.splitlines()) if p and not p.startswith("#")]
+    files = sorted(docker.utils.exclude_paths(str(root), [*patterns, ".git"], dockerfile=name))
+    # The engine drops a Dockerfile and .dockerignore that .dockerignore names, after reading them.
+    extra = [(".dockerignore", f".dockerignore\n{name}\n"), (name, text)]
+    return docker.utils.create_archive(str(root), files=files, fileobj=dest, extra_files=extra)
+
+
+def _cancel_after(api: docker.APIClient, seconds: float, expired: threading.Event) -> Callable[[], None]:
+    """Arm a timer that cuts the build's HTTP stream after `seconds`; returns the disarm function.
+
+    Cutting the stream is what cancels a classic build: the engine then kills and removes the RUN
+    step's container itself, so no container is left behind and no other build's is touched.
+    """
+    responses: list[Any] = []
+    api.hooks["response"].append(lambda response, **_: responses.append(response))
+    done = threading.Event()
+
+    def watch() -> None:
+        if done.wait(seconds):
+            return
+        expired.set()
+        while not done.is_set():  # the response exists once the engine has read the context
+            if responses:
+                with contextlib.suppress(OSError, AttributeError):
+                    responses[-1].raw.connection.sock.shutdown(socket.SHUT_RDWR)
+                return
+            done.wait(0.2)
+
+    threading.Thread(target=watch, name="build timeout", daemon=True).start()
+    return done.set
+
+
+def build(
+    api: docker.APIClient,
+    context: Path | IO[bytes],
+    dockerfile: str,
+    tag: str,
+    log: Log,
+    timeout: float | None = None,
+    **options: Any,
+) -> None:
+    """Build `context` (a folder, or a tar from context_tar) into `tag`, passing every output line to `log`.
+
+    With `timeout` (seconds), a build still running then is cancelled and raises BuildTimeout.
+    """
+    source = {"path": str(context)} if isinstance(context, Path) else {"fileobj": context, "custom_context": True}
+    expired = threading.Event()
+    disarm = _cancel_after(api, timeout, expired) if timeout is not None else lambda: None
     pending = ""
-    for chunk in api.build(
-        path=str(context), dockerfile=dockerfile, tag=tag, decode=True, rm=True, forcerm=True, **options
-    ):
-        if "error" in chunk:
-            if pending:
-                log(pending)
-            raise EngineBuildError(chunk["error"].strip())
-        text = chunk.get("stream") or (chunk.get("status", "") + "\n" if "status" in chunk else "")
-        pending += _ANSI.sub("", text)
-        *lines, pending = pending.split("\n")
-        for line in lines:
-            if line.strip():
-                log(line.rstrip())
+    try:
+        for chunk in api.build(**source, dockerfile=dockerfile, tag=tag, decode=True, rm=True, forcerm=True, **options):
+            if "error" in chunk:
+                if pending:
+                    log(pending)
+                raise EngineBuildError(chunk["error"].strip())
+            text = chunk.get("stream") or (chunk.get("status", "") + "\n" if "status" in chunk else "")
+            pending += _ANSI.sub("", text)
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                if line.strip():
+                    log(line.rstrip())
+    except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError) as exc:
+        if expired.is_set():
+            raise BuildTimeout() from None
+        raise EngineBuildError(f"lost the connection to the Docker engine ({exc})") from None
+    finally:
+        disarm()
+    if expired.is_set():
+        raise BuildTimeout()
     if pending.strip():
         log(pending.rstrip())

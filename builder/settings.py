@@ -69,7 +69,40 @@ class BuilderSettings(BaseSettings):
         default=None,
         description="Registry host[/prefix] to push app images to (nodes pull from it); unset = local only.",
     )
-    builder_concurrency: int = Field(default=1, description="Builds one worker runs at once.")
+    builder_concurrency: int = Field(
+        default=2, ge=1, description="Builds one worker runs at once (Celery worker processes)."
+    )
+    build_timeout: int = Field(
+        default=30 * 60,
+        gt=0,
+        description="Wall-clock seconds a build may take, from the task's start; past it the build is "
+        "stopped (its RUN container killed) and fails with BUILD_ERROR.",
+    )
+    build_memory: str = Field(
+        default="4g",
+        pattern=r"^[0-9]+[bkmg]?$",
+        description="Memory limit of each container a Space's build runs (RUN steps), swap included, "
+        "e.g. 4g or 512m; a step over it is killed and the build fails with BUILD_ERROR.",
+    )
+    build_cpu_shares: int = Field(
+        default=512,
+        ge=2,
+        description="CPU weight of a Space's build containers (Docker cpu-shares; running apps have "
+        "1024), so builds yield CPU to apps when the host is busy.",
+    )
+    build_network: str | None = Field(
+        default=None,
+        description="Docker network that RUN steps of Space builds use; unset = the engine's default "
+        "bridge. Builds never use the host's network.",
+    )
+    build_allowed_images: str = Field(
+        default="python:*,debian:*,ubuntu:*,nvidia/cuda:*",
+        description="Comma-separated glob patterns of public images a Docker-SDK Space may use in FROM, "
+        "COPY --from and RUN --mount=from (matched against e.g. python:3.11-slim or "
+        "nvidia/cuda:12.4.1-runtime-ubuntu22.04; add e.g. python@sha256:* for digest pins). The builder's "
+        "own spaceyard/base:* and spaceyard/sdk-*:* and earlier stages are always allowed; other Spaces' "
+        "images never are.",
+    )
     runtime_images_dir: Path = Field(
         default=REPO_RUNTIME_IMAGES, description="The runtime-images/ directory (SDK helpers copied into bases)."
     )

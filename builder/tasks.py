@@ -13,13 +13,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 import docker
 import redis
 
-from builder import baseimages, engine, spaceconfig
+from builder import baseimages, dockerpolicy, engine, repofiles, spaceconfig
 from builder.celery_app import app
 from builder.dockerfile import UnavailablePython, app_dockerfile, python_version_for
 from builder.events import BuildEvents
@@ -27,7 +27,8 @@ from builder.settings import BuilderSettings
 
 logger = logging.getLogger(__name__)
 
-GENERATED_DOCKERFILE = ".spaceyard.Dockerfile"
+GENERATED_DOCKERFILE = ".spaceyard.Dockerfile"  # its name in the build context tar, never in the checkout
+MAX_CONFIG_FILE = 256 * 1024  # bytes of a Dockerfile or .dockerignore the builder reads
 # Files the generated Dockerfile copies before the code; only their presence changes its text.
 DEPENDENCY_FILES = ("packages.txt", "pre-requirements.txt", "requirements.txt")
 FETCH_TIMEOUT = 300
@@ -104,25 +105,45 @@ def _explain(exc: engine.EngineBuildError, tail: list[str]) -> str:
     return f"docker build failed: {detail}"
 
 
-def _check_docker_sdk(checkout: Path, config: spaceconfig.SpaceConfig) -> None:
-    text = (checkout / config.app_file).read_text(errors="replace")
-    if re.search(r"--mount=[^\s]*type=secret", text):
-        raise BuildFailed(
-            "BUILD_ERROR",
-            "this Dockerfile reads build secrets (RUN --mount=type=secret), which needs BuildKit; "
-            "Spaceyard builds with Docker's classic builder and never passes secrets to a build "
-            "(a build arg would be stored in the image). Read the secret at run time instead: "
-            "every secret is an environment variable of the running Space.",
+def _limits(settings: BuilderSettings) -> dict[str, Any]:
+    """Engine options bounding what a Space's build containers (RUN steps) may use."""
+    memory = docker.utils.parse_bytes(settings.build_memory)
+    options: dict[str, Any] = {
+        # memswap = memory: no swap on top, so the limit is the limit.
+        "container_limits": {"memory": memory, "memswap": memory, "cpushares": settings.build_cpu_shares},
+    }
+    if settings.build_network:
+        options["network_mode"] = settings.build_network
+    return options
+
+
+def _explain_limit(exc: engine.EngineBuildError, settings: BuilderSettings) -> str | None:
+    # A RUN step killed by the kernel's OOM killer exits 137 (128 + SIGKILL).
+    if str(exc).endswith("non-zero code: 137"):
+        return (
+            f"the build used more than the {settings.build_memory} build memory limit (SPACEYARD_BUILD_MEMORY); "
+            "a RUN step was killed (exit code 137)"
         )
+    return None
 
 
-def _write_build_files(checkout: Path, config: spaceconfig.SpaceConfig, python: str) -> None:
-    files = {name for name in DEPENDENCY_FILES if (checkout / name).is_file()}
-    (checkout / GENERATED_DOCKERFILE).write_text(app_dockerfile(config, files, python))
-    ignore = checkout / ".dockerignore"
-    existing = ignore.read_text() if ignore.is_file() else ""
-    # The engine drops an ignored Dockerfile/.dockerignore from the context after reading them.
-    ignore.write_text(existing + f"\n.git\n{GENERATED_DOCKERFILE}\n.dockerignore\n")
+def _context(
+    checkout: Path, workdir: Path, config: spaceconfig.SpaceConfig, req: BuildRequest, settings: BuilderSettings
+) -> IO[bytes]:
+    """The build context tar with the Dockerfile to build, checked (Docker SDK) or generated (other SDKs)."""
+    ignore = repofiles.read_text(checkout, ".dockerignore", MAX_CONFIG_FILE) or ""
+    if config.sdk == "docker":
+        text = repofiles.read_text(checkout, config.app_file, MAX_CONFIG_FILE) or ""
+        namespace = req.image.split("/", 1)[0] if "/" in req.image else None
+        allowed = [p.strip() for p in settings.build_allowed_images.split(",") if p.strip()]
+        try:
+            dockerpolicy.check(text, req.build_args, allowed, namespace)
+        except dockerpolicy.Refused as exc:
+            raise BuildFailed("BUILD_ERROR", str(exc)) from None
+    else:
+        files = {name for name in DEPENDENCY_FILES if repofiles.is_regular_file(checkout, name)}
+        text = app_dockerfile(config, files, config.python_version or "")
+    return engine.context_tar(checkout, ignore, (GENERATED_DOCKERFILE, text), open(workdir / "context.tar", "w+b"))
 
 
 def _push(api: docker.APIClient, image: str, registry: str, log: engine.Log) -> str:
@@ -139,6 +160,7 @@ def _push(api: docker.APIClient, image: str, registry: str, log: engine.Log) -> 
 
 
 def _build(req: BuildRequest, settings: BuilderSettings, events: BuildEvents, workdir: Path) -> tuple[str, dict]:
+    deadline = time.monotonic() + settings.build_timeout
     checkout = workdir / "repo"
     fetch(req.repo_url, req.commit, checkout, events.log)
     config = spaceconfig.load(checkout, default_sdk=req.sdk)
@@ -150,11 +172,9 @@ def _build(req: BuildRequest, settings: BuilderSettings, events: BuildEvents, wo
         "spaceyard.commit": req.commit,
         "spaceyard.sdk": config.sdk,
     }
-    options: dict[str, Any] = {"labels": labels, "nocache": req.no_cache}
+    options: dict[str, Any] = {"labels": labels, "nocache": req.no_cache, **_limits(settings)}
     if config.sdk == "docker":
-        _check_docker_sdk(checkout, config)
-        dockerfile = config.app_file
-        # Variables are build args; secrets are deliberately not (see _check_docker_sdk).
+        # Variables are build args; secrets are deliberately not (docs/build-contract.md).
         options["buildargs"] = dict(req.build_args)
     else:
         python = python_version_for(config.python_version, settings)
@@ -163,15 +183,27 @@ def _build(req: BuildRequest, settings: BuilderSettings, events: BuildEvents, wo
             baseimages.ensure_sdk_base(api, config.sdk, config.sdk_version, python, settings, events.log)
         except baseimages.BaseImageError as exc:
             raise BuildFailed("BUILD_ERROR", f"{exc} (is sdk_version {config.sdk_version} on PyPI?)") from None
-        _write_build_files(checkout, config, python)
-        dockerfile = GENERATED_DOCKERFILE
+    context = _context(checkout, workdir, config, req, settings)
     events.log(f"Building image {req.image}")
     try:
-        engine.build(api, checkout, dockerfile, req.image, events.log, **options)
+        with context:
+            engine.build(
+                api, context, GENERATED_DOCKERFILE, req.image, events.log, deadline - time.monotonic(), **options
+            )
+    except engine.BuildTimeout:
+        raise BuildFailed(
+            "BUILD_ERROR",
+            f"the build took longer than the {_duration(settings.build_timeout)} build time limit "
+            "(SPACEYARD_BUILD_TIMEOUT) and was stopped",
+        ) from None
     except engine.EngineBuildError as exc:
-        raise BuildFailed("BUILD_ERROR", _explain(exc, list(events.tail))) from None
+        raise BuildFailed("BUILD_ERROR", _explain_limit(exc, settings) or _explain(exc, list(events.tail))) from None
     image = _push(api, req.image, settings.registry, events.log) if settings.registry else req.image
     return image, config.to_dict()
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
 
 
 def run_build(req: BuildRequest, settings: BuilderSettings, worker: str) -> dict[str, str]:
@@ -198,6 +230,8 @@ def run_build(req: BuildRequest, settings: BuilderSettings, worker: str) -> dict
             kind, message, config = "NO_APP_FILE", str(exc), exc.config.to_dict()
         except (spaceconfig.ConfigError, UnavailablePython) as exc:
             kind, message = "CONFIG_ERROR", f"README.md: {exc}" if "README.md" not in str(exc) else str(exc)
+        except repofiles.UnsafeFile as exc:
+            kind, message = "CONFIG_ERROR", str(exc)
         except BuildFailed as exc:
             kind, message = exc.kind, str(exc)
         except Exception as exc:  # the task's boundary: even a builder bug ends in a result

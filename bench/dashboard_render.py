@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from controlplane.api.deps import SESSION_COOKIE, session_serializer  # noqa: E402
+from controlplane import sessions  # noqa: E402
 from controlplane.app import create_app  # noqa: E402
 from controlplane.core.config import Settings  # noqa: E402
 from controlplane.core.db import migrate  # noqa: E402
@@ -56,14 +56,14 @@ def seed(app, n: int) -> str:
                           ended_at=now - timedelta(hours=i % 200 + 1))
             for i in range(1, n, 2)
         )
-        uid = user.id
-    return session_serializer(svc).dumps({"uid": uid})
+        return sessions.start(s, user, "bench")
 
 
 async def measure(app, cookie: str, pages: list[str], runs: int) -> dict[str, list[float]]:
     transport = httpx.ASGITransport(app=app)
     timings: dict[str, list[float]] = {p: [] for p in pages}
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench", cookies={SESSION_COOKIE: cookie}) as c:
+    cookies = {sessions.cookie_name(app.state.services.settings): cookie}
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench", cookies=cookies) as c:
         for page in pages:
             for i in range(runs + 2):
                 start = time.perf_counter()

@@ -7,12 +7,14 @@ import logging
 import threading
 import time
 from contextlib import asynccontextmanager
+from functools import partial
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from controlplane import dashboard
 from controlplane.api import errors
+from controlplane.api.middleware import BodyLimit, SecurityHeaders
 from controlplane.api.routes import (
     admin,
     billing,
@@ -25,6 +27,7 @@ from controlplane.api.routes import (
     uploads,
     whoami,
 )
+from controlplane.api.views import apps_origin_pattern, host_url
 from controlplane.build_events import BuildEventsConsumer
 from controlplane.builds import make_celery
 from controlplane.core.config import Settings, get_settings
@@ -64,7 +67,7 @@ def make_runtime(settings: Settings) -> RuntimeBackend:
         return KubernetesBackend.from_settings(settings)
     from controlplane.runtime.docker_backend import DockerBackend
 
-    return DockerBackend(settings.instance)
+    return DockerBackend(settings)
 
 
 def watch_instances(svc: Services, deployer: Deployer, loop: asyncio.AbstractEventLoop) -> None:
@@ -121,8 +124,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Spaceyard", version="0.1.0", lifespan=lifespan)
     app.state.services = svc
-    # The router sits in front of everything: app URLs never reach the API's routes.
-    app.add_middleware(RouterMiddleware, resolver=resolver, apps_domain=settings.apps_domain)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_api_body_bytes)
+    app.add_middleware(SecurityHeaders, apps_origin=apps_origin_pattern(settings))
+    # The router sits in front of everything: app URLs never reach the API's routes (nor the headers above).
+    service_secrets = {settings.gpu_agent_credential(), settings.metrics_token}
+    app.add_middleware(
+        RouterMiddleware,
+        resolver=resolver,
+        apps_domain=settings.apps_domain,
+        path_urls=settings.path_urls_enabled,
+        host_url=partial(host_url, settings),
+        secrets=frozenset(s.encode("latin-1") for s in service_secrets if s),
+    )
     errors.install(app)
     # hardware before spaces: /api/spaces/hardware is a fixed path, never a Space.
     for module in (hardware, admin, repos, spaces, secrets_vars, logs, whoami, billing, files, uploads):

@@ -114,6 +114,28 @@ def cmd_user_add(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_user_change(settings: Settings, args) -> int:
+    """`user disable|enable|password NAME`: on the host, like `user add`; each ends the user's sessions."""
+    from sqlalchemy import select
+
+    from controlplane import sessions
+    from controlplane.core.db import Database, migrate
+    from controlplane.models import User
+
+    migrate(settings.sqlalchemy_url)
+    with Database(settings).session() as s:
+        user = s.scalar(select(User).where(User.name == args.name))
+        if user is None:
+            print(f"spaceyard user {args.user_command}: no user {args.name!r}", file=sys.stderr)
+            return 1
+        if args.user_command == "password":
+            sessions.set_password(s, user, args.password)
+        else:
+            sessions.set_disabled(s, user, args.user_command == "disable")
+    print(f"{args.name}: {args.user_command} done; the user's sessions have ended.")
+    return 0
+
+
 def cmd_create(settings: Settings, args) -> int:
     owner, _, name = args.space.partition("/")
     with _api(settings, args.token) as api:
@@ -203,6 +225,14 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--admin", action="store_true")
     add.add_argument("--password", help="enables dashboard sign-in")
     add.set_defaults(func=cmd_user_add)
+    for verb, text in (("disable", "stop a user's tokens and sessions"), ("enable", "let a disabled user in again")):
+        change = user.add_parser(verb, help=text)
+        change.add_argument("name")
+        change.set_defaults(func=cmd_user_change)
+    password = user.add_parser("password", help="set a user's dashboard password (ends their sessions)")
+    password.add_argument("name")
+    password.add_argument("--password", required=True)
+    password.set_defaults(func=cmd_user_change)
 
     def with_token(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sp.add_argument("--token", help="API token (default: $SPACEYARD_TOKEN, then the saved admin token)")

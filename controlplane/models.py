@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -37,6 +38,8 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     spending_limit: Mapped[float | None] = mapped_column(Float)
     max_gpus: Mapped[int | None] = mapped_column(Integer)
+    # Set by an admin: the user's tokens and sessions stop working (migration 0003).
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -53,6 +56,21 @@ class Token(Base):
     role: Mapped[str] = mapped_column(String(16), default="write")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    user: Mapped[User] = relationship()
+
+
+class LoginSession(Base):
+    """A dashboard sign-in. The browser's cookie holds a random id; only its hash is stored, so revoking the row
+    (sign-out, password change, account disabled, "end session") ends it on the server (migration 0003)."""
+
+    __tablename__ = "sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    session_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    user_agent: Mapped[str | None] = mapped_column(String(255))
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     user: Mapped[User] = relationship()
 

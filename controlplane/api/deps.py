@@ -1,4 +1,5 @@
-"""Request dependencies: who is calling (token, Basic, session cookie) and which Space they may see."""
+"""Request dependencies: who is calling (token, Basic, session cookie), what their token's role allows, and
+which Space they may see."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from controlplane import sessions
 from controlplane.api.errors import ApiError, repo_not_found
-from controlplane.core.security import hash_token
-from controlplane.models import Space, Token, User, utcnow
+from controlplane.core.security import hash_token, secret_matches
+from controlplane.models import LoginSession, Space, Token, User, utcnow
 from controlplane.services import Services
 
-SESSION_COOKIE = "spaceyard_session"
-SESSION_MAX_AGE = 14 * 24 * 3600
+# Methods that change nothing: what a "read" token may call.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def services(request: Request) -> Services:
@@ -40,6 +41,7 @@ class Caller:
     user: User | None
     token: Token | None = None
     is_builder: bool = False
+    session: LoginSession | None = None  # set when the caller is a signed-in browser
 
     @property
     def name(self) -> str | None:
@@ -52,12 +54,10 @@ class Caller:
         return self.user is not None and (self.user.name == space.owner or self.user.is_admin)
 
 
-def session_serializer(svc: Services) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(svc.secret_key, salt="spaceyard-session")
-
-
 def bearer_or_basic(headers) -> str | None:
-    auth = headers.get("authorization") or ""
+    """The token a request presents: Authorization (Bearer, or Basic's password as git sends it), else
+    x-hf-authorization, the header the Hub's clients (gradio_client) carry the token in for Spaces."""
+    auth = headers.get("authorization") or headers.get("x-hf-authorization") or ""
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "bearer" and value:
         return value.strip()
@@ -88,31 +88,41 @@ def identify(svc: Services, s: Session, headers, cookies) -> Caller:
     """Resolve the caller; a presented but unknown token is an error, not anonymity."""
     token = bearer_or_basic(headers)
     if token:
-        if token == svc.builder_token:
+        if secret_matches(token, svc.builder_token):
             return Caller(user=None, is_builder=True)
         row = s.scalar(select(Token).where(Token.token_hash == hash_token(token), Token.revoked.is_(False)))
-        if row is None:
+        if row is None or row.user.disabled:
             raise ApiError(
                 401,
-                "Invalid credentials: this token is unknown or revoked.",
+                "Invalid credentials: this token is unknown or revoked, or its account is disabled.",
                 "InvalidCredentials",
                 headers={"WWW-Authenticate": 'Basic realm="Spaceyard"'},
             )
         mark_used(svc, row)
         return Caller(user=row.user, token=row)
-    cookie = cookies.get(SESSION_COOKIE)
-    if cookie:
-        try:
-            user_id = session_serializer(svc).loads(cookie, max_age=SESSION_MAX_AGE)["uid"]
-        except (BadSignature, KeyError, TypeError):
-            return Caller(user=None)
-        user = s.get(User, user_id)
-        return Caller(user=user)
-    return Caller(user=None)
+    login = sessions.find(s, cookies.get(sessions.cookie_name(svc.settings)))
+    if login is None:
+        return Caller(user=None)
+    sessions.seen(svc.db, login)
+    return Caller(user=login.user, session=login)
+
+
+def role_refusal(method: str, who: Caller) -> str | None:
+    """Why `who` may not make a `method` call, or None. The one rule for tokens' roles: a "read" token reads;
+    every state change needs a "write" token or a dashboard session (the user itself)."""
+    if method in SAFE_METHODS or who.token is None or who.token.role == "write":
+        return None
+    return (
+        f"This token has the '{who.token.role}' role: it can read but not change anything. "
+        "Use a token with the 'write' role."
+    )
 
 
 def caller(request: Request, svc: Services = Depends(services), s: Session = DB) -> Caller:
-    return identify(svc, s, request.headers, request.cookies)
+    who = identify(svc, s, request.headers, request.cookies)
+    if refusal := role_refusal(request.method, who):
+        raise ApiError(403, refusal, "Forbidden")
+    return who
 
 
 def signed_in(who: Caller = Depends(caller)) -> Caller:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
+from controlplane.core.config import Settings
 from controlplane.models import Space
 from controlplane.router.resolver import path_prefix, space_label
 from controlplane.services import Services
@@ -23,14 +25,30 @@ def hub_stage(space: Space) -> str:
     return Stage.STOPPED.value if space.detail == SLEEPING else space.stage
 
 
+def _apps_scheme_and_port(settings: Settings) -> tuple[str, str]:
+    """Apps are served by the same listener as the dashboard: same scheme, same port (":8000" or "")."""
+    parts = urlsplit(settings.base_url)
+    return parts.scheme or "http", f":{parts.port}" if parts.port else ""
+
+
+def host_url(settings: Settings, owner: str, name: str) -> str:
+    """The app's own origin, http(s)://{label}.{apps_domain}[:port], with no path."""
+    scheme, port = _apps_scheme_and_port(settings)
+    return f"{scheme}://{space_label(owner, name)}.{settings.apps_domain.strip('.')}{port}"
+
+
+def apps_origin_pattern(settings: Settings) -> str:
+    """Every app's origin as one CSP source expression (what the dashboard may frame)."""
+    scheme, port = _apps_scheme_and_port(settings)
+    return f"{scheme}://*.{settings.apps_domain.strip('.')}{port}"
+
+
 def app_url(svc: Services, space: Space) -> str:
-    return f"{svc.settings.base_url}{path_prefix(space.owner, space.name)}/"
-
-
-def host_url(svc: Services, space: Space) -> str:
-    port = svc.settings.base_url.rsplit(":", 1)[-1] if svc.settings.base_url.count(":") == 2 else ""
-    label = space_label(space.owner, space.name)
-    return f"http://{label}.{svc.settings.apps_domain}{':' + port if port.isdigit() else ''}"
+    """Where visitors open the app: the path-based URL while those are served (it resolves without wildcard
+    DNS), else the app's own origin. The trailing slash matters: gradio_client urljoin()s onto it."""
+    if svc.settings.path_urls_enabled:
+        return f"{svc.settings.base_url}{path_prefix(space.owner, space.name)}/"
+    return host_url(svc.settings, space.owner, space.name) + "/"
 
 
 def runtime(svc: Services, space: Space) -> dict:
@@ -52,7 +70,7 @@ def runtime(svc: Services, space: Space) -> dict:
             "detail": space.detail,
             "stage": space.stage,
             "url": app_url(svc, space),
-            "hostUrl": host_url(svc, space),
+            "hostUrl": host_url(svc.settings, space.owner, space.name),
             # What the README asks for; only the owner's request (hardware.requested) is ever applied.
             "suggestedHardware": (space.card_data or {}).get("suggested_hardware"),
         },
@@ -77,8 +95,7 @@ def space_info(svc: Services, space: Space, siblings: list[str] | None = None) -
         "tags": list(space.card_data.get("tags") or []) if isinstance(space.card_data, dict) else [],
         "cardData": space.card_data or {},
         "subdomain": space_label(space.owner, space.name),
-        # gradio_client connects to `host`; the path-based URL resolves everywhere, wildcard DNS or not. The
-        # trailing slash matters: the client urljoin()s its config and API paths onto `host` as it is.
+        # gradio_client connects to `host`.
         "host": app_url(svc, space),
         "url": app_url(svc, space),
         "runtime": runtime(svc, space),

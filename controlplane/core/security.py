@@ -62,3 +62,10 @@ class SecretBox:
             raise SecretBoxError(
                 "a stored secret cannot be decrypted: SPACEYARD_SECRET_KEY differs from the key it was written with"
             ) from e
+
+
+def secret_matches(presented: str | None, expected: str | None) -> bool:
+    """Constant-time comparison of a presented credential with a configured one (None never matches)."""
+    if not presented or not expected:
+        return False
+    return hmac.compare_digest(presented.encode(), expected.encode())

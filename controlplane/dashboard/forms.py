@@ -14,7 +14,8 @@ import secrets
 from fastapi import Request
 from starlette.datastructures import FormData
 
-from controlplane.api.deps import SESSION_COOKIE, services
+from controlplane import sessions
+from controlplane.api.deps import services
 
 CSRF_COOKIE = "spaceyard_csrf"
 CSRF_FIELD = "csrf_token"
@@ -33,8 +34,10 @@ def csrf_cookie(request: Request) -> str:
 
 
 def csrf_token(request: Request, session_cookie: str | None = None) -> str:
-    secret = services(request).secret_key.encode()
-    session = session_cookie if session_cookie is not None else request.cookies.get(SESSION_COOKIE, "")
+    svc = services(request)
+    secret = svc.secret_key.encode()
+    cookie = sessions.cookie_name(svc.settings)
+    session = session_cookie if session_cookie is not None else request.cookies.get(cookie, "")
     msg = f"{csrf_cookie(request)}|{session}".encode()
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 

@@ -10,7 +10,7 @@ from starlette.datastructures import FormData
 
 from controlplane.api.deps import DB, Caller, services
 from controlplane.api.errors import ApiError
-from controlplane.api.views import app_url, hub_stage
+from controlplane.api.views import app_url, host_url, hub_stage
 from controlplane.dashboard.forms import checked_form
 from controlplane.dashboard.hardware import tier_choices
 from controlplane.dashboard.web import member, redirect, render, space_for, viewer
@@ -91,8 +91,9 @@ def _page_context(svc: Services, s: Session, who: Caller, space: Space) -> dict:
         "build": build,
         "files": files,
         "tier": tier,
-        "app_path": f"/apps/{space.owner}/{space.name}/",
         "app_url": app_url(svc, space),
+        # Always the app's own origin: on the path-based URL an app would share the dashboard's origin.
+        "frame_url": host_url(svc.settings, space.owner, space.name) + "/",
         "clone": clone_commands(svc, who.user.name if who.user else "USER", space),
         "can_write": who.owns(space),
     }

@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import DB, Caller, identify, services
+from controlplane.api.deps import DB, Caller, identify, role_refusal, services
 from controlplane.api.errors import ApiError
 from controlplane.dashboard.forms import CSRF_COOKIE, csrf_token
 from controlplane.models import Space
@@ -72,9 +72,13 @@ class LoginRequired(Exception):
 
 def viewer(request: Request, svc: Services = Depends(services), s: Session = DB) -> Caller:
     try:
-        return identify(svc, s, request.headers, request.cookies)
+        who = identify(svc, s, request.headers, request.cookies)
     except ApiError:
         return Caller(user=None)
+    # Pages take tokens too: a "read" token posts no form (the API's rule, deps.role_refusal).
+    if refusal := role_refusal(request.method, who):
+        raise PageError(403, refusal)
+    return who
 
 
 def member(who: Caller = Depends(viewer)) -> Caller:
@@ -104,7 +108,8 @@ def render(request: Request, template: str, who: Caller, status: int = 200, **co
     response = templates.TemplateResponse(request, template, context, status_code=status)
     new_cookie = getattr(request.state, "new_csrf", None)
     if new_cookie:
-        response.set_cookie(CSRF_COOKIE, new_cookie, httponly=True, samesite="lax", max_age=14 * 24 * 3600)
+        response.set_cookie(CSRF_COOKIE, new_cookie, httponly=True, samesite="lax", max_age=14 * 24 * 3600,
+                            secure=services(request).settings.secure_cookies_enabled)
     return response
 
 

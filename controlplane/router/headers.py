@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 
 Headers = list[tuple[bytes, bytes]]
@@ -39,19 +40,59 @@ WS_HANDSHAKE = frozenset(
 
 # Spaceyard's own credentials let a visitor into a private Space; the app itself must never see them.
 PLATFORM_TOKEN_PREFIX = b"sy_"
-PLATFORM_COOKIE = b"spaceyard_session"
+# The session and CSRF cookies (both names of the session cookie: with and without the __Host- prefix).
+PLATFORM_COOKIES = frozenset({b"spaceyard_session", b"__host-spaceyard_session", b"spaceyard_csrf"})
+# The Hub's clients (gradio_client) send the visitor's token for a Space in this header.
+HF_AUTHORIZATION = b"x-hf-authorization"
 
 
-def without_platform_credentials(key: bytes, value: bytes) -> bytes | None:
-    """The header as the app may see it: Spaceyard tokens and session cookies removed (None: drop it)."""
+def is_platform_credential(value: bytes, secrets: frozenset[bytes] = frozenset()) -> bool:
+    """A Spaceyard token (users' and the builder's carry the sy_ prefix) or one of the configured service
+    secrets (GPU agent, metrics scraper)."""
+    value = value.strip()
+    return value.startswith(PLATFORM_TOKEN_PREFIX) or value in secrets
+
+
+def _authorization_is_platform(value: bytes, secrets: frozenset[bytes]) -> bool:
+    scheme, _, credential = value.strip().partition(b" ")
+    if scheme.lower() == b"basic":
+        try:
+            user, _, password = base64.b64decode(credential.strip(), validate=True).partition(b":")
+        except ValueError:
+            return False
+        # The platform reads the password; a token pasted as the user name is a credential all the same.
+        return is_platform_credential(password, secrets) or is_platform_credential(user, secrets)
+    return is_platform_credential(credential, secrets)
+
+
+def without_platform_credentials(key: bytes, value: bytes, secrets: frozenset[bytes] = frozenset()) -> bytes | None:
+    """The header as the app may see it (None: drop it). Spaceyard tokens in Authorization (Bearer or Basic),
+    x-hf-authorization whatever it holds (it exists only to carry the visitor's Hub token), and the
+    platform's cookies are removed; an app's own Authorization (not a platform credential) passes."""
     name = key.lower()
+    if name == HF_AUTHORIZATION:
+        return None
     if name == b"authorization":
-        scheme, _, credential = value.partition(b" ")
-        return None if credential.strip().startswith(PLATFORM_TOKEN_PREFIX) else value
+        return None if _authorization_is_platform(value, secrets) else value
     if name == b"cookie":
-        kept = [c for c in value.split(b";") if c.strip().partition(b"=")[0] != PLATFORM_COOKIE]
-        return b";".join(kept).strip() or None
+        kept = [c.strip() for c in value.split(b";") if c.strip() and not is_platform_cookie(c.partition(b"=")[0])]
+        return b"; ".join(kept) or None
     return value
+
+
+def is_platform_cookie(name: bytes) -> bool:
+    return name.strip().lower() in PLATFORM_COOKIES
+
+
+def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """An app's response headers as the client may see them: end-to-end only, and no Set-Cookie for the
+    platform's cookies (on a path-based URL, or a parent domain of the apps domain, it would replace the
+    visitor's dashboard session)."""
+    return [
+        (key, value)
+        for key, value in end_to_end(headers)
+        if not (key.lower() == b"set-cookie" and is_platform_cookie(value.partition(b"=")[0]))
+    ]
 
 
 def end_to_end(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes] = frozenset()) -> Headers:
@@ -71,14 +112,16 @@ def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
-def upstream_request_headers(scope: dict, prefix: str | None, drop: frozenset[bytes] = frozenset()) -> Headers:
+def upstream_request_headers(
+    scope: dict, prefix: str | None, drop: frozenset[bytes] = frozenset(), secrets: frozenset[bytes] = frozenset()
+) -> Headers:
     """The client's end-to-end headers (Host kept: apps build absolute URLs and check Origin against it)
     plus X-Forwarded-For/-Proto/-Host, and X-Forwarded-Prefix when the client used the path-based URL."""
     raw = scope["headers"]
     headers = [
         (key, kept)
         for key, value in end_to_end(raw, SET_BY_ROUTER | {b"x-forwarded-for"} | drop)
-        if (kept := without_platform_credentials(key, value)) is not None
+        if (kept := without_platform_credentials(key, value, secrets)) is not None
     ]
     client = scope.get("client")
     chain = [v for k, v in raw if k.lower() == b"x-forwarded-for"]

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import httpx
 
-from controlplane.router.headers import Headers, end_to_end, header
+from controlplane.router.headers import Headers, header, response_headers
 from controlplane.router.pages import send_error
 
 log = logging.getLogger("spaceyard.router")
@@ -104,7 +104,7 @@ async def _stream_back(response: httpx.Response, receive: Receive, send: Send, b
         {
             "type": "http.response.start",
             "status": response.status_code,
-            "headers": end_to_end(response.headers.raw),
+            "headers": response_headers(response.headers.raw),
         }
     )
     async with anyio.create_task_group() as tg:

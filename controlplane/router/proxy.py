@@ -18,7 +18,7 @@ from starlette.datastructures import Headers as HeaderView
 from controlplane.router.headers import header, upstream_request_headers
 from controlplane.router.http_proxy import make_client, proxy_http
 from controlplane.router.pages import deny_websocket, redirect, send_error
-from controlplane.router.resolver import NotFound, Resolver, Target, Unavailable
+from controlplane.router.resolver import NotFound, Resolver, Target, Unavailable, space_label
 from controlplane.router.ws_proxy import proxy_websocket
 
 Scope = MutableMapping[str, Any]
@@ -40,10 +40,25 @@ class _Address:
 
 
 class RouterMiddleware:
-    def __init__(self, app: ASGIApp, resolver: Resolver, apps_domain: str) -> None:
+    """`path_urls` False: /apps/o/n/... is redirected to the app's own origin (`host_url(owner, name)`) instead of
+    served on the dashboard's. `secrets`: service credentials (besides every sy_ token) kept from apps."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        resolver: Resolver,
+        apps_domain: str,
+        *,
+        path_urls: bool = True,
+        host_url: Callable[[str, str], str] | None = None,
+        secrets: frozenset[bytes] = frozenset(),
+    ) -> None:
         self.app = app
         self.resolver = resolver
         self._host_suffix = "." + apps_domain.lower().strip(".")
+        self._path_urls = path_urls
+        self._host_url = host_url or (lambda owner, name: f"http://{space_label(owner, name)}{self._host_suffix}")
+        self._secrets = secrets
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -90,6 +105,9 @@ class RouterMiddleware:
 
     async def _route(self, scope: Scope, receive: Receive, send: Send, address: _Address) -> None:
         websocket = scope["type"] == "websocket"
+        if address.label is None and not self._path_urls:
+            await self._to_own_origin(scope, send, address)
+            return
         resolution = await self.resolver.resolve(
             label=address.label, owner=address.owner, name=address.name, request_headers=HeaderView(scope=scope)
         )
@@ -113,12 +131,24 @@ class RouterMiddleware:
         if websocket:
             touch = lambda: self.resolver.touched(resolution.space)  # noqa: E731
             await proxy_websocket(
-                scope, receive, send, resolution.upstream, path.decode("latin-1"), forwarded_prefix, touch
+                scope, receive, send, resolution.upstream, path.decode("latin-1"), forwarded_prefix, touch,
+                self._secrets,
             )
         else:
             url = f"http://{resolution.upstream}{path.decode('latin-1')}"
-            headers = upstream_request_headers(scope, forwarded_prefix)
+            headers = upstream_request_headers(scope, forwarded_prefix, secrets=self._secrets)
             await proxy_http(self.client, scope, receive, send, url, headers)
+
+    async def _to_own_origin(self, scope: Scope, send: Send, address: _Address) -> None:
+        """Path-based URLs are off: the same place on the app's own origin. Nothing is looked up, so a private
+        Space's existence is not disclosed."""
+        target = self._host_url(address.owner or "", address.name or "")
+        if scope["type"] == "websocket":
+            message = f"Path-based app URLs are turned off here; the app is at {target}/."
+            await deny_websocket(scope, send, 404, message)
+            return
+        query = b"?" + scope["query_string"] if scope.get("query_string") else b""
+        await redirect(send, target + ((address.rest or b"/") + query).decode("latin-1"))
 
 
 def _raw_path(scope: Scope) -> bytes:

@@ -12,7 +12,7 @@ import anyio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from controlplane.router.headers import WS_HANDSHAKE, header, upstream_request_headers
+from controlplane.router.headers import WS_HANDSHAKE, header, response_headers, upstream_request_headers
 from controlplane.router.http_proxy import NOT_ANSWERING
 from controlplane.router.pages import deny_websocket
 
@@ -40,17 +40,26 @@ def _sendable(code: int | None) -> int:
 
 
 async def proxy_websocket(
-    scope: dict, receive: Receive, send: Send, upstream: str, path: str, prefix: str | None, touch: Callable[[], None]
+    scope: dict,
+    receive: Receive,
+    send: Send,
+    upstream: str,
+    path: str,
+    prefix: str | None,
+    touch: Callable[[], None],
+    secrets: frozenset[bytes] = frozenset(),
 ) -> None:
-    """`upstream` is "host:port", `path` the path and query to open there."""
+    """`upstream` is "host:port", `path` the path and query to open there; `secrets` are the configured service
+    credentials that, like every sy_ token, never reach the app."""
     if (await receive())["type"] != "websocket.connect":
         return
-    app = await _open_upstream(scope, send, upstream, path, prefix)
+    app = await _open_upstream(scope, send, upstream, path, prefix, secrets)
     if app is None:
         return
     async with app:
         cookies = [(b"set-cookie", v.encode("latin-1")) for v in app.response.headers.get_all("Set-Cookie")]
-        await send({"type": "websocket.accept", "subprotocol": app.subprotocol, "headers": cookies})
+        accept = {"type": "websocket.accept", "subprotocol": app.subprotocol, "headers": response_headers(cookies)}
+        await send(accept)
         last_touch = time.monotonic()
 
         def active() -> None:
@@ -91,7 +100,7 @@ async def proxy_websocket(
 
 
 async def _open_upstream(
-    scope: dict, send: Send, upstream: str, path: str, prefix: str | None
+    scope: dict, send: Send, upstream: str, path: str, prefix: str | None, secrets: frozenset[bytes]
 ) -> ClientConnection | None:
     """The app's WebSocket, or None after refusing the client's handshake."""
     host, _, port = upstream.rpartition(":")
@@ -107,7 +116,7 @@ async def _open_upstream(
             subprotocols=scope.get("subprotocols") or None,
             additional_headers=[
                 (k.decode("latin-1"), v.decode("latin-1"))
-                for k, v in upstream_request_headers(scope, prefix, drop=WS_HANDSHAKE)
+                for k, v in upstream_request_headers(scope, prefix, drop=WS_HANDSHAKE, secrets=secrets)
             ],
             user_agent_header=None,  # the client's own User-Agent is among the forwarded headers
             proxy=None,

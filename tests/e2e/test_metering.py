@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import datetime
 
@@ -75,5 +78,8 @@ def test_billing_api_csv_spending_limit_and_metrics(platform):
         assert api.get("/api/billing/usage?month=2026-13").status_code == 400
         assert api.get("/api/billing/usage?owner=all").status_code == 403
         assert api.put("/api/billing/limit", json={"limit": None}).json() == {"spendingLimit": None}
-    metrics = platform.api().get("/metrics").text
+    # /metrics names private Spaces: an admin's token reads it (tests/security/test_web_metrics.py: no one else).
+    admin = subprocess.run([sys.executable, "-m", "controlplane.cli", "user", "add", "metrics-admin", "--admin"],
+                           env={**os.environ, **platform.env}, capture_output=True, text=True, check=True)
+    metrics = platform.api().get("/metrics", headers={"Authorization": f"Bearer {admin.stdout.strip()}"}).text
     assert "spaceyard_usage_seconds_total" in metrics and "spaceyard_spaces" in metrics

@@ -1,4 +1,4 @@
-"""Admin-only calls: per-user quotas."""
+"""Admin-only calls: per-user quotas, disabling an account."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from controlplane import sessions
 from controlplane.api.deps import Caller, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.models import User
@@ -16,6 +17,7 @@ router = APIRouter(prefix="/api/admin", tags=["admin"])
 
 class UserPatch(BaseModel):
     max_gpus: int | None = Field(default=None, ge=0, description="GPUs the user's Spaces hold at once; null: no limit.")
+    disabled: bool | None = Field(default=None, description="true: the user's tokens and sessions stop working.")
 
 
 def admin(who: Caller = Depends(signed_in)) -> Caller:
@@ -33,4 +35,6 @@ def patch_user(name: str, patch: UserPatch, _who: Caller = Depends(admin), svc: 
             raise ApiError(404, f"No user {name!r}.", "UserNotFound")
         if "max_gpus" in patch.model_fields_set:
             user.max_gpus = patch.max_gpus
-        return {"name": user.name, "isAdmin": user.is_admin, "max_gpus": user.max_gpus}
+        if patch.disabled is not None:
+            sessions.set_disabled(s, user, patch.disabled)
+        return {"name": user.name, "isAdmin": user.is_admin, "max_gpus": user.max_gpus, "disabled": user.disabled}

@@ -10,8 +10,9 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import DB, Caller, bearer_or_basic, services, signed_in
+from controlplane.api.deps import DB, Caller, bearer_or_basic, identify, services, signed_in
 from controlplane.api.errors import ApiError
+from controlplane.core.security import secret_matches
 from controlplane.metering.billing import month_of, report_to_csv, usage_for_month
 from controlplane.metering.metrics import render_metrics
 from controlplane.metering.samples import store_samples
@@ -68,7 +69,7 @@ def set_limit(payload: dict = Body(...), who: Caller = Depends(signed_in), s: Se
 @router.post("/api/metering/gpu-samples", include_in_schema=True)
 def gpu_samples(request: Request, payload: dict = Body(...), svc: Services = Depends(services),
                 s: Session = DB) -> dict:
-    if bearer_or_basic(request.headers) != svc.settings.gpu_agent_credential():
+    if not secret_matches(bearer_or_basic(request.headers), svc.settings.gpu_agent_credential()):
         raise ApiError(401, "GPU samples need the agent token (`spaceyard agent-token` prints it).",
                        "InvalidCredentials")
     try:
@@ -77,7 +78,25 @@ def gpu_samples(request: Request, payload: dict = Body(...), svc: Services = Dep
         raise ApiError(422, f"Invalid GPU samples: {e.errors()[0]['msg']}") from e
 
 
+def may_scrape(svc: Services, s: Session, request: Request) -> bool:
+    """Metrics name every Space, private ones too: the scraper's token (SPACEYARD_METRICS_TOKEN) or an admin."""
+    if secret_matches(bearer_or_basic(request.headers), svc.settings.metrics_token):
+        return True
+    try:
+        who = identify(svc, s, request.headers, request.cookies)
+    except ApiError:
+        return False
+    return who.user is not None and who.user.is_admin
+
+
 @router.get("/metrics", include_in_schema=False)
-def metrics(svc: Services = Depends(services)) -> Response:
+def metrics(request: Request, svc: Services = Depends(services), s: Session = DB) -> Response:
+    if not may_scrape(svc, s, request):
+        raise ApiError(
+            401,
+            "Metrics need a credential: 'Authorization: Bearer <SPACEYARD_METRICS_TOKEN>' or an admin's token.",
+            "InvalidCredentials",
+            headers={"WWW-Authenticate": 'Bearer realm="Spaceyard metrics"'},
+        )
     body, content_type = render_metrics(svc.db.sessionmaker)
     return Response(body, media_type=content_type)

@@ -1,0 +1,98 @@
+"""Dashboard sign-in sessions, kept on the server so that they can be ended: sign-out, "end session", a
+password change and an admin disabling the account all revoke rows, and a revoked cookie is worth nothing.
+
+The cookie holds a random id; the database keeps its SHA-256 (as for API tokens, a stolen database holds no
+usable session).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from controlplane.core.config import Settings
+from controlplane.core.security import hash_password, hash_token
+from controlplane.models import LoginSession, User, utcnow
+
+MAX_AGE = timedelta(days=14)
+# last_seen_at is a hint for the user ("active 3 minutes ago"), not worth a write per request.
+SEEN_RESOLUTION = timedelta(minutes=1)
+
+
+def cookie_name(settings: Settings) -> str:
+    """Over https, the __Host- prefix: browsers then accept the cookie only from this exact host, Secure, with
+    Path=/ and no Domain, so an app on a sibling or child domain cannot plant one."""
+    return "__Host-spaceyard_session" if settings.secure_cookies_enabled else "spaceyard_session"
+
+
+def start(s: Session, user: User, user_agent: str | None) -> str:
+    """A new session for `user`; returns the cookie value (shown to the browser only)."""
+    value = secrets.token_urlsafe(32)
+    s.add(LoginSession(user_id=user.id, session_hash=hash_token(value), user_agent=(user_agent or "")[:255] or None))
+    s.flush()
+    return value
+
+
+def _aware(when):
+    return when if when.tzinfo else when.replace(tzinfo=utcnow().tzinfo)
+
+
+def find(s: Session, value: str | None) -> LoginSession | None:
+    """The live session a cookie names: not revoked, not expired, its user not disabled."""
+    if not value:
+        return None
+    row = s.scalar(select(LoginSession).where(LoginSession.session_hash == hash_token(value)))
+    if row is None or row.revoked or row.user.disabled or utcnow() - _aware(row.created_at) > MAX_AGE:
+        return None
+    return row
+
+
+def seen(db, row: LoginSession) -> None:
+    """Record activity in its own short transaction, at most once a minute (see deps.mark_used for why)."""
+    now = utcnow()
+    if now - _aware(row.last_seen_at) < SEEN_RESOLUTION:
+        return
+    with db.session() as w:
+        w.execute(update(LoginSession).where(LoginSession.id == row.id).values(last_seen_at=now))
+
+
+def end(s: Session, user_id: int, session_id: int) -> bool:
+    """End one of the user's sessions; False when it is not theirs or already ended."""
+    result = s.execute(
+        update(LoginSession)
+        .where(LoginSession.id == session_id, LoginSession.user_id == user_id, LoginSession.revoked.is_(False))
+        .values(revoked=True)
+    )
+    return result.rowcount > 0
+
+
+def end_all(s: Session, user_id: int) -> int:
+    mine = (LoginSession.user_id == user_id) & LoginSession.revoked.is_(False)
+    return s.execute(update(LoginSession).where(mine).values(revoked=True)).rowcount
+
+
+def live(s: Session, user_id: int) -> list[LoginSession]:
+    """The user's sessions that still work, most recently active first."""
+    since = utcnow() - MAX_AGE
+    rows = s.scalars(
+        select(LoginSession)
+        .where(LoginSession.user_id == user_id, LoginSession.revoked.is_(False), LoginSession.created_at >= since)
+        .order_by(LoginSession.last_seen_at.desc(), LoginSession.id.desc())
+    )
+    return list(rows)
+
+
+def set_password(s: Session, user: User, password: str) -> None:
+    """A new password ends every session: whoever knew the old one is signed out everywhere."""
+    user.password_hash = hash_password(password)
+    end_all(s, user.id)
+
+
+def set_disabled(s: Session, user: User, disabled: bool) -> None:
+    """A disabled user's tokens and sessions stop working at once (identify() refuses them)."""
+    user.disabled = disabled
+    if disabled:
+        end_all(s, user.id)

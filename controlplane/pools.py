@@ -4,12 +4,14 @@ Kubernetes: the catalog's pools, as the operator sized them. Docker: the local h
 its "pools" are one for CPU tiers (a configured number of Spaces) and one per GPU model NVML sees (as many
 GPUs as there are of that model). A tier no pool serves is not offered on this installation.
 
-Capacity units: a CPU pool counts Spaces, a GPU pool counts GPUs (a 2-GPU tier takes two).
+Capacity units: a CPU pool counts Spaces, a GPU pool counts GPUs (a 2-GPU tier takes two). On docker the host's
+memory is one more capacity, shared by every pool: Spaces' memory limits together never exceed it (HostMemory).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +38,32 @@ class PoolCapacity:
 
     def serves(self, tier: str) -> bool:
         return tier in self.tiers
+
+
+@dataclass(frozen=True)
+class HostMemory:
+    """docker runtime: the host memory Spaces' limits share; admission never over-commits it (docs/tiers.md)."""
+
+    total_gb: float
+    allocatable_gb: float  # the total minus what the platform and builds keep
+    cpu_tier_gb: float  # a CPU tier's size where the catalog gives no local_memory_gb
+
+    def size(self, tier: Tier) -> float:
+        """GiB one Space of `tier` is limited to, and reserves, on this host."""
+        # The Hub's 16 GB cpu-basic would let a 24 GB host run one Space; GPU hosts are sized for their tiers.
+        default = tier.memory_gb if tier.is_gpu else min(tier.memory_gb, self.cpu_tier_gb)
+        wanted = tier.local_memory_gb or default
+        # A tier bigger than the host gets what the host can give one Space.
+        return min(wanted, self.allocatable_gb)
+
+
+def host_memory(settings: Settings, total_gb: float | None = None) -> HostMemory:
+    """What the docker runtime hands out: this host's memory less the platform's reserve."""
+    if total_gb is None:
+        total_gb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    # A reserve as big as the host still leaves Spaces a quarter of it rather than nothing.
+    allocatable = max(total_gb - settings.local_reserved_memory_gb, total_gb / 4)
+    return HostMemory(total_gb, allocatable, settings.local_space_memory_gb)
 
 
 def units(tier: Tier) -> int:
@@ -113,6 +141,13 @@ def pools_of(svc: Services) -> list[PoolCapacity]:
     if "pools" not in svc.extras:
         svc.extras["pools"] = runtime_pools(svc.settings, svc.catalog)
     return svc.extras["pools"]
+
+
+def host_memory_of(svc: Services) -> HostMemory | None:
+    """The docker runtime's memory view; None on kubernetes, whose scheduler places pods by their requests."""
+    if "host_memory" not in svc.extras:
+        svc.extras["host_memory"] = host_memory(svc.settings) if svc.settings.runtime == "docker" else None
+    return svc.extras["host_memory"]
 
 
 def offered_tiers(svc: Services) -> list[str]:

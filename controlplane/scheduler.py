@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.api.errors import ApiError
 from controlplane.models import Space, User
-from controlplane.pools import PoolCapacity, not_offered_message, pool_for, pools_of, units
+from controlplane.pools import PoolCapacity, host_memory_of, not_offered_message, pool_for, pools_of, units
 from controlplane.services import Services
 from controlplane.stages import WAITING_FOR_HARDWARE, Stage, on_committed_change, set_stage
 from controlplane.tiers import Tier
@@ -84,6 +84,20 @@ class Scheduler:
     def in_use(self, s: Session, pool: PoolCapacity, exclude: int | None = None) -> int:
         return sum(units(tier) for _space, tier in self.holdings(s, exclude) if pool.serves(tier.name))
 
+    def memory_short(self, s: Session, tier: Tier, exclude: int | None = None) -> str | None:
+        """docker runtime: why the host's memory cannot take one more Space on `tier` now, or None."""
+        host = host_memory_of(self.svc)
+        if host is None:
+            return None
+        held = sum(host.size(t) for _space, t in self.holdings(s, exclude))
+        need = host.size(tier)
+        if held + need <= host.allocatable_gb:
+            return None
+        return (
+            f"The host's memory for Spaces is taken: {held:.1f} of {host.allocatable_gb:.1f} GiB reserved, "
+            f"this Space needs {need:.1f} GiB."
+        )
+
     # --- refusals ---------------------------------------------------------------------------------
 
     def quota_refusal(self, s: Session, space: Space, tier: Tier) -> str | None:
@@ -138,7 +152,8 @@ class Scheduler:
                     queue = self.queues[pool.name]
                     ahead = queue.index(space_id) if space_id in queue else len(queue)
                     used = self.in_use(s, pool, exclude=space_id)
-                    if ahead == 0 and used + units(tier) <= pool.capacity:
+                    short = self.memory_short(s, tier, exclude=space_id)
+                    if ahead == 0 and used + units(tier) <= pool.capacity and short is None:
                         if space_id in queue:
                             queue.remove(space_id)
                             self._kick()  # the next in line moves up
@@ -148,7 +163,7 @@ class Scheduler:
                     if space_id not in queue:
                         queue.append(space_id)
                     waited = True
-                    self._say_waiting(s, space, tier, pool, ahead, used)
+                    self._say_waiting(s, space, tier, pool, ahead, used, short)
                 changed = self._changed
                 await changed.wait()
         finally:
@@ -185,10 +200,14 @@ class Scheduler:
         except KeyError:
             return False
 
-    def _say_waiting(self, s: Session, space: Space, tier: Tier, pool: PoolCapacity, ahead: int, used: int) -> None:
+    def _say_waiting(
+        self, s: Session, space: Space, tier: Tier, pool: PoolCapacity, ahead: int, used: int, short: str | None
+    ) -> None:
         line = f"{ahead} ahead of you" if ahead else "you are next"
         article = "an" if tier.name[0] in "aeiou" else "a"
         message = f"Waiting for {article} {tier.name}: {line} ({used} of {pool.capacity} in use in pool {pool.name})."
+        if short:
+            message += f" {short}"
         if space.container_id:
             message += " The current version keeps serving meanwhile."
         if space.error_message != message or space.detail != WAITING:

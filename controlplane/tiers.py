@@ -20,6 +20,12 @@ class Tier(BaseModel, frozen=True):
     gpu_count: int = Field(default=0, ge=0)
     gpu_memory_gb: float | None = None
     price_per_hour: float = Field(default=0.0, ge=0)
+    local_memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="docker runtime: GiB one Space of this tier is limited to, and reserves, on the host; default "
+        "memory_gb on GPU tiers, SPACEYARD_LOCAL_SPACE_MEMORY_GB (at most memory_gb) on CPU tiers.",
+    )
 
     @property
     def is_gpu(self) -> bool:

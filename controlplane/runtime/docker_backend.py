@@ -1,4 +1,10 @@
-"""The docker runtime: one host, one container per app instance, published on loopback for the router."""
+"""The docker runtime: one host, one container per app instance, published on loopback for the router.
+
+Isolation (docs/security.md): Space containers sit on this installation's own bridge with inter-container
+traffic off, so a Space reaches no other Space (nor a build, which runs on another bridge) and the router
+reaches each through its loopback port; they run as uid 1000 with no capabilities, no privilege gain, a pids
+limit, rotated logs, and the CPU and memory their tier gets on this host (pools.HostMemory).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,21 @@ from datetime import datetime
 
 import docker
 from docker.errors import APIError, ImageNotFound, NotFound
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, LogConfig
 
+from controlplane.core.config import Settings
+from controlplane.pools import host_memory
 from controlplane.runtime.base import AppSpec, Instance, RuntimeBackend
 
 log = logging.getLogger(__name__)
 LABEL_SPACE, LABEL_BUILD, LABEL_TIER = "spaceyard.space", "spaceyard.build", "spaceyard.tier"
 LABEL_INSTANCE = "spaceyard.instance"
+LABEL_NETWORK = "spaceyard.network"  # "spaces" on the bridge Space containers run on
+SPACE_UID = "1000:1000"  # the Hub runs every Space as uid 1000, whatever its image's USER says
+
+
+def spaces_network(instance: str) -> str:
+    return f"spaceyard-{instance}-spaces"
 
 
 def container_name(space: str, build_id: int) -> str:
@@ -32,15 +46,75 @@ def _time(value: str | None) -> datetime | None:
 
 
 class DockerBackend(RuntimeBackend):
-    def __init__(self, instance: str, bind_host: str = "127.0.0.1") -> None:
+    def __init__(self, settings: Settings, bind_host: str = "127.0.0.1") -> None:
         # Only this installation's containers are ours to list, stop and remove.
         self.client = docker.from_env()
-        self.instance, self.bind_host = instance, bind_host
-        # Docker refuses a CPU limit above the engine's CPU count: a tier bigger than the host gets all of it.
-        self.host_cpus = float(self.client.info()["NCPU"])
+        self.settings, self.instance, self.bind_host = settings, settings.instance, bind_host
+        self.memory = host_memory(settings)
+        # No Space gets every CPU: the platform (router, control plane) keeps the reserve even under a busy app.
+        host_cpus = float(self.client.info()["NCPU"])
+        self.max_cpus = max(host_cpus - settings.local_reserved_cpus, host_cpus / 4)
+        self.network = spaces_network(self.instance)
+        self._remove_unused_networks()
+        self._ensure_network()
+
+    # --- the Spaces' bridge ----------------------------------------------------------------------
+
+    def _ensure_network(self) -> None:
+        """This installation's bridge for Space containers, created once (idempotent across processes)."""
+        if self.client.networks.list(names=[self.network]):
+            return
+        try:
+            self.client.networks.create(
+                self.network,
+                driver="bridge",
+                check_duplicate=True,
+                labels={LABEL_INSTANCE: self.instance, LABEL_NETWORK: "spaces"},
+                options={
+                    # Containers on the bridge cannot reach each other; the router goes through loopback ports.
+                    "com.docker.network.bridge.enable_icc": "false",
+                    # A stable interface name (at most 15 characters) operators can write host firewall rules for.
+                    "com.docker.network.bridge.name": f"sy-{self.instance}"[:15],
+                },
+            )
+        except APIError as e:
+            if e.status_code != 409:  # 409: another process of this installation created it meanwhile
+                raise
+
+    def _remove_unused_networks(self) -> None:
+        """Remove Space bridges of installations that have no container left (throwaway test platforms).
+
+        Docker removes a network even while stopped containers still name it, so only an installation with
+        no container at all, running or not, loses its bridge; it creates it again at its next start."""
+        for net in self.client.api.networks(filters={"label": f"{LABEL_NETWORK}=spaces"}):
+            owner = (net.get("Labels") or {}).get(LABEL_INSTANCE)
+            if owner in (None, self.instance):
+                continue
+            if self.client.api.containers(all=True, filters={"label": f"{LABEL_INSTANCE}={owner}"}):
+                continue
+            try:
+                self.client.api.remove_network(net["Id"])
+            except (APIError, NotFound) as e:
+                log.info("left network %s in place: %s", net["Name"], e)
+
+    # --- instances -------------------------------------------------------------------------------
 
     def start(self, spec: AppSpec) -> Instance:
+        try:
+            return self._run(spec)
+        except NotFound as e:
+            if isinstance(e, ImageNotFound) or "network" not in str(e):
+                raise
+            # Another installation found ours without containers and removed the bridge: make it again.
+            self._ensure_network()
+            return self._run(spec)
+
+    def _run(self, spec: AppSpec) -> Instance:
         tier = spec.tier
+        cpus = min(tier.vcpu, self.max_cpus)
+        memory_gb = self.memory.size(tier)
+        logs = self.settings
+        log_options = {"max-size": logs.docker_log_max_size, "max-file": str(logs.docker_log_max_file)}
         kwargs: dict = {
             "image": spec.image,
             "name": container_name(spec.space, spec.build_id),
@@ -48,7 +122,8 @@ class DockerBackend(RuntimeBackend):
             # An init as PID 1 passes SIGTERM on: a bare `python app.py` as PID 1 ignores it, and every stop
             # (pause, sleep, the end of a redeploy's drain) would wait out the kill timeout.
             "init": True,
-            "environment": {**spec.env, **spec.secret_env},
+            # What the app is really given here, which on one host may be less than the tier's catalog size.
+            "environment": {**spec.env, "CPU_CORES": f"{cpus:g}", "MEMORY": f"{memory_gb:g}Gi", **spec.secret_env},
             "labels": {
                 LABEL_SPACE: spec.space,
                 LABEL_BUILD: str(spec.build_id),
@@ -56,9 +131,21 @@ class DockerBackend(RuntimeBackend):
                 LABEL_INSTANCE: self.instance,
             },
             "ports": {f"{spec.port}/tcp": (self.bind_host, None)},
-            "nano_cpus": int(min(tier.vcpu, self.host_cpus) * 1e9),
-            "mem_limit": f"{int(tier.memory_gb * 1024)}m",
+            "network": self.network,
+            # CPU is shared, not reserved (docs/tiers.md): a cap per container, and under contention each
+            # Space gets CPU time in proportion to its tier's vCPUs.
+            "nano_cpus": int(cpus * 1e9),
+            "cpu_shares": max(2, int(tier.vcpu * 1024)),
+            # Memory is reserved: admission keeps the sum of these limits within the host (pools.HostMemory).
+            "mem_limit": f"{int(memory_gb * 1024)}m",
+            "memswap_limit": f"{int(memory_gb * 1024)}m",
+            "pids_limit": self.settings.docker_pids_limit,
+            "cap_drop": ["ALL"],  # nothing added back: apps listen on ports above 1024 as uid 1000
+            "security_opt": ["no-new-privileges:true"],
+            "log_config": LogConfig(type=LogConfig.types.JSON, config=log_options),
         }
+        if not self.settings.docker_sdk_allow_root:
+            kwargs["user"] = SPACE_UID
         if tier.gpu_count:
             kwargs["device_requests"] = [DeviceRequest(count=tier.gpu_count, capabilities=[["gpu"]])]
         else:
@@ -146,6 +233,10 @@ class DockerBackend(RuntimeBackend):
                 endpoint = f"{self.bind_host}:{bindings[0]['HostPort']}"
                 break
         status = state["Status"]
+        message = state.get("Error") or None
+        if state.get("OOMKilled"):
+            limit = attrs["HostConfig"].get("Memory") or 0
+            message = f"The app ran out of memory: it used all {limit / 2**30:g} GiB its hardware allows here."
         if status in ("created", "restarting"):
             kind = "starting"
         elif status == "running":
@@ -163,7 +254,7 @@ class DockerBackend(RuntimeBackend):
             # A restarted container keeps its previous run's FinishedAt while it runs again.
             finished_at=_time(state.get("FinishedAt")) if kind in ("exited", "failed") else None,
             exit_code=state.get("ExitCode") if kind in ("exited", "failed") else None,
-            message=state.get("Error") or None,
+            message=message,
         )
 
     def watch(self) -> Iterator[Instance]:

@@ -1,4 +1,5 @@
-"""Admission decisions on a real database, without a runtime: quota naming the Spaces in use, waiting for a GPU."""
+"""Admission decisions on a real database, without a runtime: quota naming the Spaces in use, waiting for a GPU,
+waiting for the host's memory (docker runtime)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from controlplane.core.config import Settings
 from controlplane.core.db import migrate
 from controlplane.models import Space, User
+from controlplane.pools import host_memory
 from controlplane.scheduler import OVER_QUOTA, Scheduler
 from controlplane.services import Services
 from controlplane.stages import Stage, set_stage
@@ -15,16 +17,20 @@ from controlplane.stages import Stage, set_stage
 A10G_HOST = Path(__file__).resolve().parent.parent / "metering" / "data" / "a10g-node.json"
 
 
-def services(tmp_path: Path) -> Services:
+def services(tmp_path: Path, host_gb: float = 64) -> Services:
     settings = Settings(data_dir=tmp_path, gpu_recording=A10G_HOST, secret_key="test")
     migrate(settings.sqlalchemy_url)
-    return Services.create(settings)
+    svc = Services.create(settings)
+    # A host of known size: the memory check must not depend on the machine the tests run on.
+    svc.extras["host_memory"] = host_memory(settings, total_gb=host_gb)
+    return svc
 
 
-def add_space(svc: Services, owner: str, name: str, stage: Stage, running: bool = False) -> int:
+def add_space(svc: Services, owner: str, name: str, stage: Stage, running: bool = False,
+              tier: str = "a10g-small") -> int:
     with svc.db.session() as s:
-        space = Space(owner=owner, name=name, hardware_requested="a10g-small", card_data={}, stage=stage.value,
-                      container_id="c-" + name if running else None, hardware_current="a10g-small" if running else None)
+        space = Space(owner=owner, name=name, hardware_requested=tier, card_data={}, stage=stage.value,
+                      container_id="c-" + name if running else None, hardware_current=tier if running else None)
         s.add(space)
         s.flush()
         return space.id
@@ -64,5 +70,31 @@ def test_full_gpu_waits_until_the_holder_pauses(tmp_path):
             set_stage(s, s.get(Space, holder), Stage.PAUSED, "Paused by its owner.")
         assert (await asyncio.wait_for(admission, 5)).serving is False
         assert not scheduler.waiting(waiter)
+
+    asyncio.run(scenario())
+
+
+def test_cpu_space_waits_for_the_hosts_memory_not_only_for_a_slot(tmp_path):
+    # 6 GiB host, 2 kept for the platform: two cpu-basic Spaces (2 GiB each here) fill it, though the
+    # local-cpu pool has slots for 50.
+    svc = services(tmp_path, host_gb=6)
+    first = add_space(svc, "alice", "a", Stage.RUNNING, running=True, tier="cpu-basic")
+    add_space(svc, "alice", "b", Stage.RUNNING, running=True, tier="cpu-basic")
+    waiter = add_space(svc, "bob", "c", Stage.APP_STARTING, tier="cpu-basic")
+
+    async def scenario() -> None:
+        scheduler = Scheduler(svc)
+        admission = asyncio.create_task(scheduler.admit(waiter, serving=False))
+        await asyncio.sleep(0.2)
+        assert not admission.done()
+        with svc.db.session() as s:
+            c = s.get(Space, waiter)
+            assert c.detail == "waiting for hardware"
+            assert c.error_message == (
+                "Waiting for a cpu-basic: you are next (2 of 50 in use in pool local-cpu). The host's memory for "
+                "Spaces is taken: 4.0 of 4.0 GiB reserved, this Space needs 2.0 GiB."
+            )
+            set_stage(s, s.get(Space, first), Stage.PAUSED, "Paused by its owner.")
+        assert (await asyncio.wait_for(admission, 5)).serving is False
 
     asyncio.run(scenario())

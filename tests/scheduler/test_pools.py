@@ -7,7 +7,7 @@ from pathlib import Path
 
 from controlplane.core.config import Settings
 from controlplane.gpu_agent.nvml import GpuReading, RecordedReader
-from controlplane.pools import gpu_matches, local_pools, pool_for, runtime_pools, units
+from controlplane.pools import gpu_matches, host_memory, local_pools, pool_for, runtime_pools, units
 from controlplane.tiers import default_catalog
 
 DATA = Path(__file__).resolve().parent.parent / "metering" / "data"
@@ -67,3 +67,17 @@ def test_kubernetes_pools_are_the_catalogs():
     pools = runtime_pools(Settings(runtime="kubernetes"), CATALOG, gpus=[])
     assert [(p.name, p.capacity) for p in pools] == [(p.name, p.capacity) for p in CATALOG.pools]
     assert offered(pools) == {t.name for t in CATALOG.tiers}
+
+
+def test_docker_memory_sizes_never_exceed_the_host():
+    host = host_memory(Settings(local_reserved_memory_gb=2, local_space_memory_gb=2), total_gb=24)
+    assert host.allocatable_gb == 22
+    # CPU tiers: the local default, never more than the tier itself; GPU tiers: their own memory.
+    assert host.size(CATALOG.tier("cpu-basic")) == 2
+    assert host.size(CATALOG.tier("t4-small")) == 15
+    # Bigger than the whole host: scaled down to what the host can give one Space.
+    assert host.size(CATALOG.tier("a100-large")) == 22
+    # The operator's per-tier local size wins.
+    assert host.size(CATALOG.tier("cpu-upgrade").model_copy(update={"local_memory_gb": 6})) == 6
+    # A reserve bigger than the host still leaves Spaces a quarter of it.
+    assert host_memory(Settings(local_reserved_memory_gb=64), total_gb=8).allocatable_gb == 2

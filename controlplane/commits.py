@@ -210,6 +210,7 @@ class ApiCommits:
                 )
             existing = {e.path for e in repos.tree(owner, name, head or BRANCH) if e.type == "file"} if head else set()
             files, folders = request.changes(existing)
+            self._check_quota(owner, name, sum(len(c) for c in files.values() if c))
             try:
                 return repos.commit(
                     owner, name, files, request.message, parent=head, delete_folders=folders, author=author
@@ -219,6 +220,17 @@ class ApiCommits:
                 raise CommitRefused(
                     409, f"{owner}/{name} changed during the commit ({e}); retry it.", "ConcurrentUpdate"
                 ) from None
+
+    def _check_quota(self, owner: str, name: str, adding: int) -> None:
+        """The repo size limit pushes meet in the pre-receive hook; counted before compression, so on the safe side."""
+        size, limit = self.svc.repos.size(owner, name), self.svc.settings.max_repo_bytes
+        if size + adding > limit:
+            raise CommitRefused(
+                413,
+                f"This commit adds {adding} bytes to a repository of {size} bytes: over the limit of {limit} bytes "
+                "per Space repository (SPACEYARD_MAX_REPO_BYTES). Keep large files in Git LFS.",
+                "RepoTooLarge",
+            )
 
     def build_soon(self, space_id: int) -> None:
         """(Re)arm this Space's build timer; call from the event loop."""

@@ -13,6 +13,7 @@ import os
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
+from starlette.requests import ClientDisconnect
 
 from controlplane.api.deps import identify, services
 from controlplane.api.errors import ApiError
@@ -22,6 +23,8 @@ from controlplane.services import Services
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+# A body this many times the push limit is cut off even while git's refusal is being drained.
+DRAIN_FACTOR = 4
 
 
 def pkt_line(text: str) -> bytes:
@@ -69,6 +72,12 @@ async def git_http(owner: str, repo: str, path: str, request: Request, svc: Serv
             if writing:
                 if who.user is None:
                     return None, unauthorized("Authentication required to push"), None
+                if who.token is not None and who.token.role != "write":
+                    return (
+                        None,
+                        git_error(service, f"This token has the {who.token.role} role; pushing needs a write token."),
+                        None,
+                    )
                 if not who.owns(space):
                     return (
                         None,
@@ -80,11 +89,11 @@ async def git_http(owner: str, repo: str, path: str, request: Request, svc: Serv
     before, refusal, user = await asyncio.to_thread(authorize)
     if refusal is not None:
         return refusal
-    length = int(request.headers.get("content-length") or 0)
-    if writing and length > svc.settings.max_push_bytes:
-        return git_error(service, f"Push too large: {length} bytes, the limit is {svc.settings.max_push_bytes} bytes.")
+    limit = svc.settings.max_push_bytes
     env = {
         **os.environ,
+        # Limits enforced inside git, so a refusal reaches the user as git's own `remote:` lines.
+        **svc.repos.receive_env(max_input_bytes=limit, max_repo_bytes=svc.settings.max_repo_bytes),
         "GIT_PROJECT_ROOT": str(svc.repos.root.resolve()),
         "GIT_HTTP_EXPORT_ALL": "1",
         "PATH_INFO": f"/{owner}/{name}.git/{path}",
@@ -106,21 +115,14 @@ async def git_http(owner: str, repo: str, path: str, request: Request, svc: Serv
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    received = 0
     assert proc.stdin and proc.stdout and proc.stderr
-    async for chunk in request.stream():
-        if not chunk:
-            # A GET (info/refs) yields one empty chunk; git may have exited already, and writing to its
-            # closed stdin raises.
-            continue
-        received += len(chunk)
-        if writing and received > svc.settings.max_push_bytes:
-            proc.kill()
-            await proc.wait()
-            return git_error(service, f"Push too large: over the {svc.settings.max_push_bytes}-byte limit.")
-        proc.stdin.write(chunk)
-        await proc.stdin.drain()
+    complete = await feed(proc.stdin, request, DRAIN_FACTOR * limit if writing else None)
     proc.stdin.close()
+    if not complete:
+        await abort(proc)
+        if writing:
+            await asyncio.to_thread(svc.repos.clean_stray, owner, name)
+        return Response(f"The request body was cut off or exceeded {DRAIN_FACTOR * limit} bytes.\n", status_code=400)
     status, headers = 200, {}
     while line := (await proc.stdout.readline()).rstrip(b"\r\n"):
         key, _, value = line.decode().partition(":")
@@ -138,10 +140,47 @@ async def git_http(owner: str, repo: str, path: str, request: Request, svc: Serv
             if proc.returncode:
                 log.warning("git http-backend %s: %s", path, (await proc.stderr.read()).decode(errors="replace"))
             if writing and path == "git-receive-pack":
+                await asyncio.to_thread(svc.repos.clean_stray, owner, name)
                 await asyncio.to_thread(after_push, svc, owner, name, before)
 
     media = headers.pop("Content-Type", "application/octet-stream")
     return StreamingResponse(body(), status_code=status, headers=headers, media_type=media)
+
+
+async def feed(stdin: asyncio.StreamWriter, request: Request, cap: int | None) -> bool:
+    """Pass the request body to git; False when the client went away or sent more than `cap` bytes.
+
+    When git stops reading early (receive.maxInputSize refused the pack), the rest of the body is read and
+    dropped: the client then gets git's answer instead of a connection cut mid-stream (`bad band`,
+    `remote end hung up`)."""
+    received, git_reading = 0, True
+    try:
+        async for chunk in request.stream():
+            if not chunk:
+                # A GET (info/refs) yields one empty chunk; git may have exited already.
+                continue
+            received += len(chunk)
+            if cap is not None and received > cap:
+                return False
+            if git_reading:
+                try:
+                    stdin.write(chunk)
+                    await stdin.drain()
+                except (BrokenPipeError, ConnectionResetError):
+                    git_reading = False
+    except ClientDisconnect:
+        return False
+    return True
+
+
+async def abort(proc: asyncio.subprocess.Process) -> None:
+    """End git after a cut-off request. Its input is closed already: receive-pack sees a truncated pack and
+    deletes its quarantined objects itself (a kill would leave them), so it gets a moment before the kill."""
+    try:
+        await asyncio.wait_for(proc.communicate(), 30)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
 
 
 def after_push(svc: Services, owner: str, name: str, before: str | None) -> None:

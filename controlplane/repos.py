@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,28 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "Spaceyard",
     "GIT_COMMITTER_EMAIL": "spaceyard@localhost",
 }
+
+
+# Runs with the pushed objects still in quarantine (objects/incoming-*, inside the repo): refusing here makes
+# git delete them, so a refused push leaves nothing. Its stderr reaches the pusher as `remote:` lines.
+PRE_RECEIVE = """#!/bin/sh
+limit="${SPACEYARD_MAX_REPO_BYTES:-0}"
+[ "$limit" -gt 0 ] || exit 0
+size=$(du -sb . | cut -f1)
+if [ "$size" -gt "$limit" ]; then
+    echo "Push refused: this Space repository would grow to $size bytes, over its limit of $limit bytes" \\
+         "($SPACEYARD_MAX_REPO_TEXT). Keep large files in Git LFS, or ask the operator to raise" \\
+         "SPACEYARD_MAX_REPO_BYTES." >&2
+    exit 1
+fi
+"""
+# What an interrupted push leaves (a killed receive-pack cannot delete its quarantine); untouched this long, it
+# belongs to no push still running.
+STRAY_AGE = 600.0
+
+
+def mib(size: int) -> str:
+    return f"{size / 2**20:.2f} MiB"
 
 
 class RepoError(Exception):
@@ -36,6 +59,53 @@ class Repos:
 
     def path(self, owner: str, name: str) -> Path:
         return self.root / owner / f"{name}.git"
+
+    @property
+    def hooks_dir(self) -> Path:
+        # Beside the repos, not in them: pushed content can never reach it, and every repo shares it.
+        hooks = self.root.parent / "git-hooks"
+        hook = hooks / "pre-receive"
+        if not hook.exists() or hook.read_text() != PRE_RECEIVE:
+            hooks.mkdir(parents=True, exist_ok=True)
+            tmp = hooks / f".pre-receive.{os.getpid()}"
+            tmp.write_text(PRE_RECEIVE)
+            tmp.chmod(0o700)
+            tmp.replace(hook)
+        return hooks
+
+    def receive_env(self, *, max_input_bytes: int, max_repo_bytes: int) -> dict[str, str]:
+        """Environment for `git http-backend`: receive.maxInputSize stops git reading a pack past the push limit,
+        and the shared pre-receive hook enforces the repo size. unpackLimit 1: every push goes through
+        index-pack, whose refusal names the limit (`pack exceeds maximum allowed size (1024.00 KiB)`);
+        unpack-objects, used for small pushes otherwise, says no size."""
+        config = {
+            "core.hooksPath": str(self.hooks_dir.resolve()),
+            "receive.maxInputSize": str(max_input_bytes),
+            "receive.unpackLimit": "1",
+        }
+        env = {"GIT_CONFIG_COUNT": str(len(config))}
+        for i, (key, value) in enumerate(config.items()):
+            env |= {f"GIT_CONFIG_KEY_{i}": key, f"GIT_CONFIG_VALUE_{i}": value}
+        return env | {"SPACEYARD_MAX_REPO_BYTES": str(max_repo_bytes), "SPACEYARD_MAX_REPO_TEXT": mib(max_repo_bytes)}
+
+    def size(self, owner: str, name: str) -> int:
+        return sum(f.stat().st_size for f in self.path(owner, name).rglob("*") if f.is_file())
+
+    def clean_stray(self, owner: str, name: str, older_than: float = STRAY_AGE) -> None:
+        """Remove the quarantine dirs and tmp_pack_* files of pushes that were interrupted."""
+        objects = self.path(owner, name) / "objects"
+        now = time.time()
+        for stray in [*objects.glob("incoming-*"), *objects.glob("pack/tmp_*")]:
+            try:
+                touched = max([stray.stat().st_mtime] + [f.stat().st_mtime for f in stray.rglob("*")])
+                if now - touched < older_than:
+                    continue
+                if stray.is_dir():
+                    shutil.rmtree(stray)
+                else:
+                    stray.unlink()
+            except FileNotFoundError:
+                continue  # its push finished meanwhile
 
     def _git(self, repo: Path, *args: str, input: bytes | None = None, env: dict | None = None) -> bytes:
         proc = subprocess.run(

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from controlplane.core.files import PRIVATE_UMASK, make_tree_private, private_opener
+
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
@@ -58,7 +60,7 @@ def ensure_docker(log_dir: Path) -> None:
             "No Docker engine is reachable. Install it (scripts/setup.sh does) and start it, or set DOCKER_HOST."
         )
     log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / "dockerd.log", "ab") as out:
+    with open(log_dir / "dockerd.log", "ab", opener=private_opener) as out:
         # setsid: the engine outlives this process, as a system service would.
         subprocess.Popen([dockerd], stdout=out, stderr=out, start_new_session=True)
     wait_for(docker_ok, 60, "the Docker engine")
@@ -73,10 +75,12 @@ class Platform:
         self.logs = self.data_dir / "logs"
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it for its lifetime
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env or self.env, start_new_session=True)
+    def _spawn(self, name: str, args: list[str], *, private: bool = True) -> subprocess.Popen:
+        """private: the process writes the data dir, so what it creates there is 0600/0700."""
+        self.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        out = open(self.logs / f"{name}.log", "ab", opener=private_opener)  # noqa: SIM115 - the child owns it
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+                                umask=PRIVATE_UMASK if private else -1)
         self.procs.append((name, proc))
         return proc
 
@@ -106,7 +110,7 @@ class Platform:
         return f"redis://127.0.0.1:{port}/0"
 
     def start(self, *, base_images: bool = True) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_tree_private(self.data_dir)
         ensure_docker(self.logs)
         if not self.env.get("SPACEYARD_REDIS_URL"):
             self.env["SPACEYARD_REDIS_URL"] = self.start_redis()
@@ -121,7 +125,9 @@ class Platform:
         concurrency = self.env.get("SPACEYARD_BUILDER_CONCURRENCY", "1")
         name = f"builder-{os.getpid()}-{len(self.procs)}@%h"
         worker = ["worker", "-Q", "builds", "--loglevel", "INFO", "--concurrency", concurrency, "--hostname", name]
-        self._spawn("builder", [sys.executable, "-m", "celery", "-A", "builder.celery_app", *worker])
+        # Not private: the builder writes nothing in the data dir, and the files it hands `docker build` must
+        # keep their modes (an app running as a non-root user reads them in the image).
+        self._spawn("builder", [sys.executable, "-m", "celery", "-A", "builder.celery_app", *worker], private=False)
 
     def start_controlplane(self) -> None:
         host = self.env.get("SPACEYARD_HOST", "127.0.0.1")

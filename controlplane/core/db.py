@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.core.config import Settings
+from controlplane.core.files import make_private
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -20,8 +21,9 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 def make_engine(settings: Settings) -> Engine:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(settings.data_dir)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        path = Path(engine.url.database or "")
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # WAL: readers don't block the writer
@@ -29,6 +31,10 @@ def make_engine(settings: Settings) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+            # Whoever created them (any umask, an older version): the database and its WAL are the operator's.
+            for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                if file.is_file():
+                    file.chmod(0o600)
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

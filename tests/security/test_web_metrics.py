@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,34 @@ def test_the_scraper_token_and_admins_read_metrics(web: Web) -> None:
         assert resp.status_code == 200
         assert 'space="alice/secretapp"' in resp.text
 
+
+
+def test_the_helm_chart_wires_the_scrape_credential() -> None:
+    """The chart keeps the token in a Secret, gives it to the control plane, and to Prometheus (ServiceMonitor
+    authorization, or annotations for annotation-based discovery)."""
+    helm = pytest.importorskip("helm_python", reason="needs helm-python-sdk")
+    import yaml
+
+    chart_dir = Path(__file__).resolve().parents[2] / "helm" / "spaceyard"
+    values = {"metrics": {"serviceAnnotations": True,
+                          "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}}
+    with helm.Chart.load(chart_dir) as chart:
+        manifests = chart.render(values, name="sy", namespace="sy", is_install=True)
+    objects = [d for p, t in manifests.items() if not p.endswith("NOTES.txt") for d in yaml.safe_load_all(t) if d]
+
+    def named(kind: str, suffix: str) -> dict:
+        return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"].endswith(suffix))
+
+    secret = named("Secret", "-metrics")
+    assert len(secret["data"]["token"]) >= 40
+    name = secret["metadata"]["name"]
+    deployment = named("Deployment", "-controlplane")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SPACEYARD_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": name, "key": "token"}
+    monitor = next(o for o in objects if o["kind"] == "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint["path"] == "/metrics" and endpoint["authorization"]["credentials"] == {"name": name, "key": "token"}
+    service = named("Service", "-controlplane")
+    assert service["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert all(service["metadata"]["labels"][k] == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())

@@ -43,6 +43,7 @@ imagePullSecrets:
 
 {{- define "spaceyard.secretName" -}}{{ include "spaceyard.fullname" . }}{{- end -}}
 {{- define "spaceyard.gpuAgentSecretName" -}}{{ include "spaceyard.fullname" . }}-gpu-agent{{- end -}}
+{{- define "spaceyard.metricsSecretName" -}}{{ include "spaceyard.fullname" . }}-metrics{{- end -}}
 
 {{- define "spaceyard.redisEnabled" -}}{{ if not .Values.redis.external.url }}true{{ end }}{{- end -}}
 {{- define "spaceyard.postgresqlEnabled" -}}{{ if not .Values.postgresql.external.url }}true{{ end }}{{- end -}}

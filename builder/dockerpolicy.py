@@ -147,7 +147,7 @@ def image_problem(ref: str, allowed: Sequence[str], denied_namespace: str | None
     if not ref or any(c.isspace() or c in "\"'$\\`" for c in ref):
         return "is not a plain image reference"
     if _IMAGE_ID.match(ref):
-        return "looks like an image id; name an allowed image instead"
+        return "looks like an image id (images are used by name)"
     name_tag, _, digest = ref.partition("@")
     name, tag = name_tag, ""
     if ":" in name_tag.rsplit("/", 1)[-1]:
@@ -156,11 +156,11 @@ def image_problem(ref: str, allowed: Sequence[str], denied_namespace: str | None
         name = name.removeprefix(prefix)
     name = name.removeprefix("library/")
     if denied_namespace and denied_namespace in name.split("/"):
-        return "is a Space's image; Spaces cannot build on other Spaces' images"
+        return "is a Space's image, which no other build may use"
     canonical = name + (f":{tag}" if tag else "" if digest else ":latest") + (f"@{digest}" if digest else "")
     if any(fnmatch.fnmatchcase(canonical, pattern) for pattern in (*OWN_IMAGES, *allowed)):
         return None
-    return f"is not an allowed image (allowed: {', '.join((*OWN_IMAGES, *allowed))}; the operator's {SETTING})"
+    return "is not an allowed image"
 
 
 class _Checker:
@@ -181,7 +181,12 @@ class _Checker:
             return
         problem = image_problem(ref, self.allowed, self.denied_namespace)
         if problem:
-            raise self.refuse(ins, f"{what}{' ' if what else ''}{_shown(ref)} {problem}")
+            allowed = ", ".join((*OWN_IMAGES, *self.allowed))
+            raise self.refuse(
+                ins,
+                f"{what}{' ' if what else ''}{_shown(ref)} {problem}; a Space may build on earlier stages and "
+                f"these images: {allowed} (the operator's {SETTING})",
+            )
 
     def check(self, ins: Instruction, stages: Sequence[str]) -> None:
         handler = getattr(self, f"_{ins.keyword.lower()}", None)

@@ -1,6 +1,8 @@
 """Reads the builder's event streams: a build's result becomes its Build row, the Space's stage, and a deploy.
 
 Also the watchdog: a build whose worker went silent is sent again, then failed, never left in BUILDING.
+And the dispatcher's clock: a settled build frees a builder for the next one in line (builds.dispatch), and a
+pass every DISPATCH_INTERVAL hands out what a restart or a failed send left waiting.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 import redis.asyncio as aioredis
 from sqlalchemy import select
 
-from controlplane.builds import ACTIVE, events_key, send
+from controlplane.builds import ACTIVE, dispatch_safely, events_key, send
 from controlplane.deploy import Deployer
 from controlplane.models import Build, Space, utcnow
 from controlplane.services import Services
@@ -22,6 +24,7 @@ from controlplane.stages import SERVING, Stage, set_stage
 log = logging.getLogger(__name__)
 STREAM_TTL = 7 * 24 * 3600
 ERROR_STAGE = {"NO_APP_FILE": Stage.NO_APP_FILE, "CONFIG_ERROR": Stage.CONFIG_ERROR}
+DISPATCH_INTERVAL = 5.0
 
 
 def stream_log(entries: list[tuple[str, dict]]) -> str:
@@ -34,6 +37,7 @@ class BuildEventsConsumer:
         self.instance = svc.settings.instance
         self.cursors: dict[int, str] = {}  # build id -> last stream entry read
         self.last_seen: dict[int, float] = {}  # build id -> monotonic time of its last event
+        self.next_dispatch = 0.0  # at once: builds queued before a restart wait for no push
 
     async def step(self) -> None:
         active = await asyncio.to_thread(self._active_builds)
@@ -47,6 +51,9 @@ class BuildEventsConsumer:
         if not self.cursors:
             await asyncio.sleep(0.5)
             return
+        if now >= self.next_dispatch:
+            self.next_dispatch = now + DISPATCH_INTERVAL
+            await asyncio.to_thread(dispatch_safely, self.svc)
         streams = {events_key(self.instance, b): cursor for b, cursor in self.cursors.items()}
         replies = await self.redis.xread(streams, block=1000, count=500)
         for key, entries in replies or []:
@@ -69,6 +76,7 @@ class BuildEventsConsumer:
             entries = await self.redis.xrange(events_key(self.instance, build_id))
             await self.redis.expire(events_key(self.instance, build_id), STREAM_TTL)
             deploy = await asyncio.to_thread(self._result, build_id, fields, stream_log(entries))
+            await asyncio.to_thread(dispatch_safely, self.svc)  # its builder is free for the next in line
             if deploy:
                 self.deployer.deploy(*deploy)
 
@@ -117,6 +125,7 @@ class BuildEventsConsumer:
             if now - seen > timeout:
                 self.last_seen[build_id] = now
                 await asyncio.to_thread(self._lost, build_id)
+                await asyncio.to_thread(dispatch_safely, self.svc)
 
     def _lost(self, build_id: int) -> None:
         with self.svc.db.session() as s:

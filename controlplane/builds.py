@@ -1,12 +1,22 @@
-"""Where a build starts: a Build row, the Space's stage, and the `builder.build` task sent by name."""
+"""Where a build starts: a Build row, the Space's stage, and, when its turn comes, the `builder.build` task
+sent by name.
+
+Builds wait in Spaceyard's own queue, not the broker's: at most `builds_in_flight` are handed to the builders
+at once, and the next one goes to the owner who least recently got one, so one owner's burst of pushes
+cannot starve everyone else (a FIFO in Redis would). A build is "dispatched" once `last_event_at` is set:
+its first sign of life is the hand-over, then the builder's events.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import threading
+from collections import defaultdict
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from celery import Celery
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from controlplane.models import Build, Space, SpaceVariable, utcnow
@@ -15,6 +25,10 @@ from controlplane.stages import SERVING, Stage, set_stage
 
 log = logging.getLogger(__name__)
 ACTIVE = ("QUEUED", "RUNNING")
+WAITING = "waiting for a builder"
+# One dispatcher at a time per process: two would both see a free slot and overfill it.
+_dispatching = threading.Lock()
+_turn = itertools.count()
 
 
 def make_celery(redis_url: str) -> Celery:
@@ -57,10 +71,56 @@ def start_build(svc: Services, s: Session, space: Space, commit: str, *, no_cach
     build.image = image_tag(svc, space, build.id)
     space.head_sha = commit
     stage = Stage.RUNNING_BUILDING if Stage(space.stage) in SERVING else Stage.BUILDING
-    set_stage(s, space, stage, f"Building commit {commit[:7]}.", detail="waiting for a builder")
+    set_stage(s, space, stage, f"Building commit {commit[:7]}.", detail=WAITING)
     s.flush()
-    send(svc, s, space, build)
+    # Once committed, the build takes its turn; a dispatcher running earlier would not see it yet.
+    event.listen(s, "after_commit", lambda _s: dispatch_safely(svc), once=True)
     return build
+
+
+def dispatch_safely(svc: Services) -> None:
+    """dispatch() for callers that must not fail (a commit already made); the build-events loop retries."""
+    try:
+        dispatch(svc)
+    except Exception:
+        log.exception("dispatching builds failed; retrying on the next pass")
+
+
+def dispatch(svc: Services) -> None:
+    """Hand waiting builds to the builders while fewer than `builds_in_flight` are out, owners taking turns;
+    the rest learn their place in the line (the Space's detail)."""
+    turns: dict[str, int] = svc.extras.setdefault("build_turns", {})  # owner -> when it last got a build
+    with _dispatching, svc.db.session() as s:
+        active = select(Build, Space).join(Space, Space.id == Build.space_id).where(Build.status.in_(ACTIVE))
+        rows = s.execute(active.order_by(Build.id)).all()
+        out = sum(1 for build, _space in rows if build.last_event_at is not None)
+        line = fair_order([(b, sp) for b, sp in rows if b.last_event_at is None], turns)
+        free = max(0, svc.settings.builds_in_flight - out)
+        for build, space in line[:free]:
+            # Sent before the commit: if the commit failed, a second send of the same build is harmless
+            # (its first result settles it), whereas a build marked sent but never sent would hold a slot.
+            send(svc, s, space, build)
+            build.last_event_at = utcnow()
+            turns[space.owner] = next(_turn)
+            _show(s, space, WAITING)
+        for ahead, (_build, space) in enumerate(line[free:]):
+            _show(s, space, f"{WAITING} ({ahead} ahead)")
+
+
+def fair_order(waiting: list[tuple[Build, Space]], turns: dict[str, int]) -> list[tuple[Build, Space]]:
+    """Round-robin over owners, oldest build first within each; the owner served least recently (or never)
+    goes first. `waiting` is in id order."""
+    by_owner: dict[str, list[tuple[Build, Space]]] = defaultdict(list)
+    for row in waiting:
+        by_owner[row[1].owner].append(row)
+    owners = sorted(by_owner, key=lambda o: (turns.get(o, -1), by_owner[o][0][0].id))
+    rounds = itertools.zip_longest(*(by_owner[o] for o in owners))
+    return [row for round_ in rounds for row in round_ if row is not None]
+
+
+def _show(s: Session, space: Space, detail: str) -> None:
+    if space.detail != detail and space.stage in (Stage.BUILDING, Stage.RUNNING_BUILDING):
+        set_stage(s, space, Stage(space.stage), space.error_message, detail=detail)
 
 
 def send(svc: Services, s: Session, space: Space, build: Build) -> None:

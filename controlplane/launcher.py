@@ -123,6 +123,8 @@ class Platform:
 
     def start_builder(self) -> None:
         concurrency = self.env.get("SPACEYARD_BUILDER_CONCURRENCY", "1")
+        # The control plane hands out as many builds as this worker runs: the rest wait in its fair queue.
+        self.env.setdefault("SPACEYARD_BUILDS_IN_FLIGHT", concurrency)
         name = f"builder-{os.getpid()}-{len(self.procs)}@%h"
         worker = ["worker", "-Q", "builds", "--loglevel", "INFO", "--concurrency", concurrency, "--hostname", name]
         # Not private: the builder writes nothing in the data dir, and the files it hands `docker build` must

@@ -122,6 +122,15 @@ def caller(request: Request, svc: Services = Depends(services), s: Session = DB)
     who = identify(svc, s, request.headers, request.cookies)
     if refusal := role_refusal(request.method, who):
         raise ApiError(403, refusal, "Forbidden")
+    if who.session is not None and request.method not in SAFE_METHODS:
+        # The API reads no CSRF token, and a page on a same-site apps domain gets SameSite=Lax cookies sent
+        # with its no-cors POSTs: a browser session changes state only through the dashboard's forms.
+        raise ApiError(
+            403,
+            "API calls that change something need a token (Authorization: Bearer); a browser session "
+            "changes things through the dashboard's forms.",
+            "Forbidden",
+        )
     return who
 
 

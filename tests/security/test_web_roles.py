@@ -106,3 +106,20 @@ def test_write_tokens_and_sessions_keep_full_rights(web: Web) -> None:
     resp = browser.post("/new", data={"csrf_token": csrf(browser, "/new"), "name": "fromform", "sdk": "static"},
                         follow_redirects=False)
     assert resp.status_code == 303 and resp.headers["location"] == "/spaces/alice/fromform"
+
+
+def test_a_browser_session_cannot_write_through_the_api(web: Web) -> None:
+    """A page on a same-site apps domain (o-n.apps.example.com next to spaceyard.example.com) gets the
+    SameSite=Lax session cookie sent with a no-cors POST, which needs no preflight (text/plain, or no body).
+    The API reads no CSRF token, so a session never changes state through it; GETs (the log streams) work."""
+    browser = sign_in(web, "alice")
+    problems = []
+    for method, path in write_routes(web, api=True):
+        if (method, path) in ALLOWED:
+            continue
+        resp = browser.request(method, concrete(path), content=b'{"key": "K", "value": "v"}',
+                               headers={"Content-Type": "text/plain"})
+        if resp.status_code != 403:
+            problems.append(f"{method} {path}: {resp.status_code} {resp.text[:200]}")
+    assert not problems, "writes a cookie-only request got through:\n" + "\n".join(problems)
+    assert browser.get("/api/spaces/alice/secretapp").status_code == 200

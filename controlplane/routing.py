@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from controlplane import sessions
 from controlplane.api.deps import identify
 from controlplane.api.errors import ApiError
 from controlplane.models import Space
+from controlplane.router.headers import SPACE_ACCESS_COOKIE
 from controlplane.router.resolver import NotFound, Resolution, Target, Unavailable, path_prefix, space_label
 from controlplane.services import Services
 from controlplane.sleep import Sleeper
@@ -93,10 +95,13 @@ class SpaceResolver:
             cookies[key] = value
         with self.svc.db.session() as s:
             try:
-                who = identify(self.svc, s, headers, cookies)
+                user = identify(self.svc, s, headers, cookies).user
             except ApiError:
                 return False
-            return who.user is not None and (who.user.name == entry.owner or who.user.is_admin)
+            # On the app's own origin the browser holds no session cookie, but the grant the dashboard gave it.
+            user = user or sessions.grant_holder(s, self.svc.secret_key, cookies.get(SPACE_ACCESS_COOKIE),
+                                                 entry.full_name)
+            return user is not None and (user.name == entry.owner or user.is_admin)
 
     async def resolve(self, *, label: str | None, owner: str | None, name: str | None,
                       request_headers: Mapping[str, str]) -> Resolution:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -45,9 +46,13 @@ def find(s: Session, value: str | None) -> LoginSession | None:
     if not value:
         return None
     row = s.scalar(select(LoginSession).where(LoginSession.session_hash == hash_token(value)))
-    if row is None or row.revoked or row.user.disabled or utcnow() - _aware(row.created_at) > MAX_AGE:
-        return None
-    return row
+    return row if _alive(row) else None
+
+
+def _alive(row: LoginSession | None) -> bool:
+    if row is None or row.revoked or row.user.disabled:
+        return False
+    return utcnow() - _aware(row.created_at) <= MAX_AGE
 
 
 def seen(db, row: LoginSession) -> None:
@@ -96,3 +101,27 @@ def set_disabled(s: Session, user: User, disabled: bool) -> None:
     user.disabled = disabled
     if disabled:
         end_all(s, user.id)
+
+
+def _grants(secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt="spaceyard-space-access")
+
+
+def space_grant(secret_key: str, login: LoginSession, full_name: str) -> str:
+    """What the dashboard hands a private Space's own origin (the `__sign` parameter, then a cookie there): this
+    session may open this Space. It dies with the session."""
+    return _grants(secret_key).dumps({"sid": login.id, "space": full_name})
+
+
+def grant_holder(s: Session, secret_key: str, value: str | None, full_name: str) -> User | None:
+    """The user a grant cookie speaks for, if it is genuine, for this Space, and its session still live."""
+    if not value:
+        return None
+    try:
+        data = _grants(secret_key).loads(value, max_age=int(MAX_AGE.total_seconds()))
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("space") != full_name:
+        return None
+    row = s.get(LoginSession, data.get("sid"))
+    return row.user if _alive(row) else None

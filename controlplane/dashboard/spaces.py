@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from controlplane import sessions
 from controlplane.api.deps import DB, Caller, services
 from controlplane.api.errors import ApiError
 from controlplane.api.views import app_url, host_url, hub_stage
@@ -46,7 +47,8 @@ def spaces_list(
     q = select(Space).order_by(Space.updated_at.desc(), Space.id.desc())
     q = q.where(Space.owner == who.user.name) if show == "mine" else q.where(Space.private.is_(False))
     tiers = {t.name: t for t in svc.catalog.tiers}
-    return render(request, "list.html", who, spaces=list(s.scalars(q)), show=show, tiers=tiers)
+    return render(request, "list.html", who, spaces=list(s.scalars(q)), show=show, tiers=tiers,
+                  app_url=lambda space: app_url(svc, space))
 
 
 @router.get("/new")
@@ -85,6 +87,12 @@ def _page_context(svc: Services, s: Session, who: Caller, space: Space) -> dict:
         tier = svc.catalog.tier(space.hardware_requested)
     except KeyError:
         tier = None
+    # A private app's own origin never gets the session cookie: hand it a grant for this session (the router
+    # turns `__sign` into a cookie there). The path-based URL needs none (same origin), so `open_url` only
+    # carries it when it is the host-based one.
+    grant = ""
+    if space.private and who.session is not None:
+        grant = "?__sign=" + sessions.space_grant(svc.secret_key, who.session, space.full_name)
     return {
         "space": space,
         "stage": hub_stage(space),
@@ -92,8 +100,9 @@ def _page_context(svc: Services, s: Session, who: Caller, space: Space) -> dict:
         "files": files,
         "tier": tier,
         "app_url": app_url(svc, space),
+        "open_url": app_url(svc, space) + ("" if svc.settings.path_urls_enabled else grant),
         # Always the app's own origin: on the path-based URL an app would share the dashboard's origin.
-        "frame_url": host_url(svc.settings, space.owner, space.name) + "/",
+        "frame_url": host_url(svc.settings, space.owner, space.name) + "/" + grant,
         "clone": clone_commands(svc, who.user.name if who.user else "USER", space),
         "can_write": who.owns(space),
     }

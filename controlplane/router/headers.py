@@ -40,8 +40,15 @@ WS_HANDSHAKE = frozenset(
 
 # Spaceyard's own credentials let a visitor into a private Space; the app itself must never see them.
 PLATFORM_TOKEN_PREFIX = b"sy_"
-# The session and CSRF cookies (both names of the session cookie: with and without the __Host- prefix).
-PLATFORM_COOKIES = frozenset({b"spaceyard_session", b"__host-spaceyard_session", b"spaceyard_csrf"})
+# The session and CSRF cookies (both names of the session cookie: with and without the __Host- prefix), and the
+# access grant a private app's own origin keeps (see SPACE_ACCESS_COOKIE).
+PLATFORM_COOKIES = frozenset(
+    {b"spaceyard_session", b"__host-spaceyard_session", b"spaceyard_csrf", b"spaceyard_space_access"}
+)
+# A private Space's own origin never sees the dashboard's session cookie. The dashboard hands its frame (or a new
+# tab) a signed grant in the `__sign` query parameter, as the Hub does; the router turns it into this cookie.
+SPACE_ACCESS_COOKIE = "spaceyard_space_access"
+SPACE_ACCESS_PARAM = b"__sign"
 # The Hub's clients (gradio_client) send the visitor's token for a Space in this header.
 HF_AUTHORIZATION = b"x-hf-authorization"
 

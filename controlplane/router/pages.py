@@ -64,13 +64,8 @@ async def deny_websocket(scope: dict, send: Send, status: int, message: str, ret
         await send({"type": "websocket.close", "code": 4000 + status, "reason": message[:120]})
 
 
-async def redirect(send: Send, location: str) -> None:
+async def redirect(send: Send, location: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     # 307 keeps the method and body (a POST to /apps/o/n stays a POST).
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 307,
-            "headers": [(b"location", location.encode("latin-1")), (b"content-length", b"0")],
-        }
-    )
+    headers = [(b"location", location.encode("latin-1")), (b"content-length", b"0"), *(extra or [])]
+    await send({"type": "http.response.start", "status": 307, "headers": headers})
     await send({"type": "http.response.body", "body": b""})

@@ -15,7 +15,12 @@ from urllib.parse import unquote
 import httpx
 from starlette.datastructures import Headers as HeaderView
 
-from controlplane.router.headers import header, upstream_request_headers
+from controlplane.router.headers import (
+    SPACE_ACCESS_COOKIE,
+    SPACE_ACCESS_PARAM,
+    header,
+    upstream_request_headers,
+)
 from controlplane.router.http_proxy import make_client, proxy_http
 from controlplane.router.pages import deny_websocket, redirect, send_error
 from controlplane.router.resolver import NotFound, Resolver, Target, Unavailable, space_label
@@ -108,6 +113,9 @@ class RouterMiddleware:
         if address.label is None and not self._path_urls:
             await self._to_own_origin(scope, send, address)
             return
+        if address.label is not None and not websocket and _ACCESS_PARAM.search(scope.get("query_string", b"")):
+            await _keep_access_grant(scope, send)
+            return
         resolution = await self.resolver.resolve(
             label=address.label, owner=address.owner, name=address.name, request_headers=HeaderView(scope=scope)
         )
@@ -149,6 +157,30 @@ class RouterMiddleware:
             return
         query = b"?" + scope["query_string"] if scope.get("query_string") else b""
         await redirect(send, target + ((address.rest or b"/") + query).decode("latin-1"))
+
+
+# `__sign=<grant>` in a host-based URL's query (the dashboard's frame and "Open app" of a private Space).
+_ACCESS_PARAM = re.compile(rb"(?:^|&)" + re.escape(SPACE_ACCESS_PARAM) + rb"=([A-Za-z0-9_.\-]*)(?:&|$)")
+
+
+async def _keep_access_grant(scope: Scope, send: Send) -> None:
+    """Store the grant as a cookie of the app's own origin and send the browser to the same URL without it, so
+    neither the app nor its later requests see the parameter. The router does not judge the grant: the
+    resolver checks the cookie on every request to a private Space (signature, Space, live session).
+
+    The frame is cross-site to the dashboard: its cookie must be SameSite=None, which browsers take only when
+    Secure, and Partitioned keeps it to this embedding where third-party cookies are blocked. Secure cookies are
+    accepted over https and on *.localhost (a secure context); elsewhere over http it is Lax: "Open app" in its
+    own tab works, a private app in the frame does not (docs/security.md)."""
+    query = scope["query_string"]
+    grant = _ACCESS_PARAM.search(query).group(1)
+    rest = b"&".join(p for p in query.split(b"&") if not p.startswith(SPACE_ACCESS_PARAM + b"="))
+    host = (header(scope["headers"], b"host") or "").rsplit(":", 1)[0].lower()
+    secure = scope.get("scheme") == "https" or host == "localhost" or host.endswith(".localhost")
+    attributes = b"Secure; SameSite=None; Partitioned" if secure else b"SameSite=Lax"
+    cookie = SPACE_ACCESS_COOKIE.encode() + b"=" + grant + b"; Path=/; HttpOnly; " + attributes
+    location = _raw_path(scope) + (b"?" + rest if rest else b"")
+    await redirect(send, location.decode("latin-1"), [(b"set-cookie", cookie), (b"cache-control", b"no-store")])
 
 
 def _raw_path(scope: Scope) -> bytes:

@@ -88,3 +88,14 @@ def test_an_apps_set_cookie_does_not_touch_the_dashboard_session(platform, page)
     page.goto("/tokens")
     assert page.url == f"{platform.url}/tokens"  # still signed in
     assert OWNER in page.locator("header").inner_text()
+
+
+def test_private_app_shows_in_the_frame_for_its_owner(platform, page, tmp_path_factory) -> None:
+    """The frame is on the app's origin, where the browser has no session cookie: the dashboard's grant
+    (`__sign`, then a partitioned cookie of the app's origin) opens it, and the app sees neither."""
+    space = echo_space(platform, tmp_path_factory.mktemp("private"), name="private-echo", private=True)
+    page.goto(f"/spaces/{space}")
+    body = page.frame_locator("#app").locator("body")
+    body.filter(has_text='"headers"').wait_for()
+    seen = body.inner_text()
+    assert "__sign" not in seen and "spaceyard_space_access" not in seen and "spaceyard_session" not in seen

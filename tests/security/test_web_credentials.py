@@ -138,3 +138,37 @@ def test_private_space_by_x_hf_authorization_and_nothing_reaches_the_app(platfor
     stranger = {"x-hf-authorization": f"Bearer {visitor['token']}"}
     assert httpx.get(f"{platform.url}/apps/{space}/", headers=stranger).status_code == 404
     assert httpx.get(f"{platform.url}/apps/{space}/").status_code == 404
+
+
+def test_private_app_on_its_own_origin_opens_with_the_dashboards_grant(platform, visitor, tmp_path) -> None:
+    """The owner's session cookie stays on the dashboard's origin; the Space page hands the app's origin a grant
+    (`?__sign=`), which the router keeps as a cookie there. It opens that Space only, dies with the session, and
+    the app sees neither."""
+    space = echo_space(platform, tmp_path, name="private-echo", private=True)
+    subprocess.run([sys.executable, "-m", "controlplane.cli", "user", "password", OWNER, "--password", PASSWORD],
+                   env={**os.environ, **platform.env}, check=True, capture_output=True)
+    owner = httpx.Client(base_url=platform.url)
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', owner.get("/login").text).group(1)
+    owner.post("/login", data={"username": OWNER, "password": PASSWORD, "csrf_token": token})
+    frame = re.search(r'data-src="([^"]+)"', owner.get(f"/spaces/{space}").text).group(1).replace("&amp;", "&")
+    grant = frame.split("?__sign=")[1]
+    host = {"Host": host_header(platform, OWNER, "private-echo")}
+
+    first = httpx.get(f"{platform.url}/?__sign={grant}&keep=1", headers=host)
+    assert first.status_code == 307 and first.headers["location"] == "/?keep=1"
+    cookie = first.headers["set-cookie"]
+    assert cookie.startswith(f"spaceyard_space_access={grant};") and "HttpOnly" in cookie
+    app = httpx.get(f"{platform.url}/?keep=1", headers={**host, "Cookie": f"spaceyard_space_access={grant}"})
+    assert app.status_code == 200, app.text
+    assert grant not in app.text and "__sign" not in app.text
+    # The grant names this Space: it opens no other private Space of the same owner.
+    echo_space(platform, tmp_path, name="private-echo2", private=True)
+    other = {"Host": host_header(platform, OWNER, "private-echo2")}
+    assert httpx.get(f"{platform.url}/", headers={**other, "Cookie": f"spaceyard_space_access={grant}"}
+                     ).status_code == 404
+    # Without it, or after the owner signs out, the private app does not exist.
+    assert httpx.get(f"{platform.url}/", headers=host).status_code == 404
+    owner.post("/logout", data={"csrf_token": re.search(r'name="csrf_token" value="([0-9a-f]+)"',
+                                                         owner.get("/tokens").text).group(1)})
+    assert httpx.get(f"{platform.url}/", headers={**host, "Cookie": f"spaceyard_space_access={grant}"}
+                     ).status_code == 404

@@ -133,8 +133,8 @@ class RouterMiddleware:
         if rest == b"":  # a WebSocket cannot be redirected: open the app's root
             rest = b"/"
         path, forwarded_prefix = _upstream_path(raw_path, rest, resolution)
-        if scope.get("query_string"):
-            path += b"?" + scope["query_string"]
+        if query := _without_grant(scope.get("query_string", b"")):
+            path += b"?" + query
         self.resolver.touched(resolution.space)
         if websocket:
             touch = lambda: self.resolver.touched(resolution.space)  # noqa: E731
@@ -174,13 +174,19 @@ async def _keep_access_grant(scope: Scope, send: Send) -> None:
     own tab works, a private app in the frame does not (docs/security.md)."""
     query = scope["query_string"]
     grant = _ACCESS_PARAM.search(query).group(1)
-    rest = b"&".join(p for p in query.split(b"&") if not p.startswith(SPACE_ACCESS_PARAM + b"="))
+    rest = _without_grant(query)
     host = (header(scope["headers"], b"host") or "").rsplit(":", 1)[0].lower()
     secure = scope.get("scheme") == "https" or host == "localhost" or host.endswith(".localhost")
     attributes = b"Secure; SameSite=None; Partitioned" if secure else b"SameSite=Lax"
     cookie = SPACE_ACCESS_COOKIE.encode() + b"=" + grant + b"; Path=/; HttpOnly; " + attributes
     location = _raw_path(scope) + (b"?" + rest if rest else b"")
     await redirect(send, location.decode("latin-1"), [(b"set-cookie", cookie), (b"cache-control", b"no-store")])
+
+
+def _without_grant(query: bytes) -> bytes:
+    """The query minus any `__sign` parameter: a grant is for the router, never for the app (a WebSocket or a
+    path-based URL carrying one is forwarded without it)."""
+    return b"&".join(p for p in query.split(b"&") if p and not p.startswith(SPACE_ACCESS_PARAM + b"="))
 
 
 def _raw_path(scope: Scope) -> bytes:

@@ -184,3 +184,33 @@ def test_spaceyard_credentials_never_reach_the_app(client: httpx.Client) -> None
     assert seen["cookie"] == "app_pref=dark"
     seen = client.get("/apps/alice/echo/", headers={"Authorization": "Bearer app-own-token"}).json()["headers"]
     assert seen["authorization"] == "Bearer app-own-token"
+
+
+def test_a_grant_in_the_query_becomes_a_cookie_of_the_apps_origin(router: str, host_of) -> None:
+    """`?__sign=` on a host-based URL: 307 to the same URL without it, the grant kept as a cookie there."""
+    host = {"Host": host_of("alice-echo")}
+    resp = httpx.get(f"{router}/page?a=1&__sign=abc.DEF-1_2&b=2", headers=host)
+    assert resp.status_code == 307 and resp.headers["location"] == "/page?a=1&b=2"
+    cookie = resp.headers["set-cookie"]
+    assert cookie.startswith("spaceyard_space_access=abc.DEF-1_2; Path=/; HttpOnly;")
+    assert "Secure; SameSite=None; Partitioned" in cookie  # *.localhost is a secure context
+
+
+def test_a_grant_is_never_forwarded(client: httpx.Client) -> None:
+    seen = client.get("/apps/alice/echo/?__sign=abc&x=1").json()
+    assert seen["query"] == "x=1"
+
+
+def test_path_urls_off_redirect_to_the_apps_origin_without_lookup() -> None:
+    from starlette.testclient import TestClient
+
+    from controlplane.router.proxy import RouterMiddleware
+    from controlplane.router.resolver import StaticResolver
+
+    async def never(scope, receive, send) -> None:
+        raise AssertionError("reached the control plane")
+
+    app = RouterMiddleware(never, StaticResolver(), "apps.example.com", path_urls=False,
+                           host_url=lambda o, n: f"https://{o}-{n}.apps.example.com")
+    resp = TestClient(app).get("/apps/alice/demo/x?y=1", follow_redirects=False)
+    assert resp.status_code == 307 and resp.headers["location"] == "https://alice-demo.apps.example.com/x?y=1"

@@ -61,8 +61,8 @@ def host_memory(settings: Settings, total_gb: float | None = None) -> HostMemory
     """What the docker runtime hands out: this host's memory less the platform's reserve."""
     if total_gb is None:
         total_gb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
-    # A reserve as big as the host still leaves Spaces a quarter of it rather than nothing.
-    allocatable = max(total_gb - settings.local_reserved_memory_gb, total_gb / 4)
+    # A reserve as big as the host still leaves Spaces 1 GiB: a limit of 0 would mean no limit to Docker.
+    allocatable = max(total_gb - settings.local_reserved_memory_gb, min(total_gb, 1.0))
     return HostMemory(total_gb, allocatable, settings.local_space_memory_gb)
 
 

@@ -14,6 +14,7 @@ import docker
 import requests
 import urllib3
 
+from builder import dockerignore
 from builder.settings import BuilderSettings
 
 Log = Callable[[str], None]
@@ -51,8 +52,7 @@ def context_tar(root: Path, ignore: str, dockerfile: tuple[str, str], dest: IO[b
     Dockerfile and .dockerignore are added as tar entries, so nothing is written into the checkout.
     """
     name, text = dockerfile
-    patterns = [p for p in (line.strip() for line in ignore.splitlines()) if p and not p.startswith("#")]
-    files = sorted(docker.utils.exclude_paths(str(root), [*patterns, ".git"], dockerfile=name))
+    files = dockerignore.included(str(root), f"{ignore}\n.git")
     # The engine drops a Dockerfile and .dockerignore that .dockerignore names, after reading them.
     extra = [(".dockerignore", f".dockerignore\n{name}\n"), (name, text)]
     return docker.utils.create_archive(str(root), files=files, fileobj=dest, extra_files=extra)

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 import docker
 import redis
 
-from builder import baseimages, dockerpolicy, engine, repofiles, spaceconfig
+from builder import baseimages, dockerignore, dockerpolicy, engine, repofiles, spaceconfig
 from builder.celery_app import app
 from builder.dockerfile import UnavailablePython, app_dockerfile, python_version_for
 from builder.events import BuildEvents
@@ -232,6 +232,8 @@ def run_build(req: BuildRequest, settings: BuilderSettings, worker: str) -> dict
             kind, message = "CONFIG_ERROR", f"README.md: {exc}" if "README.md" not in str(exc) else str(exc)
         except repofiles.UnsafeFile as exc:
             kind, message = "CONFIG_ERROR", str(exc)
+        except dockerignore.BadPattern as exc:
+            kind, message = "CONFIG_ERROR", f".dockerignore: {exc}"
         except BuildFailed as exc:
             kind, message = exc.kind, str(exc)
         except Exception as exc:  # the task's boundary: even a builder bug ends in a result

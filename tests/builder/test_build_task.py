@@ -228,3 +228,28 @@ def test_streamlit_space_serves_under_its_root_path(run_build: Any, space_repo: 
         assert http_get(f"http://127.0.0.1:{port}{root}/", deadline)[0] == 200
     finally:
         docker_api.remove_container(container, force=True)
+
+
+def test_docker_sdk_context_is_assembled_by_the_builder(run_build: Any, space_repo: Any, docker_api: Any) -> None:
+    """.dockerignore applies, the Dockerfile may live in a folder, and nothing the builder adds reaches the image."""
+    dockerfile = "FROM spaceyard/base:py3.11\nCOPY . /app\nRUN ls -a /app /app/docker > /listing\n"
+    commit = space_repo.commit({
+        "README.md": "---\nsdk: docker\napp_file: docker/Dockerfile\n---\n",
+        "docker/Dockerfile": dockerfile,
+        ".dockerignore": "private\n*.log\n",
+        "private/key.txt": "k",
+        "debug.log": "l",
+        "app.py": "print(1)\n",
+    })
+    result, _ = run_build(space_repo, commit)
+    assert result["status"] == "success", result["error_message"]
+    container = docker_api.create_container(result["image"], command=["cat", "/listing"])["Id"]
+    try:
+        docker_api.start(container)
+        docker_api.wait(container, timeout=30)
+        listing = docker_api.logs(container).decode().split()
+    finally:
+        docker_api.remove_container(container, force=True)
+    assert "app.py" in listing and "Dockerfile" in listing
+    for absent in ("private", "debug.log", ".dockerignore", ".spaceyard.Dockerfile", ".git"):
+        assert absent not in listing, listing

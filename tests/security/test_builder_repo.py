@@ -8,6 +8,8 @@ to a host file was read and published as the Space's cardData to anonymous visit
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -72,6 +74,18 @@ def test_regular_files_missing_files_and_oddities(checkout: Path) -> None:
 def test_app_file_cannot_leave_the_checkout(app_file: str) -> None:
     with pytest.raises(ConfigError, match="app_file"):
         parse({"sdk": "docker", "app_file": app_file})
+
+
+def test_dockerignore_patterns_cannot_stall_the_builder(tmp_path: Path) -> None:
+    """docker-py's regex matching took minutes for this pattern and one long name; the builder's is linear."""
+    (tmp_path / ("a" * 250)).write_text("x")
+    (tmp_path / "d" / ("a/" * 60)).mkdir(parents=True)
+    ignore = "*a" * 12 + "*b\n" + "**a" * 12 + "**b\n"
+    code = f"from builder.dockerignore import included; print(len(included({str(tmp_path)!r}, {ignore!r})))"
+    # In a child process with a deadline, so a regression fails instead of hanging the test run.
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) > 60
 
 
 # --- end to end: hostile pushes to a real platform -------------------------------------------------------------

@@ -233,14 +233,16 @@ def test_streamlit_space_serves_under_its_root_path(run_build: Any, space_repo: 
 def test_docker_sdk_context_is_assembled_by_the_builder(run_build: Any, space_repo: Any, docker_api: Any) -> None:
     """.dockerignore applies, the Dockerfile may live in a folder, and nothing the builder adds reaches the image."""
     dockerfile = "FROM spaceyard/base:py3.11\nCOPY . /app\nRUN ls -a /app /app/docker > /listing\n"
-    commit = space_repo.commit({
-        "README.md": "---\nsdk: docker\napp_file: docker/Dockerfile\n---\n",
-        "docker/Dockerfile": dockerfile,
-        ".dockerignore": "private\n*.log\n",
-        "private/key.txt": "k",
-        "debug.log": "l",
-        "app.py": "print(1)\n",
-    })
+    commit = space_repo.commit(
+        {
+            "README.md": "---\nsdk: docker\napp_file: docker/Dockerfile\n---\n",
+            "docker/Dockerfile": dockerfile,
+            ".dockerignore": "private\n*.log\n",
+            "private/key.txt": "k",
+            "debug.log": "l",
+            "app.py": "print(1)\n",
+        }
+    )
     result, _ = run_build(space_repo, commit)
     assert result["status"] == "success", result["error_message"]
     container = docker_api.create_container(result["image"], command=["cat", "/listing"])["Id"]

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FALLBACK_DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -87,13 +87,13 @@ class BuilderSettings(BaseSettings):
     build_cpu_shares: int = Field(
         default=512,
         ge=2,
-        description="CPU weight of a Space's build containers (Docker cpu-shares; running apps have "
-        "1024), so builds yield CPU to apps when the host is busy.",
+        description="CPU weight of a Space's build containers (Docker cpu-shares; Docker's default, which "
+        "app containers get unless set otherwise, is 1024), so builds yield CPU to apps on a busy host.",
     )
     build_network: str | None = Field(
         default=None,
         description="Docker network that RUN steps of Space builds use; unset = the engine's default "
-        "bridge. Builds never use the host's network.",
+        "bridge. 'host' is refused: a build would reach the host's loopback services.",
     )
     build_allowed_images: str = Field(
         default="python:*,debian:*,ubuntu:*,nvidia/cuda:*",
@@ -112,3 +112,10 @@ class BuilderSettings(BaseSettings):
     heartbeat_interval: float = Field(
         default=5.0, gt=0, le=10, description="Seconds between heartbeat events (the contract says <= 10)."
     )
+
+    @field_validator("build_network")
+    @classmethod
+    def _not_host_network(cls, value: str | None) -> str | None:
+        if value == "host":
+            raise ValueError("builds may not run on the host's network")
+        return value

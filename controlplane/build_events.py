@@ -135,7 +135,7 @@ class BuildEventsConsumer:
             space = s.get(Space, build.space_id)
             if build.attempt < self.svc.settings.build_max_attempts and space is not None:
                 build.attempt += 1
-                build.status = "QUEUED"
+                build.status, build.last_event_at = "QUEUED", utcnow()  # handed out again: it holds a slot
                 log.warning("build %s lost its worker; sending it again (attempt %s)", build_id, build.attempt)
                 send(self.svc, s, space, build)
                 return

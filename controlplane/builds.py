@@ -13,6 +13,7 @@ import itertools
 import logging
 import threading
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from celery import Celery
@@ -93,18 +94,31 @@ def dispatch(svc: Services) -> None:
     with _dispatching, svc.db.session() as s:
         active = select(Build, Space).join(Space, Space.id == Build.space_id).where(Build.status.in_(ACTIVE))
         rows = s.execute(active.order_by(Build.id)).all()
-        out = sum(1 for build, _space in rows if build.last_event_at is not None)
+        now = utcnow()
+        grace = timedelta(seconds=svc.settings.build_heartbeat_timeout)
+        out = sum(1 for build, _space in rows if holds_slot(build, now, grace))
         line = fair_order([(b, sp) for b, sp in rows if b.last_event_at is None], turns)
         free = max(0, svc.settings.builds_in_flight - out)
         for build, space in line[:free]:
             # Sent before the commit: if the commit failed, a second send of the same build is harmless
             # (its first result settles it), whereas a build marked sent but never sent would hold a slot.
             send(svc, s, space, build)
-            build.last_event_at = utcnow()
+            build.last_event_at = now
             turns[space.owner] = next(_turn)
             _show(s, space, WAITING)
         for ahead, (_build, space) in enumerate(line[free:]):
             _show(s, space, f"{WAITING} ({ahead} ahead)")
+
+
+def holds_slot(build: Build, now: datetime, grace: timedelta) -> bool:
+    """A running build holds a builder; a handed-out one that has not started holds it for `grace` only: a
+    task lost with its worker (redelivered by the broker hours later) must not stall the whole line."""
+    if build.status == "RUNNING":
+        return True
+    sent = build.last_event_at
+    if sent is None:
+        return False
+    return now - (sent if sent.tzinfo else sent.replace(tzinfo=UTC)) < grace
 
 
 def fair_order(waiting: list[tuple[Build, Space]], turns: dict[str, int]) -> list[tuple[Build, Space]]:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 
 import pytest
+import redis
 
 from tests.conftest import git, launch
 from tests.e2e.spaces import create, push, readme
@@ -21,7 +23,9 @@ SITE = {"README.md": readme("static"), "index.html": "<p>queued</p>\n"}
 
 @pytest.fixture(scope="module")
 def one_builder(tmp_path_factory):
-    running = launch(tmp_path_factory.mktemp("queue"), extra_env={"SPACEYARD_BUILDS_IN_FLIGHT": "1"})
+    # A short heartbeat timeout: it is also how long a handed-out build may take to start (builders beat every 5 s).
+    env = {"SPACEYARD_BUILDS_IN_FLIGHT": "1", "SPACEYARD_BUILD_HEARTBEAT_TIMEOUT": "12"}
+    running = launch(tmp_path_factory.mktemp("queue"), extra_env=env)
     yield running
     running.platform.stop()
     running.platform.remove_engine_objects()
@@ -78,3 +82,22 @@ def test_builds_waiting_in_line_survive_a_control_plane_restart(one_builder, tmp
     for name in ("first", "second"):
         runtime = one_builder.wait_stage(f"patient/{name}", {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR"}, timeout=120)
         assert runtime["stage"] == "RUNNING", runtime.get("errorMessage")
+
+
+def test_a_handed_out_build_lost_before_it_starts_does_not_hold_the_line(one_builder, tmp_path):
+    platform = one_builder.platform
+    broker = redis.Redis.from_url(one_builder.env["SPACEYARD_REDIS_URL"])
+    platform.stop_process("builder")
+    try:
+        create(one_builder, "lossy", "lost", sdk="static")
+        push(one_builder, "lossy", "lost", SITE, tmp_path)
+        deadline = time.monotonic() + 15
+        while broker.llen("builds") == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert broker.delete("builds") == 1  # the task goes down with the worker that had taken it
+    finally:
+        platform.start_builder()
+    create(one_builder, "lossy", "next", sdk="static")
+    push(one_builder, "lossy", "next", SITE, tmp_path)
+    runtime = one_builder.wait_stage("lossy/next", {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR"}, timeout=90)
+    assert runtime["stage"] == "RUNNING", runtime.get("errorMessage")

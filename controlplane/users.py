@@ -6,13 +6,17 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from controlplane.api.errors import ApiError
 from controlplane.core.security import hash_password, hash_token, new_token
 from controlplane.models import Token, User
 from controlplane.spaces import validate_name
 
 
 def add_user(s: Session, name: str, *, admin: bool = False, password: str | None = None) -> User:
-    validate_name("user", name)
+    try:
+        validate_name("user", name)
+    except ApiError as e:  # callers (the CLI) answer ValueErrors with their message
+        raise ValueError(e.message) from None
     # Unique regardless of case, as on the Hub: `Bob` next to `bob` would be one name to people and URLs.
     existing = s.scalar(select(User.name).where(func.lower(User.name) == name.lower()))
     if existing is not None:

@@ -59,7 +59,7 @@ def ensure_docker(log_dir: Path) -> None:
         raise RuntimeError(
             "No Docker engine is reachable. Install it (scripts/setup.sh does) and start it, or set DOCKER_HOST."
         )
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(log_dir / "dockerd.log", "ab", opener=private_opener) as out:
         # setsid: the engine outlives this process, as a system service would.
         subprocess.Popen([dockerd], stdout=out, stderr=out, start_new_session=True)

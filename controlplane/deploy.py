@@ -216,7 +216,7 @@ class Deployer:
             if inst is not None and inst.state in ("starting", "running"):
                 return  # a late "die" of a sleep's stop, read after a wake already started the container again
             code = inst.exit_code if inst else "unknown"
+            # The runtime's own reason when it has one (the docker runtime's out-of-memory kill).
+            reason = (inst.message if inst else None) or f"The app stopped (exit code {code})."
             space.endpoint = None
-            set_stage(
-                s, space, Stage.RUNTIME_ERROR, f"The app stopped (exit code {code}).\n{self.last_lines(container_id)}"
-            )
+            set_stage(s, space, Stage.RUNTIME_ERROR, f"{reason}\n{self.last_lines(container_id)}")

@@ -9,14 +9,22 @@ This keeps docker-py's pattern semantics (its Pattern/PatternMatcher: `!` except
 from __future__ import annotations
 
 import re
+import time
 
 from docker.utils.build import Pattern, PatternMatcher, normalize_slashes
 
 Token = tuple[str, "str | re.Pattern[str] | None"]
 
 
+MAX_PATTERN = 1024  # characters of one pattern: bounds one match to O(4096 * MAX_PATTERN) steps
+
+
 class BadPattern(ValueError):
     """A .dockerignore line that is not a valid pattern (a CONFIG_ERROR)."""
+
+
+class TimeUp(Exception):
+    """Matching ran past its deadline (a huge repo times many patterns)."""
 
 
 def tokens(pattern: str) -> list[Token]:
@@ -101,23 +109,31 @@ def _match(path: str, toks: list[Token]) -> bool:
 
 
 class _Pattern(Pattern):
-    def __init__(self, pattern_str: str) -> None:
+    def __init__(self, pattern_str: str, deadline: float | None) -> None:
+        if len(pattern_str) > MAX_PATTERN:
+            raise BadPattern(f"{pattern_str[:80]!r}... is longer than {MAX_PATTERN} characters")
         super().__init__(pattern_str)
         self.tokens = tokens(self.cleaned_pattern.lower())  # now: a bad pattern fails even if nothing is walked
+        self.deadline = deadline
 
     def match(self, filepath: str) -> bool:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeUp()
         return _match(normalize_slashes(filepath), self.tokens)
 
 
 class Matcher(PatternMatcher):
     """docker-py's PatternMatcher (walk, exceptions) over linear-time patterns."""
 
-    def __init__(self, patterns: list[str]) -> None:
-        self.patterns = [p for p in (_Pattern(text) for text in patterns) if p.dirs]
-        self.patterns.append(_Pattern("!.dockerignore"))
+    def __init__(self, patterns: list[str], deadline: float | None = None) -> None:
+        self.patterns = [p for p in (_Pattern(text, deadline) for text in patterns) if p.dirs]
+        self.patterns.append(_Pattern("!.dockerignore", deadline))
 
 
-def included(root: str, ignore: str) -> list[str]:
-    """Paths under `root` (relative, files and folders) that a .dockerignore text does not exclude."""
+def included(root: str, ignore: str, deadline: float | None = None) -> list[str]:
+    """Paths under `root` (relative, files and folders) that a .dockerignore text does not exclude.
+
+    Raises TimeUp once time.monotonic() passes `deadline`.
+    """
     patterns = [p for p in (line.strip() for line in ignore.splitlines()) if p and not p.startswith("#")]
-    return sorted(Matcher(patterns).walk(root))
+    return sorted(Matcher(patterns, deadline).walk(root))

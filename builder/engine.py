@@ -45,14 +45,20 @@ def image_labels(api: docker.APIClient, image: str) -> dict[str, str] | None:
     return info.get("Config", {}).get("Labels") or {}
 
 
-def context_tar(root: Path, ignore: str, dockerfile: tuple[str, str], dest: IO[bytes]) -> IO[bytes]:
+def context_tar(
+    root: Path, ignore: str, dockerfile: tuple[str, str], dest: IO[bytes], deadline: float | None = None
+) -> IO[bytes]:
     """A build context the builder assembles itself: root's files minus `ignore` patterns, plus `dockerfile`.
 
     Symlinks go in as links (the engine resolves them inside the context, never on the host), and the
     Dockerfile and .dockerignore are added as tar entries, so nothing is written into the checkout.
+    Raises BuildTimeout past `deadline` (time.monotonic()).
     """
     name, text = dockerfile
-    files = dockerignore.included(str(root), f"{ignore}\n.git")
+    try:
+        files = dockerignore.included(str(root), f"{ignore}\n.git", deadline)
+    except dockerignore.TimeUp:
+        raise BuildTimeout() from None
     # The engine drops a Dockerfile and .dockerignore that .dockerignore names, after reading them.
     extra = [(".dockerignore", f".dockerignore\n{name}\n"), (name, text)]
     return docker.utils.create_archive(str(root), files=files, fileobj=dest, extra_files=extra)
@@ -65,7 +71,11 @@ def _cancel_after(api: docker.APIClient, seconds: float, expired: threading.Even
     step's container itself, so no container is left behind and no other build's is touched.
     """
     responses: list[Any] = []
-    api.hooks["response"].append(lambda response, **_: responses.append(response))
+
+    def keep(response: Any, **_: Any) -> None:
+        responses.append(response)
+
+    api.hooks["response"].append(keep)
     done = threading.Event()
 
     def watch() -> None:
@@ -79,8 +89,12 @@ def _cancel_after(api: docker.APIClient, seconds: float, expired: threading.Even
                 return
             done.wait(0.2)
 
+    def disarm() -> None:
+        done.set()
+        api.hooks["response"].remove(keep)
+
     threading.Thread(target=watch, name="build timeout", daemon=True).start()
-    return done.set
+    return disarm
 
 
 def build(

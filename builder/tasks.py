@@ -128,7 +128,12 @@ def _explain_limit(exc: engine.EngineBuildError, settings: BuilderSettings) -> s
 
 
 def _context(
-    checkout: Path, workdir: Path, config: spaceconfig.SpaceConfig, req: BuildRequest, settings: BuilderSettings
+    checkout: Path,
+    workdir: Path,
+    config: spaceconfig.SpaceConfig,
+    req: BuildRequest,
+    settings: BuilderSettings,
+    deadline: float,
 ) -> IO[bytes]:
     """The build context tar with the Dockerfile to build, checked (Docker SDK) or generated (other SDKs)."""
     ignore = repofiles.read_text(checkout, ".dockerignore", MAX_CONFIG_FILE) or ""
@@ -143,7 +148,8 @@ def _context(
     else:
         files = {name for name in DEPENDENCY_FILES if repofiles.is_regular_file(checkout, name)}
         text = app_dockerfile(config, files, config.python_version or "")
-    return engine.context_tar(checkout, ignore, (GENERATED_DOCKERFILE, text), open(workdir / "context.tar", "w+b"))
+    tar = open(workdir / "context.tar", "w+b")  # noqa: SIM115 - the caller closes it after the build
+    return engine.context_tar(checkout, ignore, (GENERATED_DOCKERFILE, text), tar, deadline)
 
 
 def _push(api: docker.APIClient, image: str, registry: str, log: engine.Log) -> str:
@@ -183,10 +189,9 @@ def _build(req: BuildRequest, settings: BuilderSettings, events: BuildEvents, wo
             baseimages.ensure_sdk_base(api, config.sdk, config.sdk_version, python, settings, events.log)
         except baseimages.BaseImageError as exc:
             raise BuildFailed("BUILD_ERROR", f"{exc} (is sdk_version {config.sdk_version} on PyPI?)") from None
-    context = _context(checkout, workdir, config, req, settings)
-    events.log(f"Building image {req.image}")
     try:
-        with context:
+        with _context(checkout, workdir, config, req, settings, deadline) as context:
+            events.log(f"Building image {req.image}")
             engine.build(
                 api, context, GENERATED_DOCKERFILE, req.image, events.log, deadline - time.monotonic(), **options
             )

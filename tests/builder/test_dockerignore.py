@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import random
 import re
+import time
 import warnings
 from pathlib import Path
 
 import pytest
 from docker.utils.fnmatch import fnmatch
 
-from builder.dockerignore import BadPattern, included, match
+from builder.dockerignore import BadPattern, TimeUp, included, match
 
 
 def test_matches_exactly_like_docker_py_on_random_patterns() -> None:
@@ -41,3 +42,11 @@ def test_walk_keeps_docker_py_rules(tmp_path: Path) -> None:
 def test_invalid_class_is_bad_pattern(tmp_path: Path) -> None:
     with pytest.raises(BadPattern):
         included(str(tmp_path), "[z-a]\n")
+
+
+def test_long_patterns_are_bad_and_matching_stops_at_the_deadline(tmp_path: Path) -> None:
+    with pytest.raises(BadPattern, match="longer than"):
+        included(str(tmp_path), "a" * 5000)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(TimeUp):
+        included(str(tmp_path), "*.pyc\n", deadline=time.monotonic() - 1)

@@ -135,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         path_urls=settings.path_urls_enabled,
         host_url=partial(host_url, settings),
         secrets=frozenset(s.encode("latin-1") for s in service_secrets if s),
+        secure_cookies=settings.secure_cookies_enabled,
     )
     errors.install(app)
     # hardware before spaces: /api/spaces/hardware is a fixed path, never a Space.

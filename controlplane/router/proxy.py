@@ -46,7 +46,8 @@ class _Address:
 
 class RouterMiddleware:
     """`path_urls` False: /apps/o/n/... is redirected to the app's own origin (`host_url(owner, name)`) instead of
-    served on the dashboard's. `secrets`: service credentials (besides every sy_ token) kept from apps."""
+    served on the dashboard's. `secrets`: service credentials (besides every sy_ token) kept from apps.
+    `secure_cookies`: the public URLs are https even where this process sees http (TLS ends at a proxy)."""
 
     def __init__(
         self,
@@ -57,6 +58,7 @@ class RouterMiddleware:
         path_urls: bool = True,
         host_url: Callable[[str, str], str] | None = None,
         secrets: frozenset[bytes] = frozenset(),
+        secure_cookies: bool = False,
     ) -> None:
         self.app = app
         self.resolver = resolver
@@ -64,6 +66,7 @@ class RouterMiddleware:
         self._path_urls = path_urls
         self._host_url = host_url or (lambda owner, name: f"http://{space_label(owner, name)}{self._host_suffix}")
         self._secrets = secrets
+        self._secure_cookies = secure_cookies
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -114,7 +117,7 @@ class RouterMiddleware:
             await self._to_own_origin(scope, send, address)
             return
         if address.label is not None and not websocket and _ACCESS_PARAM.search(scope.get("query_string", b"")):
-            await _keep_access_grant(scope, send)
+            await _keep_access_grant(scope, send, self._secure_cookies)
             return
         resolution = await self.resolver.resolve(
             label=address.label, owner=address.owner, name=address.name, request_headers=HeaderView(scope=scope)
@@ -163,7 +166,7 @@ class RouterMiddleware:
 _ACCESS_PARAM = re.compile(rb"(?:^|&)" + re.escape(SPACE_ACCESS_PARAM) + rb"=([A-Za-z0-9_.\-]*)(?:&|$)")
 
 
-async def _keep_access_grant(scope: Scope, send: Send) -> None:
+async def _keep_access_grant(scope: Scope, send: Send, secure_cookies: bool) -> None:
     """Store the grant as a cookie of the app's own origin and send the browser to the same URL without it, so
     neither the app nor its later requests see the parameter. The router does not judge the grant: the
     resolver checks the cookie on every request to a private Space (signature, Space, live session).
@@ -176,7 +179,7 @@ async def _keep_access_grant(scope: Scope, send: Send) -> None:
     grant = _ACCESS_PARAM.search(query).group(1)
     rest = _without_grant(query)
     host = (header(scope["headers"], b"host") or "").rsplit(":", 1)[0].lower()
-    secure = scope.get("scheme") == "https" or host == "localhost" or host.endswith(".localhost")
+    secure = secure_cookies or scope.get("scheme") == "https" or host == "localhost" or host.endswith(".localhost")
     attributes = b"Secure; SameSite=None; Partitioned" if secure else b"SameSite=Lax"
     cookie = SPACE_ACCESS_COOKIE.encode() + b"=" + grant + b"; Path=/; HttpOnly; " + attributes
     location = _raw_path(scope) + (b"?" + rest if rest else b"")

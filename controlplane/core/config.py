@@ -30,12 +30,39 @@ class Settings(BaseSettings):
         description="Token GPU agents post samples with (the chart sets it); unset: `spaceyard agent-token`'s.",
     )
 
+    # Web surface (docs/security.md: the origins, credentials and headers)
+    path_urls: bool | None = Field(
+        default=None,
+        description="Serve apps at /apps/{owner}/{name}/ too (the dashboard's origin); default on only while "
+        "apps_domain is localhost (the single-host quickstart), off once a real apps domain is configured.",
+    )
+    secure_cookies: bool | None = Field(
+        default=None, description="Mark the session cookie Secure; default on when public_url is https."
+    )
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token Prometheus scrapes /metrics with; admins' tokens work too."
+    )
+    max_api_body_bytes: int = Field(
+        default=1024 * 1024, description="Largest JSON body of an /api call (commits and git have their own limits)."
+    )
+
     # Builds
     build_heartbeat_timeout: float = Field(default=60.0, description="Seconds without builder events = lost.")
     build_max_attempts: int = Field(default=2, description="Tries of one build when its worker is lost.")
     max_push_bytes: int = Field(default=512 * 1024 * 1024, description="Largest accepted git push body.")
     max_file_bytes: int = Field(default=50 * 1024 * 1024, description="Largest file in an API commit.")
     max_commit_bytes: int = Field(default=200 * 1024 * 1024, description="Largest API commit.")
+    max_repo_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        description="Largest Space git repo on disk; a push or API commit that would grow it past this is refused "
+        "and leaves nothing behind (large files belong in Git LFS).",
+    )
+    builds_in_flight: int = Field(
+        default=2,
+        ge=1,
+        description="Builds handed to the builders at once; set it to the builders' total concurrency. The rest "
+        "wait in Spaceyard's queue, taken round-robin across owners.",
+    )
 
     # Runtime
     default_startup_timeout: float = Field(default=1800.0, description="Seconds an app may take to listen.")
@@ -54,6 +81,38 @@ class Settings(BaseSettings):
     )
     gpu_recording: Path | None = Field(
         default=None, description="docker runtime: take the host's GPUs from this NVML recording (demos, tests)."
+    )
+    local_space_memory_gb: float = Field(
+        default=2.0,
+        gt=0,
+        description="docker runtime: GiB one Space on a CPU tier gets when its catalog entry sets no "
+        "local_memory_gb (at most the tier's memory_gb); GPU tiers get their memory_gb (docs/tiers.md).",
+    )
+    local_reserved_memory_gb: float = Field(
+        default=2.0,
+        ge=0,
+        description="docker runtime: GiB of host memory kept for the platform and builds; Spaces' memory limits "
+        "together never exceed the rest (docs/tiers.md).",
+    )
+    local_reserved_cpus: float = Field(
+        default=0.5,
+        ge=0,
+        description="docker runtime: CPUs no single Space may take; a Space's CPU cap is at most the host's CPUs "
+        "minus this.",
+    )
+    docker_pids_limit: int = Field(
+        default=512, ge=16, description="docker runtime: most processes and threads one Space container may hold."
+    )
+    docker_log_max_size: str = Field(
+        default="10m", description="docker runtime: size at which a Space container's log file rotates (json-file)."
+    )
+    docker_log_max_file: int = Field(
+        default=3, ge=1, description="docker runtime: rotated log files kept per Space container."
+    )
+    docker_sdk_allow_root: bool = Field(
+        default=False,
+        description="docker runtime: run containers as their image's USER (root included); off: as uid 1000, as "
+        "on the Hub.",
     )
 
     # Kubernetes runtime (the Helm chart sets these)
@@ -75,6 +134,14 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def path_urls_enabled(self) -> bool:
+        return self.path_urls if self.path_urls is not None else self.apps_domain.strip(".").lower() == "localhost"
+
+    @property
+    def secure_cookies_enabled(self) -> bool:
+        return self.secure_cookies if self.secure_cookies is not None else self.base_url.startswith("https://")
 
     @property
     def instance(self) -> str:

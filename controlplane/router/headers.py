@@ -61,15 +61,18 @@ def is_platform_credential(value: bytes, secrets: frozenset[bytes] = frozenset()
 
 
 def _authorization_is_platform(value: bytes, secrets: frozenset[bytes]) -> bool:
+    # Any scheme (or none: a bare token) holding a platform token is the visitor's credential.
+    if any(is_platform_credential(part, secrets) for part in value.split()):
+        return True
     scheme, _, credential = value.strip().partition(b" ")
-    if scheme.lower() == b"basic":
-        try:
-            user, _, password = base64.b64decode(credential.strip(), validate=True).partition(b":")
-        except ValueError:
-            return False
-        # The platform reads the password; a token pasted as the user name is a credential all the same.
-        return is_platform_credential(password, secrets) or is_platform_credential(user, secrets)
-    return is_platform_credential(credential, secrets)
+    if scheme.lower() != b"basic":
+        return False
+    try:
+        user, _, password = base64.b64decode(credential.strip(), validate=True).partition(b":")
+    except ValueError:
+        return False
+    # The platform reads the password; a token pasted as the user name is a credential all the same.
+    return is_platform_credential(password, secrets) or is_platform_credential(user, secrets)
 
 
 def without_platform_credentials(key: bytes, value: bytes, secrets: frozenset[bytes] = frozenset()) -> bytes | None:

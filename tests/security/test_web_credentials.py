@@ -56,6 +56,8 @@ def credential_forms(v: dict[str, str]) -> dict[str, dict[str, str]]:
         "bearer lower-case": {"authorization": f"bearer {v['token']}"},
         "basic (curl -u user:token)": {"Authorization": f"Basic {basic}"},
         "basic (token as user name)": {"Authorization": f"Basic {basic_user}"},
+        "token scheme": {"Authorization": f"token {v['token']}"},
+        "bare token": {"Authorization": v["token"]},
         "x-hf-authorization (gradio_client)": {"x-hf-authorization": f"Bearer {v['token']}"},
         "session and CSRF cookies": {"Cookie": f"spaceyard_session={v['session']}; spaceyard_csrf={v['csrf']}"},
     }

@@ -172,8 +172,9 @@ def test_pod_runs_unprivileged_without_a_service_account_token() -> None:
     deployment = render("a10g-small")["Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == 1000
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                                      "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["enableServiceLinks"] is False  # no env var naming every other Space's Service
     app = container(deployment)
     assert app["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     assert pod["imagePullSecrets"] == [{"name": "registry-creds"}]

@@ -32,12 +32,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("session_hash"),
     )
     op.create_index("ix_sessions_user_id", "sessions", ["user_id"], unique=False)
-    with op.batch_alter_table("users") as batch_op:
-        batch_op.add_column(sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # A plain ADD COLUMN (SQLite has it): a batch copy of `users` would lose the expression index of 0002.
+    op.add_column("users", sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
+    # SQLite drops a column by copying the table, which cannot carry 0002's expression index: drop and restore it.
+    op.drop_index("uq_users_name_ci", table_name="users")
     with op.batch_alter_table("users") as batch_op:
         batch_op.drop_column("disabled")
+    op.create_index("uq_users_name_ci", "users", [sa.text("lower(name)")], unique=True)
     op.drop_index("ix_sessions_user_id", table_name="sessions")
     op.drop_table("sessions")

@@ -113,3 +113,12 @@ def test_cli_disable_and_password(web: Web) -> None:
     assert session.get("/api/whoami-v2").status_code == 401
     assert cli("enable", "bob").returncode == 0
     assert cli("disable", "nobody").returncode == 1
+
+
+def test_migration_0003_keeps_the_case_insensitive_name_index(web: Web) -> None:
+    """Adding users.disabled must not drop 0002's unique lower(name) index (a SQLite table copy would)."""
+    import sqlalchemy as sa
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError), web.svc.db.engine.begin() as c:
+        c.execute(sa.text("INSERT INTO users (name, is_admin, created_at) VALUES ('ALICE', 0, CURRENT_TIMESTAMP)"))

@@ -25,7 +25,11 @@ MEMORY = "64m"
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
     running = launch(
         tmp_path_factory.mktemp("limited"),
-        extra_env={"SPACEYARD_BUILD_TIMEOUT": str(TIMEOUT_S), "SPACEYARD_BUILD_MEMORY": MEMORY},
+        extra_env={
+            "SPACEYARD_BUILD_TIMEOUT": str(TIMEOUT_S),
+            "SPACEYARD_BUILD_MEMORY": MEMORY,
+            "SPACEYARD_BUILDER_CONCURRENCY": "2",
+        },
     )
     yield running
     running.platform.stop()
@@ -42,11 +46,17 @@ def containers_running(marker: str) -> list[str]:
     return found
 
 
-def test_build_over_the_time_limit_is_stopped_and_leaves_no_container(limited, tmp_path) -> None:
+def test_build_over_the_time_limit_is_stopped_and_does_not_hold_up_others(limited, tmp_path) -> None:
     marker = f"sleeper-{uuid.uuid4().hex[:8]}"
     dockerfile = f"FROM spaceyard/base:py3.11\nRUN echo {marker} && sleep 300\n{SERVE}"
     started = time.monotonic()
     push_tree(limited, "slowpoke", "sleeper", {"README.md": DOCKER_README, "Dockerfile": dockerfile}, tmp_path)
+    # Another tenant's push is built beside the sleeper, not after it.
+    quick = f"FROM spaceyard/base:py3.11\nRUN echo quick\n{SERVE}"
+    push_tree(limited, "bystander", "quick", {"README.md": DOCKER_README, "Dockerfile": quick}, tmp_path)
+    assert settle(limited, "bystander/quick", "bystander")["stage"] in {"APP_STARTING", "RUNNING"}
+    with limited.api("slowpoke") as api:
+        assert api.get("/api/spaces/slowpoke/sleeper/runtime").json()["stage"] == "BUILDING"
     runtime = settle(limited, "slowpoke/sleeper", "slowpoke")
     took = time.monotonic() - started
     assert runtime["stage"] == "BUILD_ERROR", runtime

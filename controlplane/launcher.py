@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from builder.settings import BuilderSettings
 from controlplane.core.files import PRIVATE_UMASK, make_tree_private, private_opener
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -122,7 +123,9 @@ class Platform:
         self.start_controlplane()
 
     def start_builder(self) -> None:
-        concurrency = self.env.get("SPACEYARD_BUILDER_CONCURRENCY", "1")
+        # The builder's own default unless the environment sets one (the launcher starts it, so it may ask).
+        default = BuilderSettings.model_fields["builder_concurrency"].default
+        concurrency = self.env.get("SPACEYARD_BUILDER_CONCURRENCY", str(default))
         # The control plane hands out as many builds as this worker runs: the rest wait in its fair queue.
         self.env.setdefault("SPACEYARD_BUILDS_IN_FLIGHT", concurrency)
         name = f"builder-{os.getpid()}-{len(self.procs)}@%h"

@@ -51,6 +51,9 @@ def cmd_serve(settings: Settings, _args) -> int:
         log_level="info",
         proxy_headers=True,
         ws_max_size=64 * 1024 * 1024,
+        # "auto" logs a failed start-up as "lifespan unsupported" and serves anyway, without build sending or
+        # loops; "on" makes the process exit with the real error.
+        lifespan="on",
     )
     return 0
 

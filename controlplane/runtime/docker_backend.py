@@ -54,6 +54,7 @@ class DockerBackend(RuntimeBackend):
         # No Space gets every CPU: the platform (router, control plane) keeps the reserve even under a busy app.
         host_cpus = float(self.client.info()["NCPU"])
         self.max_cpus = max(host_cpus - settings.local_reserved_cpus, host_cpus / 4)
+        self._noted: set[str] = set()  # tiers whose local size was logged
         self.network = spaces_network(self.instance)
         self._remove_unused_networks()
         self._ensure_network()
@@ -113,6 +114,10 @@ class DockerBackend(RuntimeBackend):
         tier = spec.tier
         cpus = min(tier.vcpu, self.max_cpus)
         memory_gb = self.memory.size(tier)
+        if (cpus, memory_gb) != (tier.vcpu, tier.memory_gb) and tier.name not in self._noted:
+            self._noted.add(tier.name)
+            log.info("%s runs with %g CPUs and %g GiB on this host (catalog: %g vCPU, %g GB; docs/tiers.md)",
+                     tier.name, cpus, memory_gb, tier.vcpu, tier.memory_gb)
         logs = self.settings
         log_options = {"max-size": logs.docker_log_max_size, "max-file": str(logs.docker_log_max_file)}
         kwargs: dict = {

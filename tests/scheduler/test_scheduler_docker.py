@@ -46,7 +46,9 @@ def small(tmp_path_factory) -> Iterator[RunningPlatform]:
     tmp = tmp_path_factory.mktemp("scheduler")
     (tmp / "tiers.yaml").write_text(CATALOG)
     running = launch(tmp, extra_env={"SPACEYARD_TIERS_FILE": str(tmp / "tiers.yaml"),
-                                     "SPACEYARD_GPU_RECORDING": str(A10G_HOST)})
+                                     "SPACEYARD_GPU_RECORDING": str(A10G_HOST),
+                                     # CPU tiers keep their catalog memory (1 and 1.5 GB) rather than a local size.
+                                     "SPACEYARD_LOCAL_SPACE_MEMORY_GB": "2"})
     yield running
     running.platform.stop()
     running.platform.remove_engine_objects()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import docker
 import httpx
+from huggingface_hub import HfApi
 
 from controlplane.core.config import Settings
 from tests.conftest import RunningPlatform
@@ -65,7 +66,7 @@ PROBE_FILES = {"README.md": readme("docker", app_port="7860"), "Dockerfile": PRO
 
 
 def running_probe(platform: RunningPlatform, owner: str, name: str, workdir: Path) -> str:
-    """owner/name running the probe app; built once per platform, whichever test module asks first."""
+    """owner/name running the probe app (created unless it exists)."""
     space = f"{owner}/{name}"
     with platform.api(owner) as api:
         if api.get(f"/api/spaces/{space}/runtime").status_code == 404:
@@ -74,6 +75,13 @@ def running_probe(platform: RunningPlatform, owner: str, name: str, workdir: Pat
     runtime = platform.wait_stage(space, {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR"}, user=owner)
     assert runtime["stage"] == "RUNNING", runtime
     return space
+
+
+def delete_spaces(platform: RunningPlatform, *spaces: str) -> None:
+    """Free what a module's Spaces hold on the shared platform (its memory is reserved while they run)."""
+    for space in spaces:
+        owner = space.split("/")[0]
+        HfApi(endpoint=platform.url, token=platform.user(owner)).delete_repo(space, repo_type="space", missing_ok=True)
 
 
 def app_get(platform: RunningPlatform, space: str, path: str = "", **params: str) -> dict:

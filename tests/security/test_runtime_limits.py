@@ -15,34 +15,40 @@ from huggingface_hub import HfApi
 from tests.conftest import RunningPlatform, launch
 from tests.e2e.spaces import create, push, readme
 from tests.scheduler.test_scheduler_docker import runtime_until, waiting
-from tests.security.runtime_apps import app_get, running_probe, space_container
+from tests.security.runtime_apps import app_get, delete_spaces, running_probe, space_container
 
 pytestmark = pytest.mark.docker
 GIB = 2**30
 
 
-def test_container_limits_as_docker_inspect_shows_them(platform, tmp_path):
-    space = running_probe(platform, "alice", "probe", tmp_path)
-    attrs = space_container(platform, space).attrs
+@pytest.fixture(scope="module")
+def probe(platform: RunningPlatform, tmp_path_factory) -> Iterator[str]:
+    space = running_probe(platform, "alice", "limitprobe", tmp_path_factory.mktemp("limits"))
+    yield space
+    delete_spaces(platform, space)
+
+
+def test_container_limits_as_docker_inspect_shows_them(platform, probe):
+    attrs = space_container(platform, probe).attrs
     host = attrs["HostConfig"]
     assert host["PidsLimit"] == 512
     assert host["SecurityOpt"] == ["no-new-privileges:true"]
     assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
     assert host["Init"] is True
-    # cpu-basic here: 2 GiB of memory (the local size), no swap beyond it, CPUs capped below the host's count.
-    assert host["Memory"] == host["MemorySwap"] == 2 * GIB
+    # cpu-basic here: its local size (test platforms: 1 GiB), no swap beyond it, CPUs capped below the host's count.
+    local_gib = float(platform.env["SPACEYARD_LOCAL_SPACE_MEMORY_GB"])
+    assert host["Memory"] == host["MemorySwap"] == local_gib * GIB
     host_cpus = docker.from_env().info()["NCPU"]
     assert host["NanoCpus"] == int(min(2, max(host_cpus - 0.5, host_cpus / 4)) * 1e9)
     assert host["CpuShares"] == 2048
     assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
     assert attrs["Config"]["User"] == "1000:1000"
     env = dict(e.split("=", 1) for e in attrs["Config"]["Env"])
-    assert env["MEMORY"] == "2Gi"  # what the app really has, not the catalog's 16 GB
+    assert env["MEMORY"] == f"{local_gib:g}Gi"  # what the app really has, not the catalog's 16 GB
 
 
-def test_user_root_image_runs_as_uid_1000_without_raw_sockets(platform, tmp_path):
-    space = running_probe(platform, "alice", "probe", tmp_path)
-    me = app_get(platform, space, "whoami")
+def test_user_root_image_runs_as_uid_1000_without_raw_sockets(platform, probe):
+    me = app_get(platform, probe, "whoami")
     assert (me["uid"], me["gid"]) == (1000, 1000)
     assert me["raw_socket"].startswith("refused"), me  # NET_RAW dropped: no ping floods, no packet forging
 

@@ -8,6 +8,7 @@ a URL; the victim is bob's Space, whose container address the test reads from Do
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import httpx
@@ -16,7 +17,7 @@ from huggingface_hub import HfApi
 
 from tests.conftest import RunningPlatform
 from tests.e2e.spaces import create, push, readme
-from tests.security.runtime_apps import app_get, running_probe, space_container, space_network
+from tests.security.runtime_apps import app_get, delete_spaces, running_probe, space_container, space_network
 
 pytestmark = pytest.mark.docker
 
@@ -36,11 +37,12 @@ CMD ["python3", "-m", "http.server", "7860"]
 
 
 @pytest.fixture(scope="module")
-def spaces(platform: RunningPlatform, tmp_path_factory) -> dict[str, str]:
+def spaces(platform: RunningPlatform, tmp_path_factory) -> Iterator[dict[str, str]]:
     work = tmp_path_factory.mktemp("netprobe")
-    attacker = running_probe(platform, "alice", "probe", work)
+    attacker = running_probe(platform, "alice", "netprobe", work)
     victim = running_probe(platform, "bob", "victim", work)
-    return {"attacker": attacker, "victim": victim}
+    yield {"attacker": attacker, "victim": victim}
+    delete_spaces(platform, attacker, victim)
 
 
 def address(platform: RunningPlatform, space: str) -> tuple[str, str]:

@@ -145,7 +145,8 @@ class DockerBackend(RuntimeBackend):
             "mem_limit": f"{int(memory_gb * 1024)}m",
             "memswap_limit": f"{int(memory_gb * 1024)}m",
             "pids_limit": self.settings.docker_pids_limit,
-            "cap_drop": ["ALL"],  # nothing added back: apps listen on ports above 1024 as uid 1000
+            # None added back: uid 1000 may bind any port (Docker sets ip_unprivileged_port_start=0); tini needs none.
+            "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges:true"],
             "log_config": LogConfig(type=LogConfig.types.JSON, config=log_options),
         }

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 import docker
 import redis
 
-from builder import baseimages, dockerignore, dockerpolicy, engine, repofiles, spaceconfig
+from builder import baseimages, dockerignore, dockerpolicy, engine, lfs, repofiles, spaceconfig
 from builder.celery_app import app
 from builder.dockerfile import UnavailablePython, app_dockerfile, python_version_for
 from builder.events import BuildEvents
@@ -66,13 +66,14 @@ def _url_secrets(url: str) -> list[str]:
 
 
 def fetch(repo_url: str, commit: str, dest: Path, log: engine.Log) -> None:
-    """Shallow-fetch exactly `commit` into `dest` and check it out, then drop .git.
+    """Shallow-fetch exactly `commit` into `dest`, check it out with its Git LFS files' real content, then drop .git.
 
     .git goes because its FETCH_HEAD holds the URL with the builder's token, and the image must not.
     """
     if not _COMMIT.match(commit):
         raise BuildFailed("BUILD_ERROR", f"{commit!r} is not a full commit id")
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    # LFS files are downloaded below, through the batch API: a git-lfs smudge filter has no remote to ask here.
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_LFS_SKIP_SMUDGE": "1"}
     steps = [
         ["git", "init", "-q", str(dest)],
         ["git", "-C", str(dest), "fetch", "-q", "--depth", "1", "--no-tags", repo_url, commit],
@@ -89,6 +90,13 @@ def fetch(repo_url: str, commit: str, dest: Path, log: engine.Log) -> None:
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["git failed"])[-1]
             raise BuildFailed("BUILD_ERROR", f"could not fetch commit {commit[:7]}: {last}")
+    pointers = lfs.checkout_pointers(dest)
+    if pointers:
+        log(f"Downloading {len(pointers)} Git LFS file(s)")
+        try:
+            lfs.download_objects(dest, repo_url, pointers, FETCH_TIMEOUT)
+        except lfs.ObjectMissing as exc:
+            raise BuildFailed("BUILD_ERROR", str(exc)) from None
     shutil.rmtree(dest / ".git")
 
 

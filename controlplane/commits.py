@@ -14,6 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from builder import lfs as pointer
 from controlplane.builds import start_build
 from controlplane.models import Space
 from controlplane.repos import BRANCH, RepoError
@@ -83,9 +84,10 @@ def check_path(path: object) -> str:
 
 @dataclass(frozen=True)
 class Operation:
-    kind: str  # "file" | "deletedFile" | "deletedFolder"
+    kind: str  # "file" | "lfsFile" | "deletedFile" | "deletedFolder"
     path: str
-    content: bytes | None = None
+    content: bytes | None = None  # an lfsFile's: its pointer
+    lfs: pointer.Pointer | None = None
 
 
 @dataclass
@@ -125,12 +127,7 @@ class CommitRequest:
             path = check_path(str(value.get("path") or "").rstrip("/") if key == "deletedFolder" else value.get("path"))
             self.operations.append(Operation(key, path))
         elif key == "lfsFile":
-            raise CommitRefused(
-                400,
-                f"{value.get('path')}: Spaceyard stores every file in git and has no LFS storage; upload it as a "
-                "regular file (the preupload call answers uploadMode 'regular').",
-                "LfsNotSupported",
-            )
+            self._add_lfs(value)
         else:
             raise CommitRefused(400, f"Invalid commit body: unknown operation {key!r}.")
 
@@ -149,6 +146,16 @@ class CommitRequest:
             raise self.limits.commit_too_large(self.added_bytes)
         self.operations.append(Operation("file", path, content))
 
+    def _add_lfs(self, value: dict) -> None:
+        """A file uploaded through the LFS batch API before the commit: the commit writes its pointer."""
+        path, oid, size = check_path(value.get("path")), value.get("oid"), value.get("size")
+        if value.get("algo", "sha256") != "sha256" or not isinstance(oid, str) or not pointer.OID.match(oid):
+            raise CommitRefused(400, f"{path}: an lfsFile needs algo 'sha256' and a 64-hex-digit oid.")
+        if not isinstance(size, int) or size < 0:
+            raise CommitRefused(400, f"{path}: an lfsFile needs its size in bytes.")
+        ptr = pointer.Pointer(oid, size)
+        self.operations.append(Operation("lfsFile", path, pointer.encode(oid, size), ptr))
+
     def changes(self, existing: set[str]) -> tuple[dict[str, bytes | None], tuple[str, ...]]:
         """Fold the operations, in order, onto the files of the parent: `Repos.commit`'s files and folders.
 
@@ -159,7 +166,7 @@ class CommitRequest:
         files: dict[str, bytes | None] = {}
         folders: list[str] = []
         for op in self.operations:
-            if op.kind == "file":
+            if op.kind in ("file", "lfsFile"):
                 files[op.path] = op.content
                 present.add(op.path)
             elif op.kind == "deletedFile":
@@ -209,6 +216,7 @@ class ApiCommits:
                     "PreconditionFailed",
                 )
             existing = {e.path for e in repos.tree(owner, name, head or BRANCH) if e.type == "file"} if head else set()
+            self._check_lfs_objects(owner, name, request)
             files, folders = request.changes(existing)
             self._check_quota(owner, name, sum(len(c) for c in files.values() if c))
             try:
@@ -220,6 +228,18 @@ class ApiCommits:
                 raise CommitRefused(
                     409, f"{owner}/{name} changed during the commit ({e}); retry it.", "ConcurrentUpdate"
                 ) from None
+
+    def _check_lfs_objects(self, owner: str, name: str, request: CommitRequest) -> None:
+        """Like a push (controlplane/lfs/prereceive.py): a pointer only to an object uploaded to this Space."""
+        repo = self.svc.repos.path(owner, name)
+        for op in request.operations:
+            if op.lfs is not None and not self.svc.repos.lfs.available(repo, op.lfs.oid, op.lfs.size):
+                raise CommitRefused(
+                    422,
+                    f"{op.path}: its LFS object (sha256:{op.lfs.oid}, {op.lfs.size} bytes) was not uploaded to "
+                    f"{owner}/{name}; upload it through the LFS batch API first.",
+                    "LfsObjectMissing",
+                )
 
     def _check_quota(self, owner: str, name: str, adding: int) -> None:
         """The repo size limit pushes meet in the pre-receive hook; counted before compression, so on the safe side."""

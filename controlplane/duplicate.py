@@ -55,3 +55,4 @@ def _copy_history(svc: Services, source: Space, target: Space) -> None:
     )
     if proc.returncode != 0:
         raise ApiError(500, f"Copying the repository of {source.full_name} failed: {proc.stderr.strip()}")
+    svc.repos.lfs.copy_links(src, dst)  # the copy serves the LFS objects its history references

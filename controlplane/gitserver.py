@@ -18,11 +18,14 @@ from starlette.requests import ClientDisconnect
 from controlplane.api.deps import identify, services
 from controlplane.api.errors import ApiError
 from controlplane.builds import start_build
+from controlplane.lfs.api import router as lfs_router
 from controlplane.models import Space
+from controlplane.repo_access import write_refusal
 from controlplane.services import Services
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+router.include_router(lfs_router)  # /spaces/{owner}/{name}[.git]/info/lfs/...
 # A body this many times the push limit is cut off even while git's refusal is being drained.
 DRAIN_FACTOR = 4
 
@@ -72,18 +75,8 @@ async def git_http(owner: str, repo: str, path: str, request: Request, svc: Serv
             if writing:
                 if who.user is None:
                     return None, unauthorized("Authentication required to push"), None
-                if who.token is not None and who.token.role != "write":
-                    return (
-                        None,
-                        git_error(service, f"This token has the {who.token.role} role; pushing needs a write token."),
-                        None,
-                    )
-                if not who.owns(space):
-                    return (
-                        None,
-                        git_error(service, f"You ({who.name}) don't have write access to {owner}/{name}."),
-                        None,
-                    )
+                if refusal := write_refusal(who, space):
+                    return None, git_error(service, refusal), None
             return space.head_sha, None, who.name
 
     before, refusal, user = await asyncio.to_thread(authorize)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from builder import lfs as pointer
+from controlplane.lfs.store import LfsStore
 
 BRANCH = "main"
 GIT_ENV = {
@@ -18,10 +22,51 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "spaceyard@localhost",
 }
 
+# A new Space's .gitattributes: the Hub's default, so weights and archives go to Git LFS as on huggingface.co. No
+# `* text=auto`: it made git rewrite CRLF files on push.
+DEFAULT_GITATTRIBUTES = b"""\
+*.7z filter=lfs diff=lfs merge=lfs -text
+*.arrow filter=lfs diff=lfs merge=lfs -text
+*.bin filter=lfs diff=lfs merge=lfs -text
+*.bz2 filter=lfs diff=lfs merge=lfs -text
+*.ckpt filter=lfs diff=lfs merge=lfs -text
+*.ftz filter=lfs diff=lfs merge=lfs -text
+*.gz filter=lfs diff=lfs merge=lfs -text
+*.h5 filter=lfs diff=lfs merge=lfs -text
+*.joblib filter=lfs diff=lfs merge=lfs -text
+*.lfs.* filter=lfs diff=lfs merge=lfs -text
+*.mlmodel filter=lfs diff=lfs merge=lfs -text
+*.model filter=lfs diff=lfs merge=lfs -text
+*.msgpack filter=lfs diff=lfs merge=lfs -text
+*.npy filter=lfs diff=lfs merge=lfs -text
+*.npz filter=lfs diff=lfs merge=lfs -text
+*.onnx filter=lfs diff=lfs merge=lfs -text
+*.ot filter=lfs diff=lfs merge=lfs -text
+*.parquet filter=lfs diff=lfs merge=lfs -text
+*.pb filter=lfs diff=lfs merge=lfs -text
+*.pickle filter=lfs diff=lfs merge=lfs -text
+*.pkl filter=lfs diff=lfs merge=lfs -text
+*.pt filter=lfs diff=lfs merge=lfs -text
+*.pth filter=lfs diff=lfs merge=lfs -text
+*.rar filter=lfs diff=lfs merge=lfs -text
+*.safetensors filter=lfs diff=lfs merge=lfs -text
+saved_model/**/* filter=lfs diff=lfs merge=lfs -text
+*.tar.* filter=lfs diff=lfs merge=lfs -text
+*.tar filter=lfs diff=lfs merge=lfs -text
+*.tflite filter=lfs diff=lfs merge=lfs -text
+*.tgz filter=lfs diff=lfs merge=lfs -text
+*.wasm filter=lfs diff=lfs merge=lfs -text
+*.xz filter=lfs diff=lfs merge=lfs -text
+*.zip filter=lfs diff=lfs merge=lfs -text
+*.zst filter=lfs diff=lfs merge=lfs -text
+*tfevents* filter=lfs diff=lfs merge=lfs -text
+"""
 
 # Runs with the pushed objects still in quarantine (objects/incoming-*, inside the repo): refusing here makes
 # git delete them, so a refused push leaves nothing. Its stderr reaches the pusher as `remote:` lines.
 PRE_RECEIVE = """#!/bin/sh
+# Every LFS pointer pushed names an object uploaded to this Space (controlplane/lfs/prereceive.py).
+"$SPACEYARD_PYTHON" -m controlplane.lfs.prereceive || exit 1
 limit="${SPACEYARD_MAX_REPO_BYTES:-0}"
 [ "$limit" -gt 0 ] || exit 0
 size=$(du -sb . | cut -f1)
@@ -50,12 +95,15 @@ class TreeEntry:
     type: str  # "file" | "directory"
     path: str
     oid: str
-    size: int
+    size: int  # an LFS file's: its object's size, as on the Hub
+    lfs: dict | None = None  # {oid, size, pointerSize} for an LFS pointer
 
 
 class Repos:
     def __init__(self, root: Path) -> None:
         self.root = root
+        # LFS objects live beside the repos (not counted in their size), shared by all Spaces.
+        self.lfs = LfsStore(root.parent / "lfs")
 
     def path(self, owner: str, name: str) -> Path:
         return self.root / owner / f"{name}.git"
@@ -75,8 +123,8 @@ class Repos:
 
     def receive_env(self, *, max_input_bytes: int, max_repo_bytes: int) -> dict[str, str]:
         """Environment for `git http-backend`: receive.maxInputSize stops git reading a pack past the push limit,
-        and the shared pre-receive hook enforces the repo size. unpackLimit 1: every push goes through
-        index-pack, whose refusal names the limit (`pack exceeds maximum allowed size (1024.00 KiB)`);
+        and the shared pre-receive hook enforces the repo size and checks LFS pointers. unpackLimit 1: every push
+        goes through index-pack, whose refusal names the limit (`pack exceeds maximum allowed size (1024.00 KiB)`);
         unpack-objects, used for small pushes otherwise, says no size."""
         config = {
             "core.hooksPath": str(self.hooks_dir.resolve()),
@@ -86,7 +134,12 @@ class Repos:
         env = {"GIT_CONFIG_COUNT": str(len(config))}
         for i, (key, value) in enumerate(config.items()):
             env |= {f"GIT_CONFIG_KEY_{i}": key, f"GIT_CONFIG_VALUE_{i}": value}
-        return env | {"SPACEYARD_MAX_REPO_BYTES": str(max_repo_bytes), "SPACEYARD_MAX_REPO_TEXT": mib(max_repo_bytes)}
+        return env | {
+            "SPACEYARD_MAX_REPO_BYTES": str(max_repo_bytes),
+            "SPACEYARD_MAX_REPO_TEXT": mib(max_repo_bytes),
+            "SPACEYARD_PYTHON": sys.executable,
+            "SPACEYARD_LFS_ROOT": str(self.lfs.root.resolve()),
+        }
 
     def size(self, owner: str, name: str) -> int:
         return sum(f.stat().st_size for f in self.path(owner, name).rglob("*") if f.is_file())
@@ -175,7 +228,14 @@ class Repos:
                     size=0 if size == "-" else int(size),
                 )
             )
-        return entries
+        small = [e.oid for e in entries if e.type == "file" and e.size < pointer.MAX_POINTER_BYTES]
+        pointers = pointer.pointers_in(small, self.path(owner, name))
+        return [
+            replace(e, size=p.size, lfs={"oid": p.oid, "size": p.size, "pointerSize": e.size})
+            if (p := pointers.get(e.oid)) and e.type == "file"
+            else e
+            for e in entries
+        ]
 
     def commit(
         self,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from controlplane.api.errors import ApiError
 from controlplane.models import Space
 from controlplane.pools import not_offered_message, offered_tiers
+from controlplane.repos import DEFAULT_GITATTRIBUTES
 from controlplane.services import Services
 from controlplane.stages import Stage, set_stage
 
@@ -77,7 +78,7 @@ def create_space(
     svc.repos.create(owner, name)
     readme = initial_readme(name, sdk)
     space.head_sha = svc.repos.commit(
-        owner, name, {"README.md": readme, ".gitattributes": b"* text=auto\n"}, "initial commit"
+        owner, name, {"README.md": readme, ".gitattributes": DEFAULT_GITATTRIBUTES}, "initial commit"
     )
     space.card_data = yaml.safe_load(readme.decode().split("---")[1])
     set_stage(s, space, Stage.NO_APP_FILE, app_file_hint(sdk))

@@ -243,12 +243,24 @@ def test_limits_and_bad_uploads_are_refused_before_writing(platform, tmp_path):
     api.create_repo("hubber/limits", repo_type="space", space_sdk="static")
     head = api.space_info("hubber/limits").sha
 
-    big = tmp_path / "big.bin"
-    with big.open("wb") as f:
-        f.truncate(MAX_FILE_BYTES + 1)  # sparse: cheap to make; the client sends only its size to preupload
-    with pytest.raises(HfHubHTTPError) as err:
-        api.upload_file(path_or_fileobj=big, path_in_repo="big.bin", repo_id="hubber/limits", repo_type="space")
-    assert err.value.response.status_code == 413 and str(MAX_FILE_BYTES) in str(err.value)
+    # Preupload: large files go to LFS ("lfs"), at the Hub's 10 MB for clients that negotiate the transfer (0.x), over
+    # the regular-file limit for 1.x+ (which would take "lfs" to Xet storage); past the LFS object limit, 413.
+    def modes(user_agent: str, *sizes: int) -> list[str]:
+        files = [{"path": f"f{i}.bin", "size": size, "sample": ""} for i, size in enumerate(sizes)]
+        with platform.api("hubber") as client:
+            resp = client.post(
+                "/api/spaces/hubber/limits/preupload/main", json={"files": files}, headers={"User-Agent": user_agent}
+            )
+        assert resp.status_code == 200, resp.text
+        return [f["uploadMode"] for f in resp.json()["files"]]
+
+    assert modes("unknown/None; hf_hub/0.36.2; python/3.11", 1000, 20_000_000) == ["regular", "lfs"]
+    assert modes("unknown/None; hf_hub/2.4.0; python/3.11", 20_000_000, MAX_FILE_BYTES + 1) == ["regular", "lfs"]
+    with platform.api("hubber") as client:
+        resp = client.post(
+            "/api/spaces/hubber/limits/preupload/main", json={"files": [{"path": "huge.bin", "size": 11 * 1024**3}]}
+        )
+    assert resp.status_code == 413 and "SPACEYARD_MAX_LFS_OBJECT_BYTES" in resp.json()["error"]
 
     # The commit call checks too, for clients that skip preupload.
     line = json.dumps(
@@ -264,9 +276,10 @@ def test_limits_and_bad_uploads_are_refused_before_writing(platform, tmp_path):
         )
         assert resp.status_code == 413 and resp.headers["X-Error-Code"] == "FileTooLarge"
         assert str(MAX_FILE_BYTES) in resp.json()["error"]
-        lfs = json.dumps({"key": "lfsFile", "value": {"path": "m.bin", "algo": "sha256", "oid": "0" * 64}})
+        # An lfsFile whose object was never uploaded to this Space is refused: no pointer without its object.
+        lfs = json.dumps({"key": "lfsFile", "value": {"path": "m.bin", "algo": "sha256", "oid": "0" * 64, "size": 5}})
         resp = client.post("/api/spaces/hubber/limits/commit/main", content=lfs + "\n")
-        assert resp.status_code == 400 and "LFS" in resp.json()["error"]
+        assert resp.status_code == 422 and resp.headers["X-Error-Code"] == "LfsObjectMissing", resp.text
 
     with pytest.raises(ValueError, match="colorFrom"):
         api.upload_file(

@@ -42,7 +42,7 @@ def repo_state(platform, owner: str, name: str) -> tuple[int, list[str]]:
 def push_blob(platform, owner: str, name: str, size: int, workdir: Path) -> subprocess.CompletedProcess:
     """Commit `size` incompressible bytes and push them with the real git client (not quiet: we read its output)."""
     repo = workdir / f"{owner}-{name}"
-    (repo / f"blob-{size}-{os.urandom(4).hex()}.bin").write_bytes(os.urandom(size))
+    (repo / f"blob-{size}-{os.urandom(4).hex()}.dat").write_bytes(os.urandom(size))
     git("add", "-A", cwd=repo)
     git("commit", "-q", "-m", "blob", cwd=repo)
     return git("push", "origin", "HEAD:main", cwd=repo, check=False)

@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import DB, Caller, caller, find_space, services
@@ -56,7 +57,12 @@ def list_tree(
     page = entries[cursor : cursor + TREE_PAGE]
     if cursor + TREE_PAGE < len(entries):
         response.headers["Link"] = f'<{request.url.include_query_params(cursor=cursor + TREE_PAGE)}>; rel="next"'
-    return [asdict(e) for e in page]
+    return [tree_json(e) for e in page]
+
+
+def tree_json(entry: TreeEntry) -> dict:
+    """A tree entry as the Hub lists it: `lfs` only on LFS files."""
+    return {k: v for k, v in asdict(entry).items() if k != "lfs" or v is not None}
 
 
 def file_entry(svc: Services, space: Space, commit: str, path: str) -> TreeEntry | None:
@@ -81,12 +87,28 @@ def resolve(
     entry = file_entry(svc, space, commit, path)
     if entry is None:
         raise entry_not_found(path, rev)
-    headers = {
-        "X-Repo-Commit": commit,
+    # Files are served as bytes, never rendered: the API shares its origin with the dashboard.
+    headers = {"X-Repo-Commit": commit, "X-Content-Type-Options": "nosniff"}
+    if entry.lfs is not None:
+        return lfs_file(svc, space, entry, headers)
+    headers |= {
         "ETag": f'"{entry.oid}"',  # the git blob sha, quoted as the Hub does for regular files
         "Content-Length": str(entry.size),
-        # Files are served as bytes, never rendered: the API shares its origin with the dashboard.
-        "X-Content-Type-Options": "nosniff",
     }
     content = b"" if request.method == "HEAD" else svc.repos.read(owner, name, path, commit) or b""
     return Response(content, headers=headers, media_type="application/octet-stream")
+
+
+def lfs_file(svc: Services, space: Space, entry: TreeEntry, headers: dict[str, str]) -> Response:
+    """An LFS file's content, with the Hub's headers: ETag and X-Linked-Etag the sha256 (the client's cache key),
+    X-Linked-Size the object's size."""
+    oid = entry.lfs["oid"]
+    if not svc.repos.lfs.available(svc.repos.path(space.owner, space.name), oid, entry.size):
+        raise ApiError(
+            404,
+            f"{entry.path} is a Git LFS pointer whose object (sha256:{oid}) was never uploaded to "
+            f"{space.owner}/{space.name}: push it again with git-lfs installed.",
+            "EntryNotFound",
+        )
+    headers |= {"ETag": f'"{oid}"', "X-Linked-Etag": f'"{oid}"', "X-Linked-Size": str(entry.size)}
+    return FileResponse(svc.repos.lfs.path(oid), headers=headers, media_type="application/octet-stream")

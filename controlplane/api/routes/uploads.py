@@ -1,12 +1,13 @@
 """Hub-compatible writes: `upload_file`, `upload_folder`, `delete_file`, `create_commit`.
 
-The client's three calls: validate-yaml (when README.md changes), preupload (every file answered "regular":
-"lfs" would send the client to Hugging Face's own storage), then the NDJSON commit.
+The client's calls: validate-yaml (when README.md changes), preupload ("regular" or "lfs" per file), the LFS batch
+API and its transfers for "lfs" files (controlplane/lfs/api.py), then the NDJSON commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -22,6 +23,7 @@ from controlplane.repos import BRANCH
 from controlplane.services import Services
 
 router = APIRouter(tags=["files"])
+HF_HUB_VERSION = re.compile(r"\bhf_hub/(\d+)\.")
 
 
 def readme_problems(content: str) -> tuple[list[str], list[str]]:
@@ -70,6 +72,7 @@ def preupload(
     owner: str,
     name: str,
     rev: str,
+    request: Request,
     payload: dict = Body(...),
     create_pr: bool = False,
     who: Caller = Depends(signed_in),
@@ -84,22 +87,61 @@ def preupload(
     ):
         raise ApiError(400, 'Invalid preupload body: expected {"files": [{"path", "size", "sample"}]}.')
     # Refuse oversize files here, before the client sends their content.
-    lim, total = limits(svc), 0
+    lim, total, threshold = limits(svc), 0, lfs_threshold(svc, request.headers.get("user-agent", ""))
+    modes = {}
     for f in files:
         size = f.get("size", 0)
+        modes[f["path"]] = "lfs" if size > threshold else "regular"
+        if modes[f["path"]] == "lfs":
+            if size > svc.settings.max_lfs_object_bytes:
+                message = (
+                    f"{f['path']} is {size} bytes: over the limit of {svc.settings.max_lfs_object_bytes} bytes per "
+                    "LFS file (SPACEYARD_MAX_LFS_OBJECT_BYTES)."
+                )
+                raise ApiError(413, message, "FileTooLarge")
+            continue  # LFS files are not in the git commit: its limits do not apply
         if size > lim.max_file_bytes:
             raise refusal(lim.file_too_large(f"{f['path']} is {size} bytes"))
         total += size
     if total > lim.max_commit_bytes:
         raise refusal(lim.commit_too_large(total))
-    # The blob sha of each file already there lets the client skip files that did not change.
-    existing = {e.path: e.oid for e in svc.repos.tree(owner, name, BRANCH) if e.type == "file"}
+    # The oid of each file already there (sha256 for LFS files, else the blob sha) lets the client skip files
+    # that did not change.
+    existing = {
+        e.path: e.lfs["oid"] if e.lfs else e.oid for e in svc.repos.tree(owner, name, BRANCH) if e.type == "file"
+    }
     return {
         "files": [
-            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": existing.get(f["path"])}
+            {"path": f["path"], "uploadMode": modes[f["path"]], "shouldIgnore": False, "oid": existing.get(f["path"])}
             for f in files
         ]
     }
+
+
+def lfs_threshold(svc: Services, user_agent: str) -> int:
+    """Size above which preupload answers "lfs".
+
+    huggingface_hub 0.x asks the batch API which transfer to use and takes our "basic". From 1.0 on, the client
+    sends every "lfs" file to Xet storage when hf_xet is installed (a dependency), without asking the server
+    (`_commit_api._upload_files`); only HF_HUB_DISABLE_XET=1, which the server cannot see, makes it use the
+    batch API. Those clients get "lfs" only for files too large to be sent as "regular" anyway.
+    """
+    match = HF_HUB_VERSION.search(user_agent)
+    if match and int(match[1]) >= 1:
+        return max(svc.settings.lfs_threshold_bytes, svc.settings.max_file_bytes)
+    return svc.settings.lfs_threshold_bytes
+
+
+@router.api_route("/api/spaces/{owner}/{name}/xet-{kind}-token/{rev:path}", methods=["GET", "POST"])
+def no_xet(owner: str, name: str, kind: str, rev: str) -> None:
+    """huggingface_hub 1.x+ asks for a Xet token to upload an "lfs" file (or download one with an X-Xet-Hash, which
+    Spaceyard never sends): answer why not, and what works."""
+    raise ApiError(
+        501,
+        "Spaceyard stores large files with Git LFS, not Xet storage. Set HF_HUB_DISABLE_XET=1 in the environment "
+        "of your huggingface_hub client (it then uploads through the LFS batch API), or use git with git-lfs.",
+        "XetNotSupported",
+    )
 
 
 async def ndjson_lines(request: Request, lim: Limits) -> AsyncIterator[bytes]:

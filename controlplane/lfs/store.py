@@ -1,0 +1,99 @@
+"""LFS objects on disk, content-addressed (`lfs/objects/ab/cd/<oid>`), one copy for all Spaces; and which Space may
+serve which object.
+
+An object is stored once however many Spaces hold it, so knowing an oid must not be enough to read it: each
+Space repo keeps a link per object it may serve (`<repo>.git/lfs-links/<oid>`), written when that Space's writer
+uploads the object (proving they hold its content, even when the store had it already) or when a Space is
+duplicated. Pushes and API commits may only reference linked objects, so "linked" also means "referenced".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+LINKS = "lfs-links"
+# Received bytes are hashed and written off the event loop in pieces this large.
+WRITE_PIECE = 4 * 1024 * 1024
+
+
+class ObjectRefused(Exception):
+    """An upload whose bytes do not match the oid and size it was announced with; nothing was stored."""
+
+
+def _private_dir(path: Path) -> Path:
+    """mkdir -p with every created level 0700 (`Path.mkdir(parents=True)` gives the parents the umask's mode)."""
+    if not path.is_dir():
+        _private_dir(path.parent)
+        path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+class LfsStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, oid: str) -> Path:
+        return self.root / "objects" / oid[:2] / oid[2:4] / oid
+
+    def has(self, oid: str, size: int | None = None) -> bool:
+        try:
+            stored = self.path(oid).stat().st_size
+        except FileNotFoundError:
+            return False
+        return size is None or stored == size
+
+    async def receive(self, oid: str, size: int, chunks: AsyncIterator[bytes]) -> None:
+        """Stream an upload to a temp file, check its sha256 and size, then rename it into place (atomic: a reader
+        sees the whole object or none). An object already stored is kept; the upload only proved possession."""
+        tmp = _private_dir(self.root / "tmp") / f"{oid}.{os.getpid()}.{id(chunks)}"
+        digest, received, piece = hashlib.sha256(), 0, bytearray()
+        try:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+
+                def flush(data: bytes) -> None:
+                    digest.update(data)
+                    out.write(data)
+
+                async for chunk in chunks:
+                    received += len(chunk)
+                    if received > size:
+                        raise ObjectRefused(f"the upload is longer than the announced size of {size} bytes")
+                    piece += chunk
+                    if len(piece) >= WRITE_PIECE:
+                        await asyncio.to_thread(flush, bytes(piece))
+                        piece.clear()
+                await asyncio.to_thread(flush, bytes(piece))
+            if received != size:
+                raise ObjectRefused(f"the upload has {received} bytes, not the announced {size}")
+            if digest.hexdigest() != oid:
+                raise ObjectRefused(f"the content's sha256 is {digest.hexdigest()}, not the announced oid {oid}")
+            target = self.path(oid)
+            _private_dir(target.parent)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    # Links: which Space may serve which object.
+    @staticmethod
+    def link(repo: Path, oid: str) -> None:
+        link = _private_dir(repo / LINKS) / oid
+        link.touch(mode=0o600, exist_ok=True)
+
+    @staticmethod
+    def linked(repo: Path, oid: str) -> bool:
+        return (repo / LINKS / oid).is_file()
+
+    def available(self, repo: Path, oid: str, size: int | None = None) -> bool:
+        """The Space at `repo` may serve this object, and it is stored."""
+        return self.linked(repo, oid) and self.has(oid, size)
+
+    @staticmethod
+    def copy_links(source: Path, target: Path) -> None:
+        """A duplicated Space serves the objects its copied history references."""
+        if (source / LINKS).is_dir():
+            shutil.copytree(source / LINKS, target / LINKS, dirs_exist_ok=True)

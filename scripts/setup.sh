@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what Spaceyard needs on a Debian/Ubuntu host: the Docker engine, Redis, git, debootstrap
-# (base images without a registry), and a Python virtualenv in .venv with the project.
+# Installs what Spaceyard needs on a Debian/Ubuntu host: the Docker engine, Redis, git (with git-lfs: the tests and
+# operators mirroring Hub repos push LFS files; the server itself does not need it), debootstrap (base images without
+# a registry), and a Python virtualenv in .venv with the project.
 # --test adds what the test suite uses: Chromium (dashboard tests), PostgreSQL, the test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker.io redis-server git debootstrap ca-certificates python3-venv)
+packages=(docker.io redis-server git git-lfs debootstrap ca-certificates python3-venv)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(chromium postgresql)

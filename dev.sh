@@ -5,6 +5,30 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# tests/k8s and the chart tests run against the cluster KUBECONFIG names. Without one, the local cluster of
+# ../shared/k8s (beside the checkout, as in CI) is started for the tests and stopped after them, also when they
+# fail; a cluster that already ran is left running. Elsewhere those tests skip and say why.
+start_test_cluster() {
+  local k8s=../shared/k8s state=${K8S_STATE:-/var/lib/spaceyard-k8s}
+  if [[ -n "${KUBECONFIG:-}" ]]; then
+    echo "Kubernetes tests: the cluster of KUBECONFIG=$KUBECONFIG"
+  elif [[ ! -x $k8s/start.sh ]]; then
+    echo "Kubernetes tests: skipped (no KUBECONFIG and no $k8s/start.sh)"
+  elif [[ $(id -u) != 0 ]]; then
+    echo "Kubernetes tests: skipped (no KUBECONFIG; $k8s/start.sh needs root)"
+  else
+    local pid=$state/run/kube-apiserver.pid
+    if ! { [[ -f $pid ]] && kill -0 "$(cat "$pid")" 2>/dev/null; }; then
+      trap "$k8s/stop.sh || echo 'stopping the test cluster failed' >&2" EXIT
+    fi
+    echo "Kubernetes tests: starting the local cluster ($k8s/start.sh)"
+    "$k8s/start.sh"
+    export KUBECONFIG=$state/admin.kubeconfig
+    # Preloaded on its node: a static HTTP server on 8080 as uid 1000, so Space pods get to "running".
+    export SPACEYARD_K8S_TEST_IMAGE=${SPACEYARD_K8S_TEST_IMAGE:-localhost/spaceyard-hello:1}
+  fi
+}
+
 case "${1:-}" in
   up)
     scripts/setup.sh
@@ -18,7 +42,9 @@ case "${1:-}" in
       .venv/bin/python -m builder.baseimages
     .venv/bin/ruff check .
     .venv/bin/lint-imports
-    exec .venv/bin/pytest -ra "$@"
+    start_test_cluster
+    # No exec: the EXIT trap that stops the cluster must still run when pytest fails.
+    .venv/bin/pytest -ra "$@"
     ;;
   *)
     echo "usage: ./dev.sh up | ./dev.sh test [pytest args]" >&2

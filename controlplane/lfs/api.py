@@ -12,14 +12,14 @@ import asyncio
 import json
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from builder.lfs import OID
 from controlplane.api.deps import identify, services
 from controlplane.api.errors import ApiError
 from controlplane.lfs import signing
-from controlplane.lfs.store import ObjectRefused
+from controlplane.lfs.store import ObjectRefused, ObjectResponse
 from controlplane.models import Space
 from controlplane.repo_access import write_refusal
 from controlplane.services import Services
@@ -171,4 +171,4 @@ def download(owner: str, repo: str, oid: str, request: Request, svc: Services = 
         return lfs_error(403, DENIED)
     if not svc.repos.lfs.available(svc.repos.path(owner, name), oid):
         return lfs_error(404, f"Object {oid} does not exist in {owner}/{name}.")
-    return FileResponse(svc.repos.lfs.path(oid), media_type="application/octet-stream")
+    return ObjectResponse(svc.repos.lfs.path(oid), media_type="application/octet-stream")

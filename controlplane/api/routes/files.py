@@ -6,11 +6,11 @@ import re
 from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import DB, Caller, caller, find_space, services
 from controlplane.api.errors import ApiError
+from controlplane.lfs.store import ObjectResponse
 from controlplane.models import Space
 from controlplane.repos import TreeEntry
 from controlplane.services import Services
@@ -111,4 +111,4 @@ def lfs_file(svc: Services, space: Space, entry: TreeEntry, headers: dict[str, s
             "EntryNotFound",
         )
     headers |= {"ETag": f'"{oid}"', "X-Linked-Etag": f'"{oid}"', "X-Linked-Size": str(entry.size)}
-    return FileResponse(svc.repos.lfs.path(oid), headers=headers, media_type="application/octet-stream")
+    return ObjectResponse(svc.repos.lfs.path(oid), headers=headers, media_type="application/octet-stream")

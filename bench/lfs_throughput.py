@@ -1,0 +1,122 @@
+"""LFS throughput: upload and download of one large file through the Git LFS batch API, against `cp` of the same
+file on the same disk.
+
+    .venv/bin/python bench/lfs_throughput.py [--mb 200] [--runs 3]
+
+On a private Spaceyard started for the run (its data dir and the file on the same disk, under one temp dir): each
+run uploads a fresh random file (a new oid, so the store cannot skip it) as git-lfs does (batch call, PUT to the
+signed href, verify), then downloads it (batch call, GET) to a file. The upload includes the server's sha256 check
+and rename; the download is written to disk by the client. Goal: each >= 0.5x cp. Prints medians of --runs runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from controlplane.launcher import Platform, free_port  # noqa: E402
+
+LFS_JSON = {"Accept": "application/vnd.git-lfs+json", "Content-Type": "application/vnd.git-lfs+json"}
+
+
+def make_file(path: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("wb") as out:
+        for _ in range(size // 2**20):
+            block = os.urandom(2**20)
+            digest.update(block)
+            out.write(block)
+    return digest.hexdigest()
+
+
+def batch(api: httpx.Client, operation: str, oid: str, size: int) -> dict:
+    body = {"operation": operation, "transfers": ["basic"], "objects": [{"oid": oid, "size": size}]}
+    resp = api.post("/spaces/bench/lfs.git/info/lfs/objects/batch", json=body, headers=LFS_JSON)
+    resp.raise_for_status()
+    return resp.json()["objects"][0]["actions"]
+
+
+def upload(api: httpx.Client, path: Path, oid: str, size: int) -> float:
+    start = time.perf_counter()
+    actions = batch(api, "upload", oid, size)
+    with path.open("rb") as f:
+        httpx.put(actions["upload"]["href"], content=f, headers={"Content-Length": str(size)}, timeout=300)
+    httpx.post(actions["verify"]["href"], json={"oid": oid, "size": size}).raise_for_status()
+    return time.perf_counter() - start
+
+
+def download(api: httpx.Client, oid: str, size: int, dest: Path) -> float:
+    start = time.perf_counter()
+    href = batch(api, "download", oid, size)["download"]["href"]
+    with httpx.stream("GET", href, timeout=300) as resp, dest.open("wb") as out:
+        resp.raise_for_status()
+        for chunk in resp.iter_bytes(2**20):
+            out.write(chunk)
+    elapsed = time.perf_counter() - start
+    assert dest.stat().st_size == size
+    return elapsed
+
+
+def copy(src: Path, dest: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["cp", str(src), str(dest)], check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    size = args.mb * 2**20
+    with tempfile.TemporaryDirectory(prefix="lfs-bench-") as tmp:
+        root, port = Path(tmp), free_port()
+        platform = Platform({"SPACEYARD_DATA_DIR": str(root / "data"), "SPACEYARD_PORT": str(port)}, root / "data")
+        platform.start(base_images=False)
+        try:
+            token = subprocess.run(
+                [sys.executable, "-m", "controlplane.cli", "user", "add", "bench"],
+                env=platform.env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            api = httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
+            )
+            created = api.post("/api/repos/create", json={"type": "space", "name": "lfs", "sdk": "static"})
+            created.raise_for_status()
+            times: dict[str, list[float]] = {"cp": [], "LFS upload": [], "LFS download": []}
+            for run in range(args.runs):
+                src = root / f"file-{run}"
+                oid = make_file(src, size)
+                times["cp"].append(copy(src, root / f"copy-{run}"))
+                times["LFS upload"].append(upload(api, src, oid, size))
+                times["LFS download"].append(download(api, oid, size, root / f"down-{run}"))
+                for leftover in (src, root / f"copy-{run}", root / f"down-{run}"):
+                    leftover.unlink()
+        finally:
+            platform.stop()
+            platform.remove_engine_objects()
+            shutil.rmtree(root / "data", ignore_errors=True)
+    cp = statistics.median(times["cp"])
+    print(f"{args.mb} MiB, median of {args.runs} runs, same disk\n")
+    print(f"{'transfer':<14} {'median s':>9} {'MiB/s':>8} {'vs cp':>7}")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"{name:<14} {median:>9.2f} {args.mb / median:>8.0f} {cp / median:>6.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,10 @@ def _download(checkout: Path, repo_url: str, pointers: dict[str, Pointer], timeo
                     "the server: push it with git-lfs installed (`git lfs install`, then `git lfs push --all origin`)"
                 )
             target = checkout / path
+            # The tree said regular file; never write through a link that the checkout might hold instead.
+            inside = checkout.resolve() / Path(path).parent
+            if not stat.S_ISREG(target.lstat().st_mode) or target.parent.resolve() != inside:
+                raise ObjectMissing(f"{path} is not a regular file in the checkout")
             tmp = target.with_name(f".lfs-{ptr.oid[:16]}.tmp")
             digest, size = hashlib.sha256(), 0
             with client.stream("GET", hrefs[ptr.oid]) as resp, open(tmp, "xb") as out:

@@ -90,7 +90,10 @@ def fetch(repo_url: str, commit: str, dest: Path, log: engine.Log) -> None:
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["git failed"])[-1]
             raise BuildFailed("BUILD_ERROR", f"could not fetch commit {commit[:7]}: {last}")
-    pointers = lfs.checkout_pointers(dest)
+    try:
+        pointers = lfs.checkout_pointers(dest)
+    except subprocess.CalledProcessError as exc:
+        raise BuildFailed("BUILD_ERROR", f"could not list the files of commit {commit[:7]}: {exc.stderr}") from None
     if pointers:
         log(f"Downloading {len(pointers)} Git LFS file(s)")
         try:

@@ -37,6 +37,14 @@ got = hf_hub_download("oldie/demo", "index.html", repo_type="space", endpoint=en
                       cache_dir=tempfile.mkdtemp())
 assert Path(got).read_text() == "<p>old</p>"
 assert api.space_info("oldie/demo").sha == info.oid
+# Over the 10 MB threshold: preupload answers "lfs"; 0.x offers "xet" to the batch API, which answers "basic".
+big = os.urandom(12_000_000)
+api.upload_file(path_or_fileobj=big, path_in_repo="weights.bin", repo_id="oldie/demo", repo_type="space")
+entry = next(e for e in api.list_repo_tree("oldie/demo", repo_type="space") if e.path == "weights.bin")
+assert entry.lfs is not None and entry.lfs.size == len(big), entry
+got = hf_hub_download("oldie/demo", "weights.bin", repo_type="space", endpoint=endpoint, token=token,
+                      cache_dir=tempfile.mkdtemp())
+assert Path(got).read_bytes() == big
 try:
     api.delete_file("docs/a.md", repo_id="oldie/demo", repo_type="space")
     raise AssertionError("deleting a missing file succeeded")

@@ -81,8 +81,14 @@ def space_host(space: str, apps_domain: str) -> str:
 
 
 def instance_id(name: str, build_id: int) -> str:
-    """An instance is one build of a Space's Deployment: a redeploy is a new instance on the same object."""
+    """An instance is one build of a Space: its own Deployment, as on docker its own container."""
     return f"{name}:{build_id}"
+
+
+def deployment_name(space: str, build_id: int) -> str:
+    """One Deployment per build, so a new build starts beside the one serving and a failed one goes alone."""
+    # Deployment names may be 253 long (DNS-1123 subdomain); only labels and Service names are held to 63.
+    return f"{object_name(space)}-b{build_id}"
 
 
 def parse_instance_id(value: str) -> tuple[str, int]:
@@ -111,8 +117,13 @@ def labels(spec: AppSpec) -> dict[str, str]:
 
 
 def selector(space: str) -> dict[str, str]:
-    # Only the Space: a Deployment's selector is immutable, while build and tier change.
+    """The Service's: every ready pod of the Space, whichever build (both serve while a redeploy drains)."""
     return {SPACE_LABEL: object_name(space)}
+
+
+def build_selector(spec: AppSpec) -> dict[str, str]:
+    # A Deployment's selector is immutable; its build never changes, its tier may (kept out of the selector).
+    return {**selector(spec.space), BUILD_LABEL: str(spec.build_id)}
 
 
 def _metadata(spec: AppSpec, settings: K8sOptions) -> dict:
@@ -189,10 +200,10 @@ def secret_checksum(spec: AppSpec) -> str:
 
 
 def make_deployment(spec: AppSpec, pool: Pool, settings: K8sOptions, replicas: int = 1) -> dict:
-    """One Deployment per Space; replicas=0 keeps it (and its history) while paused or sleeping."""
-    meta = _metadata(spec, settings)
+    """The build's Deployment; replicas=0 keeps it while paused or sleeping, so a resume needs no re-apply."""
+    meta = {**_metadata(spec, settings), "name": deployment_name(spec.space, spec.build_id)}
     if spec.tier.is_gpu:
-        # A surge pod never fits on a full GPU pool, so a rolling update would stall: stop, then start.
+        # A tier change re-applies the same build: a surge pod never fits on a full GPU pool, so stop, then start.
         strategy: dict = {"type": "Recreate"}
     else:
         strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
@@ -238,7 +249,7 @@ def make_deployment(spec: AppSpec, pool: Pool, settings: K8sOptions, replicas: i
         "spec": {
             "replicas": replicas,
             "revisionHistoryLimit": 2,
-            "selector": {"matchLabels": selector(spec.space)},
+            "selector": {"matchLabels": build_selector(spec)},
             "strategy": strategy,
             "template": {
                 "metadata": {"labels": dict(meta["labels"]), "annotations": template_annotations},

@@ -250,16 +250,19 @@ def instance_for_build(
     `events` are those of the newest pod of that build (the one whose state is reported).
     """
     dep = as_dict(deployment)
-    pod = reported_pod(pods, build_id)
-    if pod is not None:
-        return instance_from_pod(pod, events)
-
     meta = dep.get("metadata", {})
     labels = meta.get("labels") or {}
-    if not dep or labels.get(BUILD_LABEL) != str(build_id):
-        return None  # a newer build owns the Deployment and this build's pods are gone
+    mine = bool(dep) and labels.get(BUILD_LABEL) == str(build_id)
+    wanted = mine and dep.get("spec", {}).get("replicas", 1) != 0
+    pod = reported_pod(pods, build_id)
+    # Right after a resume the paused pod may still be going away (seconds on a real node): its "stopping"
+    # is not this build's state while the Deployment wants a replica; the new pod's will be.
+    if pod is not None and not (wanted and pod.get("metadata", {}).get("deletionTimestamp")):
+        return instance_from_pod(pod, events)
+    if not mine:
+        return None  # the build's Deployment is deleted and its pods are gone
     name = labels.get(SPACE_LABEL, meta.get("name", ""))
-    if dep.get("spec", {}).get("replicas", 1) == 0:
+    if not wanted:
         state, message = "exited", "scaled to 0"
     elif (failure := _condition(dep, "ReplicaFailure")) and failure.get("status") == "True":
         state, message = "failed", failure.get("message") or failure.get("reason")  # e.g. exceeded quota

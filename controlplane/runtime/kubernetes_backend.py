@@ -1,8 +1,9 @@
-"""The kubernetes runtime: one Deployment, Service, Ingress and Secret per Space, on the tier's node pool.
+"""The kubernetes runtime: a Deployment per build and a Service, Ingress and Secret per Space, on the tier's pool.
 
 Objects are built by k8s_objects and sent with server-side apply, so a re-apply is idempotent and a
 field left out (say the GPU limit after a move to a CPU tier) is removed rather than kept.
-An instance is one build of a Space's Deployment (id "<name>:<build>"); states come from k8s_status.
+An instance is one build's Deployment (id "<name>:<build>"), so a redeploy starts the new build beside the one
+serving and a new build that never gets ready is deleted alone, as on docker; states come from k8s_status.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ def _labels(obj: dict) -> dict[str, str]:
     return obj["metadata"].get("labels") or {}
 
 
+def _build_of(obj: dict) -> tuple[str, int]:
+    return _labels(obj)[SPACE_LABEL], int(_labels(obj)[BUILD_LABEL])
+
+
 def _missing(e: ApiException) -> bool:
     return e.status == 404
 
@@ -94,6 +99,7 @@ class KubernetesBackend(RuntimeBackend):
             ingress_class=settings.ingress_class,
             tls_secret=settings.apps_tls_secret,
             image_pull_secret=settings.image_pull_secret,
+            request_ratio=settings.k8s_request_ratio,
         )
         catalog = load_catalog(settings.tiers_file) if settings.tiers_file else default_catalog()
         return cls(options, catalog)
@@ -126,68 +132,55 @@ class KubernetesBackend(RuntimeBackend):
         )
 
     def stop(self, instance_id: str, remove: bool = True) -> None:
-        """Delete the Deployment (remove) or scale it to 0 (pause, sleep), only if it still runs this build."""
-        self._if_build(instance_id, 0 if not remove else None)
+        """Delete the build's Deployment (remove) or scale it to 0 (pause, sleep); other builds are left alone."""
+        self._scale(instance_id, None if remove else 0)
 
     def resume(self, instance_id: str) -> Instance:
-        """Scale a sleeping Space's Deployment back to 1: same objects, same build, a fresh pod."""
-        instance = self.get(instance_id) if self._if_build(instance_id, 1) else None
+        """Scale a sleeping build's Deployment back to 1: same objects, same build, a fresh pod."""
+        instance = self.get(instance_id) if self._scale(instance_id, 1) else None
         if instance is None:
-            raise RuntimeError(f"{instance_id} is gone or replaced by a newer build")
+            raise RuntimeError(f"{instance_id} is gone")
         return instance
 
-    def _if_build(self, instance_id: str, replicas: int | None) -> bool:
-        """Scale (or, with replicas None, delete) the Deployment if it still runs the instance's build.
-
-        The resourceVersion precondition makes the check and the change one step: a start() of a newer
-        build in between turns this into a conflict, and the retry then sees the newer build and leaves it.
-        """
-        name, build = parse_instance_id(instance_id)
-        for _ in range(3):
-            dep = self._read_deployment(name)
-            if dep is None or _labels(dep).get(BUILD_LABEL) != str(build):
+    def _scale(self, instance_id: str, replicas: int | None) -> bool:
+        """Scale (or, with replicas None, delete) the build's Deployment; False if it is gone."""
+        dep = self._build_deployment(*parse_instance_id(instance_id))
+        if dep is None:
+            return False
+        name = dep["metadata"]["name"]
+        try:
+            if replicas is None:
+                self._raw(self.apps.delete_namespaced_deployment, name, self.namespace, propagation_policy="Background")
+            else:
+                self._raw(
+                    self.apps.patch_namespaced_deployment,
+                    name,
+                    self.namespace,
+                    {"spec": {"replicas": replicas}},
+                    field_manager=FIELD_MANAGER,
+                    _content_type="application/merge-patch+json",
+                )
+        except ApiException as e:
+            if _missing(e):
                 return False
-            version = dep["metadata"]["resourceVersion"]
-            try:
-                if replicas is None:
-                    self._raw(
-                        self.apps.delete_namespaced_deployment,
-                        name,
-                        self.namespace,
-                        body=client.V1DeleteOptions(
-                            propagation_policy="Background",
-                            preconditions=client.V1Preconditions(resource_version=version),
-                        ),
-                    )
-                else:
-                    self._raw(
-                        self.apps.patch_namespaced_deployment,
-                        name,
-                        self.namespace,
-                        {"metadata": {"resourceVersion": version}, "spec": {"replicas": replicas}},
-                        field_manager=FIELD_MANAGER,
-                        _content_type="application/merge-patch+json",
-                    )
-                return True
-            except ApiException as e:
-                if _missing(e):
-                    return False
-                if e.status != 409:
-                    raise
-        raise RuntimeError(f"deployment {name} kept changing; could not change {instance_id}")
+            raise
+        return True
 
     def remove_space(self, space: str) -> None:
-        """Delete every object of the Space. Images stay in the registry; kubelets collect them."""
+        """Delete every object of the Space, each build's Deployment too. Images stay; kubelets collect them."""
         name = object_name(space)
-        deletes: list[Callable[..., object]] = [
-            self.apps.delete_namespaced_deployment,
-            self.networking.delete_namespaced_ingress,
-            self.core.delete_namespaced_service,
-            self.core.delete_namespaced_secret,
+        deployments = self._raw(
+            self.apps.list_namespaced_deployment, self.namespace, label_selector=f"{SPACE_LABEL}={name}"
+        )
+        deletes: list[tuple[Callable[..., object], str]] = [
+            *((self.apps.delete_namespaced_deployment, d["metadata"]["name"]) for d in deployments.get("items") or []),
+            (self.networking.delete_namespaced_ingress, name),
+            (self.core.delete_namespaced_service, name),
+            (self.core.delete_namespaced_secret, name),
         ]
-        for delete in deletes:
+        for delete, obj in deletes:
             try:
-                self._raw(delete, name, self.namespace, propagation_policy="Background")
+                self._raw(delete, obj, self.namespace, propagation_policy="Background")
             except ApiException as e:
                 if not _missing(e):
                     raise
@@ -196,7 +189,7 @@ class KubernetesBackend(RuntimeBackend):
 
     def get(self, instance_id: str) -> Instance | None:
         name, build = parse_instance_id(instance_id)
-        deployment = self._read_deployment(name)
+        deployment = self._build_deployment(name, build)
         pods = self._list_pods(f"{SPACE_LABEL}={name},{BUILD_LABEL}={build}")
         pod = reported_pod(pods, build)
         # Events only for the pod being reported: scheduler, image pull and probe messages.
@@ -209,13 +202,12 @@ class KubernetesBackend(RuntimeBackend):
         listing = self._raw(self.apps.list_namespaced_deployment, self.namespace, label_selector=selector)
         deployments = listing.get("items") or []
         pods = self._list_pods(selector)
-        builds = {(d["metadata"]["name"], int(_labels(d).get(BUILD_LABEL, "0"))) for d in deployments}
-        builds |= {(_labels(p)[SPACE_LABEL], int(_labels(p)[BUILD_LABEL])) for p in pods}
-        by_name = {d["metadata"]["name"]: d for d in deployments}
+        by_build = {_build_of(d): d for d in deployments}
+        builds = by_build.keys() | {_build_of(p) for p in pods}
         found = []
         for name, build in sorted(builds):
             space_pods = [p for p in pods if _labels(p)[SPACE_LABEL] == name]
-            instance = instance_for_build(by_name.get(name), space_pods, build)
+            instance = instance_for_build(by_build.get((name, build)), space_pods, build)
             if instance is not None:
                 found.append(instance)
         return found
@@ -316,13 +308,11 @@ class KubernetesBackend(RuntimeBackend):
         finally:
             response.release_conn()  # type: ignore[attr-defined]
 
-    def _read_deployment(self, name: str) -> dict | None:
-        try:
-            return self._raw(self.apps.read_namespaced_deployment, name, self.namespace)
-        except ApiException as e:
-            if _missing(e):
-                return None
-            raise
+    def _build_deployment(self, name: str, build: int) -> dict | None:
+        # By labels, not by name: a Deployment made before builds had their own still carries them.
+        selector = f"{SPACE_LABEL}={name},{BUILD_LABEL}={build}"
+        listing = self._raw(self.apps.list_namespaced_deployment, self.namespace, label_selector=selector)
+        return next(iter(listing.get("items") or []), None)
 
     def _list_pods(self, label_selector: str) -> list[dict]:
         listing = self._raw(self.core.list_namespaced_pod, self.namespace, label_selector=label_selector)

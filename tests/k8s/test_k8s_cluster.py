@@ -13,10 +13,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
+import httpx
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from controlplane.runtime.base import AppSpec, Instance
+from controlplane.runtime.k8s_objects import deployment_name, object_name
 from controlplane.tiers import default_catalog
 
 pytestmark = [
@@ -37,7 +41,9 @@ def backend() -> Iterator:
     from controlplane.runtime.kubernetes_backend import KubernetesBackend
 
     namespace = f"spaceyard-test-{uuid.uuid4().hex[:8]}"
-    backend = KubernetesBackend(K8sOptions(namespace=namespace, apps_domain="apps.test", ingress=True), CATALOG)
+    # Small requests: a test node (2 CPUs) holds a Space's old and new build side by side.
+    options = K8sOptions(namespace=namespace, apps_domain="apps.test", ingress=True, request_ratio=0.1)
+    backend = KubernetesBackend(options, CATALOG)
     backend.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     try:
         yield backend
@@ -83,12 +89,19 @@ def test_gpu_space_without_capacity_waits_with_the_scheduler_message(backend) ->
     backend.remove_space("alice/big-model")
 
 
+def running(backend, instance_id: str) -> Callable[[], Instance | None]:
+    return lambda: (i := backend.get(instance_id)) and i.state == "running" and i or None
+
+
+def deployment(backend, space: str, build_id: int):
+    return backend.apps.read_namespaced_deployment(deployment_name(space, build_id), backend.namespace)
+
+
 def test_create_pause_resume_and_delete(backend) -> None:
     space = "bob/Hello_World"
     instance = backend.start(spec(space, "cpu-basic"))
     name = instance.id.split(":")[0]
-    deployment = backend.apps.read_namespaced_deployment(name, backend.namespace)
-    assert deployment.spec.replicas == 1
+    assert deployment(backend, space, 1).spec.replicas == 1
     assert backend.core.read_namespaced_service(name, backend.namespace).spec.ports[0].port == 80
     assert backend.networking.read_namespaced_ingress(name, backend.namespace).spec.rules[0].host == (
         "bob-hello-world.apps.test"
@@ -97,28 +110,71 @@ def test_create_pause_resume_and_delete(backend) -> None:
 
     # Applying the same spec again is a no-op, not a conflict.
     backend.start(spec(space, "cpu-basic"))
-    assert backend.apps.read_namespaced_deployment(name, backend.namespace).metadata.generation == 1
+    assert deployment(backend, space, 1).metadata.generation == 1
 
     if IMAGE:
-        wait_for(lambda: (i := backend.get(instance.id)) and i.state == "running" and i or None, "running", 300)
+        wait_for(running(backend, instance.id), "running", 300)
 
     backend.stop(instance.id, remove=False)
-    assert backend.apps.read_namespaced_deployment(name, backend.namespace).spec.replicas == 0
+    assert deployment(backend, space, 1).spec.replicas == 0
     paused = wait_for(lambda: (i := backend.get(instance.id)) and i.state == "exited" and i or None, "pause")
     assert paused.message in ("scaled to 0", "stopping")
 
+    # At once, while the paused pod may still be terminating: a resume is on its way, never "exited".
     resumed = backend.resume(instance.id)
-    assert resumed.id == instance.id and resumed.state in ("pending", "starting", "running")
-    assert backend.apps.read_namespaced_deployment(name, backend.namespace).spec.replicas == 1
+    assert resumed.id == instance.id and resumed.state in ("pending", "starting", "running"), resumed
+    assert deployment(backend, space, 1).spec.replicas == 1
+    if IMAGE:
+        wait_for(running(backend, instance.id), "running after the resume", 300)
 
-    # A stop for an older build leaves the newer one alone.
+    # A new build is a Deployment of its own; stopping the old build leaves the new one alone.
     newer = backend.start(spec(space, "cpu-basic", build_id=2))
+    assert deployment(backend, space, 2).spec.replicas == 1
     backend.stop(instance.id, remove=True)
-    assert backend.apps.read_namespaced_deployment(name, backend.namespace).spec.replicas == 1
+    assert deployment(backend, space, 2).spec.replicas == 1
+    with pytest.raises(ApiException):
+        deployment(backend, space, 1)
 
     backend.stop(newer.id, remove=True)
     backend.remove_space(space)
     wait_for(lambda: backend.list(space) == [] or None, "the Space's pods to go")
+
+
+def answer(backend, space: str) -> str:
+    """What the Space's Service answers, by ClusterIP (the host does not resolve cluster names)."""
+    ip = backend.core.read_namespaced_service(object_name(space), backend.namespace).spec.cluster_ip
+    deadline = time.monotonic() + 30
+    while True:  # a Service or newly ready pod is programmed within about a second
+        try:
+            return httpx.get(f"http://{ip}/", timeout=3).text
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+@pytest.mark.skipif(not IMAGE, reason="needs SPACEYARD_K8S_TEST_IMAGE (an app that serves) to see who answers")
+def test_a_failed_redeploy_keeps_the_old_pod_serving(backend) -> None:
+    """The deployer's steps for a redeploy whose new build crashes: start it, see it fail, stop it."""
+    space = "dave/rollback"
+    old = backend.start(spec(space, "cpu-basic"))
+    wait_for(running(backend, old.id), "the first build to run", 300)
+    assert "space=dave/rollback" in answer(backend, space)
+
+    # The same app told to listen on a port that is no number: it exits at once, every time.
+    crashing = replace(spec(space, "cpu-basic", build_id=2), env={"SPACE_ID": space, "PORT": "not-a-port"})
+    new = backend.start(crashing)
+    failed = wait_for(lambda: (i := backend.get(new.id)) and i.state == "failed" and i or None, "the crash", 180)
+    assert "CrashLoopBackOff" in failed.message and "exit code 1" in failed.message
+    assert backend.get(old.id).state == "running"
+    assert "space=dave/rollback" in answer(backend, space)  # only ready pods take traffic
+
+    backend.stop(new.id)  # what the deployer does with a new build that never got ready
+    wait_for(lambda: backend.get(new.id) is None or None, "the failed build to go")
+    assert backend.get(old.id).state == "running"
+    assert deployment(backend, space, 1).status.ready_replicas == 1
+    assert "space=dave/rollback" in answer(backend, space)
+    backend.remove_space(space)
 
 
 def test_watch_reports_a_new_pod(backend) -> None:

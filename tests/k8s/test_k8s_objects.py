@@ -224,9 +224,11 @@ def test_labels_and_selectors(tier: str) -> None:
         assert labels["app.kubernetes.io/managed-by"] == "spaceyard"
         assert obj["metadata"]["annotations"][SPACE_ANNOTATION] == "alice/demo"
         assert obj["metadata"]["namespace"] == "spaces"
-        assert obj["metadata"]["name"] == name
+        # Each build its own Deployment (a redeploy starts beside the serving one); the rest per Space.
+        assert obj["metadata"]["name"] == (f"{name}-b7" if obj is deployment else name)
     template_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert deployment["spec"]["selector"]["matchLabels"] == {SPACE_LABEL: name}
+    assert deployment["spec"]["selector"]["matchLabels"] == {SPACE_LABEL: name, BUILD_LABEL: "7"}
+    # The Service takes any ready pod of the Space, so the serving build answers until the new one is ready.
     assert service["spec"]["selector"] == {SPACE_LABEL: name}
     assert template_labels[BUILD_LABEL] == "7" and template_labels[TIER_LABEL] == tier
 

@@ -182,3 +182,13 @@ def test_build_instance_with_a_pod_uses_the_pod() -> None:
     pod, events = recorded("pending_insufficient_gpu")
     instance = instance_for_build(load("deployment_quota_exceeded"), [pod], 7, events)
     assert instance.state == "pending" and "Insufficient nvidia.com/gpu" in instance.message
+
+
+def test_resumed_build_whose_paused_pod_is_still_terminating_is_pending() -> None:
+    # Seen on a real node: scale to 0, then at once to 1; the old pod takes seconds to go.
+    terminating, events = recorded("terminating")
+    deployment = load("deployment_scaled_to_zero")
+    assert instance_for_build(deployment, [terminating], 7, events).state == "exited"  # still pausing
+    deployment["spec"]["replicas"] = 1
+    instance = instance_for_build(deployment, [terminating], 7, events)
+    assert (instance.state, instance.message) == ("pending", "waiting for the pod to be created")

@@ -213,7 +213,7 @@ class Deployer:
             if space is None or Stage(space.stage) not in (*SERVING, Stage.APP_STARTING):
                 return
             inst = self.svc.runtime.get(container_id)
-            if inst is not None and inst.state in ("starting", "running"):
+            if inst is not None and inst.state in ("pending", "starting", "running"):
                 return  # a late "die" of a sleep's stop, read after a wake already started the container again
             code = inst.exit_code if inst else "unknown"
             # The runtime's own reason when it has one (the docker runtime's out-of-memory kill).

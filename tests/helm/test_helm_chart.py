@@ -437,6 +437,36 @@ def test_datastores_use_the_storage_class(chart):
         assert pvc["spec"]["storageClassName"] == "fast-ssd"
 
 
+DATA_OWNERS = {"spaceyard-controlplane": 10001, "spaceyard-postgresql": 70, "spaceyard-redis": 999,
+               "spaceyard-registry": 1000}
+
+
+@pytest.mark.parametrize("mode", ["hostPath", "emptyDir"])
+def test_storage_for_clusters_without_a_provisioner(chart, mode):
+    objects = render(chart, {"storage": {"volumes": mode, "hostPath": "/srv/sy/"}})
+    assert find(objects, "PersistentVolumeClaim") == []
+    workloads = {o["metadata"]["name"]: o for o in objects if o["kind"] in ("Deployment", "StatefulSet")}
+    for name, uid in DATA_OWNERS.items():
+        spec = workloads[name]["spec"]
+        assert "volumeClaimTemplates" not in spec
+        pod = spec["template"]["spec"]
+        (data,) = [v for v in pod["volumes"] if v["name"] == "data"]
+        if mode == "emptyDir":
+            assert data == {"name": "data", "emptyDir": {}} and "initContainers" not in pod
+            continue
+        component = name.removeprefix("spaceyard-")
+        assert data["hostPath"] == {"path": f"/srv/sy/{NAMESPACE}-{RELEASE}/{component}", "type": "DirectoryOrCreate"}
+        # The kubelet makes the directory root's; the init container gives it to the app's user, with CHOWN only.
+        (owner,) = pod["initContainers"]
+        assert owner["command"] == ["chown", f"{uid}:{uid}", "/data"]
+        assert owner["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+        assert owner["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_unknown_storage_mode_is_refused(chart):
+    assert "'/storage/volumes': value must be one of" in render_error(chart, {"storage": {"volumes": "nfs"}})
+
+
 # --- RBAC and network policy ---------------------------------------------------------------------
 
 ALLOWED_RULES = {

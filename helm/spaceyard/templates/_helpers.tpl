@@ -164,3 +164,47 @@ cluster needs: every tier has exactly one pool, GPU tiers run on GPU pools, buil
 {{- end -}}
 {{- toYaml (dict "tiers" $tiers "pools" $pools) -}}
 {{- end -}}
+
+{{/*
+The "data" volume of a component (list $ component [claimName]): its claim, a hostPath directory or an
+emptyDir, as storage.volumes says. StatefulSets pass no claim: in claim mode their volumeClaimTemplate is it.
+*/}}
+{{- define "spaceyard.dataVolume" -}}
+{{- $root := index . 0 -}}
+{{- $mode := $root.Values.storage.volumes -}}
+{{- if eq $mode "hostPath" -}}
+- name: data
+  {{- /* One directory per release and component: two releases on one node must not share data. */}}
+  {{- $dir := printf "%s/%s-%s/%s" (trimSuffix "/" $root.Values.storage.hostPath) $root.Release.Namespace (include "spaceyard.fullname" $root) (index . 1) }}
+  hostPath: {path: {{ $dir | quote }}, type: DirectoryOrCreate}
+{{- else if eq $mode "emptyDir" -}}
+- name: data
+  emptyDir: {}
+{{- else if gt (len .) 2 -}}
+- name: data
+  persistentVolumeClaim: {claimName: {{ index . 2 }}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+With hostPath volumes (list $ image uid): the kubelet creates the directory root-owned and fsGroup does not
+apply to hostPath, so an init container hands it to the app's user; CHOWN is the one capability it keeps.
+*/}}
+{{- define "spaceyard.dataVolumeOwner" -}}
+{{- if eq (index . 0).Values.storage.volumes "hostPath" -}}
+initContainers:
+  - name: data-owner
+    image: {{ index . 1 }}
+    command: [chown, {{ printf "%v:%v" (index . 2) (index . 2) | quote }}, /data]
+    securityContext:
+      runAsUser: 0
+      runAsNonRoot: false
+      allowPrivilegeEscalation: false
+      capabilities: {drop: [ALL], add: [CHOWN]}
+    resources:
+      requests: {cpu: 10m, memory: 16Mi}
+      limits: {memory: 64Mi}
+    volumeMounts:
+      - {name: data, mountPath: /data}
+{{- end -}}
+{{- end -}}

@@ -77,6 +77,13 @@ def test_git_lfs_push_and_clone_are_byte_equal_and_stored_once(platform, tmp_pat
     assert [p.name for p in objects_on_disk(platform)].count(oid) == 1
     assert (clone(platform, "lfsuser", "weights2", tmp_path / "other2") / "copy.bin").stat().st_size == 60 * MB
 
+    # A duplicated Space serves the objects of the history it copied.
+    with platform.api("lfsuser") as api:
+        resp = api.post("/api/spaces/lfsuser/weights/duplicate", json={"repository": "lfsuser/weights-copy"})
+        assert resp.status_code == 200, resp.text
+        head = api.head("/spaces/lfsuser/weights-copy/resolve/main/model.bin")
+        assert head.status_code == 200 and head.headers["X-Linked-Etag"] == f'"{oid}"'
+
 
 def test_a_push_of_pointers_without_their_objects_is_refused(platform, tmp_path):
     create(platform, "lfsuser", "pointers", sdk="static")

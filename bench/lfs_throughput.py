@@ -5,8 +5,9 @@ file on the same disk.
 
 On a private Spaceyard started for the run (its data dir and the file on the same disk, under one temp dir): each
 run uploads a fresh random file (a new oid, so the store cannot skip it) as git-lfs does (batch call, PUT to the
-signed href, verify), then downloads it (batch call, GET) to a file. The upload includes the server's sha256 check
-and rename; the download is written to disk by the client. Goal: each >= 0.5x cp. Prints medians of --runs runs.
+signed href, verify), then downloads it (batch call, GET) to a file. The transfers use curl, a compiled client
+like git-lfs, so the numbers are the server's rather than a Python client's. The upload includes the server's
+sha256 check and rename; the download is written to disk. Goal: each >= 0.5x cp. Prints medians of --runs runs.
 """
 
 from __future__ import annotations
@@ -47,11 +48,14 @@ def batch(api: httpx.Client, operation: str, oid: str, size: int) -> dict:
     return resp.json()["objects"][0]["actions"]
 
 
+def curl(*args: str) -> None:
+    subprocess.run(["curl", "-sS", "--fail", "-o", "/dev/null", *args], check=True)
+
+
 def upload(api: httpx.Client, path: Path, oid: str, size: int) -> float:
     start = time.perf_counter()
     actions = batch(api, "upload", oid, size)
-    with path.open("rb") as f:
-        httpx.put(actions["upload"]["href"], content=f, headers={"Content-Length": str(size)}, timeout=300)
+    curl("-T", str(path), actions["upload"]["href"])
     httpx.post(actions["verify"]["href"], json={"oid": oid, "size": size}).raise_for_status()
     return time.perf_counter() - start
 
@@ -59,10 +63,7 @@ def upload(api: httpx.Client, path: Path, oid: str, size: int) -> float:
 def download(api: httpx.Client, oid: str, size: int, dest: Path) -> float:
     start = time.perf_counter()
     href = batch(api, "download", oid, size)["download"]["href"]
-    with httpx.stream("GET", href, timeout=300) as resp, dest.open("wb") as out:
-        resp.raise_for_status()
-        for chunk in resp.iter_bytes(2**20):
-            out.write(chunk)
+    subprocess.run(["curl", "-sS", "--fail", "-o", str(dest), href], check=True)
     elapsed = time.perf_counter() - start
     assert dest.stat().st_size == size
     return elapsed

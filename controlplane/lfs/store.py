@@ -67,14 +67,25 @@ class LfsStore:
                     digest.update(data)
                     out.write(data)
 
-                async for chunk in chunks:
-                    received += len(chunk)
-                    if received > size:
-                        raise ObjectRefused(f"the upload is longer than the announced size of {size} bytes")
-                    piece += chunk
-                    if len(piece) >= WRITE_PIECE:
-                        await asyncio.to_thread(flush, bytes(piece))
-                        piece.clear()
+                # One piece is hashed and written while the next one is received (double buffering): awaiting
+                # each write would stall the socket, as the server stops reading while the app does not ask.
+                writing: asyncio.Future | None = None
+                try:
+                    async for chunk in chunks:
+                        received += len(chunk)
+                        if received > size:
+                            raise ObjectRefused(f"the upload is longer than the announced size of {size} bytes")
+                        piece += chunk
+                        if len(piece) >= WRITE_PIECE:
+                            if writing is not None:
+                                await writing
+                            writing = asyncio.ensure_future(asyncio.to_thread(flush, bytes(piece)))
+                            piece.clear()
+                finally:
+                    if writing is not None:  # never close the file under a running write
+                        await asyncio.gather(writing, return_exceptions=True)
+                if writing is not None:
+                    writing.result()  # a failed write (disk full) fails the upload
                 await asyncio.to_thread(flush, bytes(piece))
             if received != size:
                 raise ObjectRefused(f"the upload has {received} bytes, not the announced {size}")

@@ -1,5 +1,5 @@
 """Git LFS pointer files (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md), what a repo stores instead of a
-large file's content, and the build's download of their objects.
+large file's content.
 
 Shared with the control plane (which imports it, as it does builder.spaceconfig): one parser for the push check,
 the Hub API and the build.
@@ -7,15 +7,10 @@ the Hub API and the build.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 VERSION_LINE = b"version https://git-lfs.github.com/spec/v1\n"
 # The spec: a pointer is under 1024 bytes; anything larger is a regular file even if it looks like one.
@@ -72,10 +67,6 @@ def pointers_in(blobs: list[str], git_dir: Path) -> dict[str, Pointer]:
     return found
 
 
-class ObjectMissing(Exception):
-    """An object a checkout's pointer names could not be downloaded; the message names the file."""
-
-
 def checkout_pointers(checkout: Path) -> dict[str, Pointer]:
     """path -> pointer for the regular files of a checkout's HEAD that are LFS pointers (symlinks are never one)."""
     listing = subprocess.run(
@@ -88,51 +79,3 @@ def checkout_pointers(checkout: Path) -> dict[str, Pointer]:
         if len(fields) == 4 and fields[0] in ("100644", "100755") and int(fields[3]) < MAX_POINTER_BYTES:
             small[fields[2]] = path
     return {small[sha]: ptr for sha, ptr in pointers_in(list(small), checkout).items()}
-
-
-def download_objects(checkout: Path, repo_url: str, pointers: dict[str, Pointer], timeout: float) -> None:
-    """Replace each pointer file by its object, fetched through the repo's LFS batch API (the repo URL carries the
-    builder's credentials). Each object goes to a temp file beside its path, is checked (sha256, size) and renamed
-    over the pointer: a rename replaces the entry itself and follows no link."""
-    try:
-        _download(checkout, repo_url, pointers, timeout)
-    except httpx.HTTPError as exc:
-        raise ObjectMissing(f"downloading the Git LFS files failed: {exc}") from None
-
-
-def _download(checkout: Path, repo_url: str, pointers: dict[str, Pointer], timeout: float) -> None:
-    objects = [{"oid": p.oid, "size": p.size} for p in pointers.values()]
-    with httpx.Client(timeout=timeout) as client:
-        answer = client.post(
-            f"{repo_url}/info/lfs/objects/batch",
-            json={"operation": "download", "transfers": ["basic"], "objects": objects},
-            headers={"Accept": "application/vnd.git-lfs+json"},
-        )
-        if answer.status_code != 200:
-            raise ObjectMissing(f"the LFS batch API answered {answer.status_code}: {answer.text[:200]}")
-        hrefs = {o["oid"]: o["actions"]["download"]["href"] for o in answer.json().get("objects", []) if "actions" in o}
-        for path, ptr in pointers.items():
-            if ptr.oid not in hrefs:
-                raise ObjectMissing(
-                    f"{path} is a Git LFS pointer whose object (sha256:{ptr.oid[:12]}…, {ptr.size} bytes) is not on "
-                    "the server: push it with git-lfs installed (`git lfs install`, then `git lfs push --all origin`)"
-                )
-            target = checkout / path
-            # The tree said regular file; never write through a link that the checkout might hold instead.
-            inside = checkout.resolve() / Path(path).parent
-            if not stat.S_ISREG(target.lstat().st_mode) or target.parent.resolve() != inside:
-                raise ObjectMissing(f"{path} is not a regular file in the checkout")
-            tmp = target.with_name(f".lfs-{ptr.oid[:16]}.tmp")
-            digest, size = hashlib.sha256(), 0
-            with client.stream("GET", hrefs[ptr.oid]) as resp, open(tmp, "xb") as out:
-                if resp.status_code != 200:
-                    raise ObjectMissing(f"downloading the LFS object of {path} failed: HTTP {resp.status_code}")
-                for chunk in resp.iter_bytes(1024 * 1024):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
-            if digest.hexdigest() != ptr.oid or size != ptr.size:
-                tmp.unlink()
-                raise ObjectMissing(f"the LFS object of {path} arrived corrupted (sha256 or size differs)")
-            os.chmod(tmp, target.lstat().st_mode & 0o777)
-            os.replace(tmp, target)

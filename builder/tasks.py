@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 import docker
 import redis
 
-from builder import baseimages, dockerignore, dockerpolicy, engine, lfs, repofiles, spaceconfig
+from builder import baseimages, dockerignore, dockerpolicy, engine, lfs, lfs_download, repofiles, spaceconfig
 from builder.celery_app import app
 from builder.dockerfile import UnavailablePython, app_dockerfile, python_version_for
 from builder.events import BuildEvents
@@ -97,8 +97,8 @@ def fetch(repo_url: str, commit: str, dest: Path, log: engine.Log) -> None:
     if pointers:
         log(f"Downloading {len(pointers)} Git LFS file(s)")
         try:
-            lfs.download_objects(dest, repo_url, pointers, FETCH_TIMEOUT)
-        except lfs.ObjectMissing as exc:
+            lfs_download.download_objects(dest, repo_url, pointers, FETCH_TIMEOUT)
+        except lfs_download.ObjectMissing as exc:
             raise BuildFailed("BUILD_ERROR", str(exc)) from None
     shutil.rmtree(dest / ".git")
 

@@ -16,17 +16,9 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from starlette.responses import FileResponse
-
 LINKS = "lfs-links"
 # Received bytes are hashed and written off the event loop in pieces this large.
 WRITE_PIECE = 4 * 1024 * 1024
-
-
-class ObjectResponse(FileResponse):
-    """An object's bytes: read in 1 MiB pieces (Starlette's 64 KiB means a thread hop per 64 KiB of a 10 GB file)."""
-
-    chunk_size = 1024 * 1024
 
 
 class ObjectRefused(Exception):

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.api.deps import DB, Caller, caller, find_space, services
 from controlplane.api.errors import ApiError
-from controlplane.lfs.store import ObjectResponse
+from controlplane.lfs.api import ObjectResponse
 from controlplane.models import Space
 from controlplane.repos import TreeEntry
 from controlplane.services import Services

@@ -26,6 +26,11 @@ start_test_cluster() {
     export KUBECONFIG=$state/admin.kubeconfig
     # Preloaded on its node: a static HTTP server on 8080 as uid 1000, so Space pods get to "running".
     export SPACEYARD_K8S_TEST_IMAGE=${SPACEYARD_K8S_TEST_IMAGE:-localhost/spaceyard-hello:1}
+    # And python3 (the base image built above, ~5 s to load): an app without a SIGTERM handler, for the stop test.
+    if docker save spaceyard/base:py3.11 | ctr -n k8s.io -a "$state/containerd/containerd.sock" images import - >/dev/null
+    then
+      export SPACEYARD_K8S_TEST_PYTHON_IMAGE=spaceyard/base:py3.11
+    fi
   fi
 }
 

@@ -26,6 +26,7 @@ MANAGED_SELECTOR = f"{MANAGED_BY}=spaceyard"
 CONTAINER = "app"
 SERVICE_PORT = 80
 STARTUP_PERIOD_SECONDS = 5
+STOP_GRACE_SECONDS = 5
 
 _MAX_LABEL = 63  # DNS-1123 label and label-value limit
 _NAME_PREFIX = "space-"  # Service names must start with a letter (RFC 1035)
@@ -222,6 +223,12 @@ def make_deployment(spec: AppSpec, pool: Pool, settings: K8sOptions, replicas: i
     }
     pod_spec: dict = {
         "containers": [container],
+        # The pod's pause process becomes PID 1, as docker's init: a bare `python app.py` as PID 1 ignores
+        # SIGTERM, so every stop (pause, sleep, a redeploy's old build) would wait out the grace period (33 s
+        # measured on a real node, 1 s with this).
+        "shareProcessNamespace": True,
+        # As the docker runtime's stop timeout: an app that traps SIGTERM and keeps going is killed after this.
+        "terminationGracePeriodSeconds": STOP_GRACE_SECONDS,
         "nodeSelector": dict(pool.node_selector),
         "tolerations": [dict(t) for t in pool.tolerations],
         "automountServiceAccountToken": False,

@@ -20,7 +20,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from controlplane.runtime.base import AppSpec, Instance
-from controlplane.runtime.k8s_objects import deployment_name, object_name
+from controlplane.runtime.k8s_objects import deployment_name, make_deployment, object_name
 from controlplane.tiers import default_catalog
 
 pytestmark = [
@@ -175,6 +175,40 @@ def test_a_failed_redeploy_keeps_the_old_pod_serving(backend) -> None:
     assert deployment(backend, space, 1).status.ready_replicas == 1
     assert "space=dave/rollback" in answer(backend, space)
     backend.remove_space(space)
+
+
+PYTHON_IMAGE = os.environ.get("SPACEYARD_K8S_TEST_PYTHON_IMAGE")
+
+
+@pytest.mark.skipif(not PYTHON_IMAGE, reason="needs SPACEYARD_K8S_TEST_PYTHON_IMAGE (python3 on the node)")
+def test_a_stop_does_not_wait_out_the_grace_period(backend) -> None:
+    """A bare `python3 -m http.server` installs no SIGTERM handler; as PID 1 it would ignore the signal."""
+    from kubernetes import client
+
+    template = make_deployment(spec("erin/plain", "cpu-basic"), CATALOG.pool_for("cpu-basic"), backend.options)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain-python", **template["spec"]["template"]
+                                                           ["metadata"]}, "spec": template["spec"]["template"]["spec"]}
+    app = pod["spec"]["containers"][0]
+    app.update(image=PYTHON_IMAGE, command=["python3", "-m", "http.server", str(PORT)], env=[])
+    pod["spec"]["terminationGracePeriodSeconds"] = 30  # so waiting it out would show
+    backend.core.create_namespaced_pod(backend.namespace, pod)
+
+    def ready() -> bool | None:
+        statuses = backend.core.read_namespaced_pod("plain-python", backend.namespace).status.container_statuses
+        return bool(statuses and statuses[0].ready) or None
+
+    def gone() -> bool | None:
+        try:
+            backend.core.read_namespaced_pod("plain-python", backend.namespace)
+        except client.ApiException as e:
+            return e.status == 404 or None
+        return None
+
+    wait_for(ready, "the plain Python app to be ready")
+    started = time.monotonic()
+    backend.core.delete_namespaced_pod("plain-python", backend.namespace)
+    wait_for(gone, "the pod to go", timeout=60)
+    assert time.monotonic() - started < 10  # 30+ s when the app is PID 1
 
 
 def test_watch_reports_a_new_pod(backend) -> None:

@@ -182,6 +182,13 @@ def test_pod_runs_unprivileged_without_a_service_account_token() -> None:
     assert "imagePullSecrets" not in unset["spec"]["template"]["spec"]
 
 
+def test_the_app_is_not_pid_1_and_stops_like_on_docker() -> None:
+    pod = render("cpu-basic")["Deployment"]["spec"]["template"]["spec"]
+    # The pause process is PID 1 (it reaps, and SIGTERM reaches an app that installs no handler).
+    assert pod["shareProcessNamespace"] is True
+    assert pod["terminationGracePeriodSeconds"] == 5
+
+
 def test_env_and_secret_refs() -> None:
     objects = render("cpu-basic", env={"SPACE_ID": "alice/demo", "HF_TOKEN": "shadowed"})
     env = env_of(objects["Deployment"])

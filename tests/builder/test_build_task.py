@@ -6,6 +6,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from typing import Any
 
 import pytest
@@ -71,7 +72,10 @@ def step_after(lines: list[str], prefix: str) -> str:
 def test_gradio_space_builds_runs_and_reuses_its_dependency_layer(
     run_build: Any, space_repo: Any, docker_api: Any
 ) -> None:
-    commit = space_repo.commit({"README.md": GRADIO_README, "app.py": GRADIO_APP, "requirements.txt": "six==1.16.0\n"})
+    # Unique per run: another test (or an earlier run) building the same requirements on this engine would
+    # make this "cold" build a cache hit, too quick for a heartbeat and with no pip output.
+    requirements = f"six==1.16.0\n# {uuid.uuid4().hex}\n"
+    commit = space_repo.commit({"README.md": GRADIO_README, "app.py": GRADIO_APP, "requirements.txt": requirements})
     started = time.monotonic()
     result, events = run_build(space_repo, commit, build_id=7)
     cold = time.monotonic() - started

@@ -77,6 +77,13 @@ def test_install_upgrade_uninstall(cluster, tmp_path) -> None:
             assert missing == []
             assert {o["metadata"].get("namespace") for o in objects if o["kind"] == "Role"} >= {spaces}
             assert core.read_namespace(spaces).metadata.labels["pod-security.kubernetes.io/enforce"] == "baseline"
+            # ...and the API server enforces it: a privileged pod in the Spaces namespace is refused.
+            privileged = client.V1Pod(metadata=client.V1ObjectMeta(name="escape"), spec=client.V1PodSpec(
+                containers=[client.V1Container(name="c", image="registry.k8s.io/pause:3.9",
+                                               security_context=client.V1SecurityContext(privileged=True))]))
+            with pytest.raises(client.ApiException) as refused:
+                core.create_namespaced_pod(spaces, privileged, dry_run="All")
+            assert refused.value.status == 403 and "violates PodSecurity" in refused.value.body
             # hostPath storage: no claim waits for a provisioner this cluster does not have.
             assert core.list_namespaced_persistent_volume_claim(namespace).items == []
 

@@ -20,7 +20,13 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from controlplane.runtime.base import AppSpec, Instance
-from controlplane.runtime.k8s_objects import deployment_name, make_deployment, object_name
+from controlplane.runtime.k8s_objects import (
+    BUILD_LABEL,
+    SPACE_LABEL,
+    deployment_name,
+    make_deployment,
+    object_name,
+)
 from controlplane.tiers import default_catalog
 
 pytestmark = [
@@ -159,7 +165,12 @@ def test_a_failed_redeploy_keeps_the_old_pod_serving(backend) -> None:
     space = "dave/rollback"
     old = backend.start(spec(space, "cpu-basic"))
     wait_for(running(backend, old.id), "the first build to run", 300)
-    assert "space=dave/rollback" in answer(backend, space)
+    # The image says nothing about its user; the pod runs it as uid 1000 all the same (the hello app prints its uid).
+    assert "uid=1000 space=dave/rollback" in answer(backend, space)
+    (pod,) = backend.core.list_namespaced_pod(backend.namespace, label_selector=f"{BUILD_LABEL}=1,"
+                                              f"{SPACE_LABEL}={object_name(space)}").items
+    # As admitted by the API server: no ServiceAccount token volume, so the app holds no cluster credentials.
+    assert not [v for v in pod.spec.volumes or [] if v.name.startswith("kube-api-access")]
 
     # The same app told to listen on a port that is no number: it exits at once, every time.
     crashing = replace(spec(space, "cpu-basic", build_id=2), env={"SPACE_ID": space, "PORT": "not-a-port"})

@@ -7,7 +7,9 @@ On a private Spaceyard started for the run (its data dir and the file on the sam
 run uploads a fresh random file (a new oid, so the store cannot skip it) as git-lfs does (batch call, PUT to the
 signed href, verify), then downloads it (batch call, GET) to a file. The transfers use curl, a compiled client
 like git-lfs, so the numbers are the server's rather than a Python client's. The upload includes the server's
-sha256 check and rename; the download is written to disk. Goal: each >= 0.5x cp. Prints medians of --runs runs.
+sha256 check and rename; the download is written to disk. Goal: each >= 0.5x cp. Two floors put the numbers in
+context: curl PUT of the same file to a bare ASGI app on uvicorn that drops it (what any upload through this server
+stack costs), and sha256 of the file in Python (what the upload's check costs). Prints medians of --runs runs.
 """
 
 from __future__ import annotations
@@ -69,6 +71,49 @@ def download(api: httpx.Client, oid: str, size: int, dest: Path) -> float:
     return elapsed
 
 
+# The floor of any upload through this server stack: a bare ASGI app on uvicorn that reads the body and drops it.
+BARE_APP = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+"""
+
+
+def bare_server(root: Path) -> tuple[subprocess.Popen, str]:
+    (root / "bare_app.py").write_text(BARE_APP)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level", "warning"], cwd=root
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/")
+            break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    return proc, f"http://127.0.0.1:{port}/upload"
+
+
+def timed_put(path: Path, url: str) -> float:
+    start = time.perf_counter()
+    curl("-T", str(path), url)
+    return time.perf_counter() - start
+
+
+def sha256_of(path: Path) -> float:
+    start = time.perf_counter()
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(4 * 2**20):
+            digest.update(block)
+    return time.perf_counter() - start
+
+
 def copy(src: Path, dest: Path) -> float:
     start = time.perf_counter()
     subprocess.run(["cp", str(src), str(dest)], check=True)
@@ -85,6 +130,7 @@ def main() -> None:
         root, port = Path(tmp), free_port()
         platform = Platform({"SPACEYARD_DATA_DIR": str(root / "data"), "SPACEYARD_PORT": str(port)}, root / "data")
         platform.start(base_images=False)
+        bare, bare_url = bare_server(root)
         try:
             token = subprocess.run(
                 [sys.executable, "-m", "controlplane.cli", "user", "add", "bench"],
@@ -98,25 +144,35 @@ def main() -> None:
             )
             created = api.post("/api/repos/create", json={"type": "space", "name": "lfs", "sdk": "static"})
             created.raise_for_status()
-            times: dict[str, list[float]] = {"cp": [], "LFS upload": [], "LFS download": []}
+            times: dict[str, list[float]] = {
+                "cp": [],
+                "LFS upload": [],
+                "LFS download": [],
+                "floor: bare PUT": [],
+                "floor: sha256": [],
+            }
             for run in range(args.runs):
                 src = root / f"file-{run}"
                 oid = make_file(src, size)
                 times["cp"].append(copy(src, root / f"copy-{run}"))
                 times["LFS upload"].append(upload(api, src, oid, size))
                 times["LFS download"].append(download(api, oid, size, root / f"down-{run}"))
+                times["floor: bare PUT"].append(timed_put(src, bare_url))
+                times["floor: sha256"].append(sha256_of(src))
                 for leftover in (src, root / f"copy-{run}", root / f"down-{run}"):
                     leftover.unlink()
         finally:
+            bare.terminate()
+            bare.wait(10)
             platform.stop()
             platform.remove_engine_objects()
             shutil.rmtree(root / "data", ignore_errors=True)
     cp = statistics.median(times["cp"])
     print(f"{args.mb} MiB, median of {args.runs} runs, same disk\n")
-    print(f"{'transfer':<14} {'median s':>9} {'MiB/s':>8} {'vs cp':>7}")
+    print(f"{'transfer':<16} {'median s':>9} {'MiB/s':>8} {'vs cp':>7}")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:<14} {median:>9.2f} {args.mb / median:>8.0f} {cp / median:>6.2f}x")
+        print(f"{name:<16} {median:>9.2f} {args.mb / median:>8.0f} {cp / median:>6.2f}x")
 
 
 if __name__ == "__main__":

@@ -12,17 +12,17 @@ start_test_cluster() {
   local k8s=../shared/k8s state=${K8S_STATE:-/var/lib/spaceyard-k8s}
   if [[ -n "${KUBECONFIG:-}" ]]; then
     echo "Kubernetes tests: the cluster of KUBECONFIG=$KUBECONFIG"
-  elif [[ ! -x $k8s/start.sh ]]; then
+  elif [[ ! -f $k8s/start.sh ]]; then
     echo "Kubernetes tests: skipped (no KUBECONFIG and no $k8s/start.sh)"
   elif [[ $(id -u) != 0 ]]; then
     echo "Kubernetes tests: skipped (no KUBECONFIG; $k8s/start.sh needs root)"
   else
     local pid=$state/run/kube-apiserver.pid
     if ! { [[ -f $pid ]] && kill -0 "$(cat "$pid")" 2>/dev/null; }; then
-      trap "$k8s/stop.sh || echo 'stopping the test cluster failed' >&2" EXIT
+      trap "bash $k8s/stop.sh || echo 'stopping the test cluster failed' >&2" EXIT
     fi
     echo "Kubernetes tests: starting the local cluster ($k8s/start.sh)"
-    "$k8s/start.sh"
+    bash "$k8s/start.sh"  # bash: a copied shared/ may have lost the execute bits
     export KUBECONFIG=$state/admin.kubeconfig
     # Preloaded on its node: a static HTTP server on 8080 as uid 1000, so Space pods get to "running".
     export SPACEYARD_K8S_TEST_IMAGE=${SPACEYARD_K8S_TEST_IMAGE:-localhost/spaceyard-hello:1}

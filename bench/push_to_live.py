@@ -104,8 +104,10 @@ def main() -> None:
                 results["code-only change"].append(wait_for_marker(url, f"v1-{run}") - start)
 
                 image = api.get(f"/api/spaces/bench/{name}/runtime").json()
-                tags = [t for i in docker.from_env().images.list() for t in i.tags if f"/bench/{name}:" in t]
-                results["floor: docker run to first 200"].append(floor(sorted(tags)[-1], 7860))
+                # Images are named by Space id; the label names the Space. The newest build is the code-only one.
+                images = docker.from_env().images.list(filters={"label": f"spaceyard.space=bench/{name}"})
+                newest = max(images, key=lambda i: int(i.labels["spaceyard.build"]))
+                results["floor: docker run to first 200"].append(floor(newest.tags[0], 7860))
                 assert image["stage"] == "RUNNING"
         finally:
             platform.stop()

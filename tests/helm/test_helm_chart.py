@@ -463,6 +463,16 @@ def test_storage_for_clusters_without_a_provisioner(chart, mode):
         assert owner["securityContext"]["allowPrivilegeEscalation"] is False
 
 
+def test_request_ratio_reaches_the_control_plane(chart):
+    def ratio(values):
+        cp = one(render(chart, values), "Deployment", "spaceyard-controlplane")["spec"]["template"]["spec"]
+        return env_of(cp["containers"][0])["SPACEYARD_K8S_REQUEST_RATIO"]["value"]
+
+    assert ratio(None) == "1"
+    assert ratio({"spaces": {"namespace": "spaceyard-spaces", "requestRatio": 0.25}}) == "0.25"
+    assert "requestRatio" in render_error(chart, {"spaces": {"namespace": "spaceyard-spaces", "requestRatio": 0}})
+
+
 def test_unknown_storage_mode_is_refused(chart):
     assert "'/storage/volumes': value must be one of" in render_error(chart, {"storage": {"volumes": "nfs"}})
 

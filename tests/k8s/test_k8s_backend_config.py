@@ -36,6 +36,7 @@ def test_from_settings(tmp_path: Path) -> None:
         ingress_class="nginx",
         apps_tls_secret="apps-tls",
         image_pull_secret="pull",
+        k8s_request_ratio=0.5,
     )
     backend = KubernetesBackend.from_settings(settings)
     assert backend.namespace == "my-spaces"
@@ -43,5 +44,6 @@ def test_from_settings(tmp_path: Path) -> None:
     assert options.apps_domain == "apps.example.com"
     assert (options.ingress_class, options.tls_secret, options.image_pull_secret) == ("nginx", "apps-tls", "pull")
     assert options.ingress is False  # the chart's wildcard Ingress sends app hosts to the router
+    assert options.request_ratio == 0.5
     assert backend.api.configuration.host == "https://127.0.0.1:6443"
     assert backend.catalog.pool_for("t4-small").name == "t4"

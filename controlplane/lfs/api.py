@@ -74,8 +74,8 @@ async def batch(owner: str, repo: str, request: Request, svc: Services = Depends
             return lfs_error(413, f"An LFS batch request is at most {MAX_BATCH_BYTES} bytes; send fewer objects.")
     try:
         parsed = parse_objects(json.loads(body))
-    except ValueError:
-        parsed = "the body is not JSON"
+    except (ValueError, RecursionError):
+        parsed = "the body is not a JSON object"
     if isinstance(parsed, str):
         return lfs_error(422, f"Invalid LFS batch request: {parsed}.")
     return await asyncio.to_thread(answer_batch, svc, request, owner, repo.removesuffix(".git"), *parsed)

@@ -51,6 +51,8 @@ def test_sessions_are_listed_and_another_can_be_ended(web: Web) -> None:
     phone = sign_in(web, "alice", headers={"User-Agent": "Phone/2.0"})
     page = laptop.get("/tokens").text
     assert "Laptop/1.0" in page and "Phone/2.0" in page
+    # One list, under a plain title (the list once leaked into the page's <title> as well).
+    assert page.count('id="sessions"') == 1 and "<title>Tokens and sessions · Spaceyard</title>" in page
     # The current one is marked.
     current = page.split("this browser")[0].rsplit("<tr", 1)[1]
     assert "Laptop/1.0" in current

@@ -161,24 +161,25 @@ def test_a_space_with_an_lfs_file_builds_with_its_real_content(platform, tmp_pat
     (repo / "index.html").write_text("<p>again</p>\n")
     git("commit", "-qam", "again", cwd=repo)
     git("push", "-q", "origin", "HEAD:main", cwd=repo)
-    status, message = last_build(platform, "lfsuser/served")
-    assert status == "BUILD_ERROR" or status == "FAILED", (status, message)
+    status, message = build_result(platform, "lfsuser/served", git("rev-parse", "HEAD", cwd=repo).stdout.strip())
+    assert status == "FAILED", (status, message)
     assert "data/table.parquet" in message and "git lfs" in message, message
     assert httpx.get(f"{platform.url}/apps/lfsuser/served/", timeout=30).text == "<p>lfs</p>\n"  # still the old one
 
 
-def last_build(platform, space: str, timeout: float = 120) -> tuple[str, str]:
-    """Status and message of the Space's newest build once it has finished (read from the platform's database)."""
+def build_result(platform, space: str, commit: str, timeout: float = 120) -> tuple[str, str]:
+    """Status and message of the build of `commit` once it has finished (read from the platform's database)."""
     owner, name = space.split("/")
     engine = sqlalchemy.create_engine(f"sqlite:///{platform.data_dir / 'spaceyard.db'}")
     query = sqlalchemy.text(
         "SELECT b.status, b.error_message FROM builds b JOIN spaces s ON s.id = b.space_id "
-        "WHERE s.owner = :o AND s.name = :n ORDER BY b.id DESC LIMIT 1"
+        "WHERE s.owner = :o AND s.name = :n AND b.commit_sha = :c ORDER BY b.id DESC LIMIT 1"
     )
     deadline = time.monotonic() + timeout
     while True:
         with engine.connect() as conn:
-            status, message = conn.execute(query, {"o": owner, "n": name}).one()
-        if status not in ("QUEUED", "RUNNING", "BUILDING") or time.monotonic() > deadline:
-            return status, message or ""
+            row = conn.execute(query, {"o": owner, "n": name, "c": commit}).first()
+        if row is not None and row[0] not in ("QUEUED", "RUNNING"):
+            return row[0], row[1] or ""
+        assert time.monotonic() < deadline, f"no finished build of {commit} for {space}: {row}"
         time.sleep(0.5)

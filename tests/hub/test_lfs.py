@@ -141,6 +141,15 @@ print(path)
     with platform.api("lfsuser") as api:
         assert "HF_HUB_DISABLE_XET=1" in api.get("/api/spaces/lfsuser/hubfiles/xet-write-token/main").json()["error"]
 
+    # ... while an open file object never goes to Xet: LFS without the setting (the object is there already, so
+    # the batch API asks for no upload and the commit just adds the pointer).
+    as_file = script.replace(f"path_or_fileobj={str(big)!r}", f"path_or_fileobj=open({str(big)!r}, 'rb')")
+    out = subprocess.run([sys.executable, "-c", as_file], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    with platform.api("lfsuser") as api:
+        head = api.head("/spaces/lfsuser/hubfiles/resolve/main/data/again.bin")
+        assert head.status_code == 200 and head.headers["X-Linked-Etag"] == f'"{oid}"'
+
 
 def test_a_space_with_an_lfs_file_builds_with_its_real_content(platform, tmp_path):
     create(platform, "lfsuser", "served", sdk="static")

@@ -17,6 +17,7 @@ from controlplane.tiers import Pool
 
 SPACE_LABEL = "spaceyard.dev/space"
 BUILD_LABEL = "spaceyard.dev/build"
+START_LABEL = "spaceyard.dev/start"  # one start of a build (a restart starts the same build again)
 TIER_LABEL = "spaceyard.dev/tier"
 SPACE_ANNOTATION = "spaceyard.dev/space-id"  # the exact owner/name, which labels cannot hold
 SECRET_CHECKSUM_ANNOTATION = "spaceyard.dev/secret-checksum"
@@ -81,22 +82,47 @@ def space_host(space: str, apps_domain: str) -> str:
     return f"{label}.{apps_domain}"
 
 
-def instance_id(name: str, build_id: int) -> str:
-    """An instance is one build of a Space: its own Deployment, as on docker its own container."""
-    return f"{name}:{build_id}"
+@dataclass(frozen=True)
+class InstanceKey:
+    """An instance is one start of one build of a Space: its own Deployment, as on docker its own container.
+
+    So a new build, or a restart of the same one, starts beside the instance serving, and one that never gets
+    ready is deleted alone. `start` is empty for a Deployment made before starts had their own.
+    """
+
+    name: str  # object_name of the Space
+    build: int
+    start: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}:{self.build}" + (f":{self.start}" if self.start else "")
+
+    @classmethod
+    def parse(cls, value: str) -> InstanceKey:
+        name, build, start = [*value.split(":"), ""][:3]
+        if not name or not build.isdigit() or value.count(":") > 2:
+            raise ValueError(f"not a kubernetes instance id: {value!r}")
+        return cls(name, int(build), start)
+
+    @classmethod
+    def of(cls, obj: dict) -> InstanceKey:
+        """The key in a Deployment's or pod's labels."""
+        found = obj.get("metadata", {}).get("labels") or {}
+        return cls(found.get(SPACE_LABEL, ""), int(found.get(BUILD_LABEL, "0")), found.get(START_LABEL, ""))
+
+    @property
+    def selector(self) -> str:
+        start = f"{START_LABEL}={self.start}" if self.start else f"!{START_LABEL}"
+        return f"{SPACE_LABEL}={self.name},{BUILD_LABEL}={self.build},{start}"
+
+    def matches(self, obj: dict) -> bool:
+        return InstanceKey.of(obj) == self
 
 
-def deployment_name(space: str, build_id: int) -> str:
-    """One Deployment per build, so a new build starts beside the one serving and a failed one goes alone."""
+def deployment_name(space: str, build_id: int, start: str = "") -> str:
     # Deployment names may be 253 long (DNS-1123 subdomain); only labels and Service names are held to 63.
-    return f"{object_name(space)}-b{build_id}"
-
-
-def parse_instance_id(value: str) -> tuple[str, int]:
-    name, _, build = value.rpartition(":")
-    if not name or not build.isdigit():
-        raise ValueError(f"not a kubernetes instance id: {value!r}")
-    return name, int(build)
+    return f"{object_name(space)}-b{build_id}" + (f"-{start}" if start else "")
 
 
 def service_endpoint(name: str, namespace: str) -> str:
@@ -122,9 +148,9 @@ def selector(space: str) -> dict[str, str]:
     return {SPACE_LABEL: object_name(space)}
 
 
-def build_selector(spec: AppSpec) -> dict[str, str]:
-    # A Deployment's selector is immutable; its build never changes, its tier may (kept out of the selector).
-    return {**selector(spec.space), BUILD_LABEL: str(spec.build_id)}
+def _start_labels(spec: AppSpec, start: str) -> dict[str, str]:
+    # A Deployment's selector is immutable: its build and start never change, its tier may (kept out of it).
+    return {**selector(spec.space), BUILD_LABEL: str(spec.build_id)} | ({START_LABEL: start} if start else {})
 
 
 def _metadata(spec: AppSpec, settings: K8sOptions) -> dict:
@@ -200,11 +226,14 @@ def secret_checksum(spec: AppSpec) -> str:
     return hashlib.sha256(items.encode()).hexdigest()
 
 
-def make_deployment(spec: AppSpec, pool: Pool, settings: K8sOptions, replicas: int = 1) -> dict:
-    """The build's Deployment; replicas=0 keeps it while paused or sleeping, so a resume needs no re-apply."""
-    meta = {**_metadata(spec, settings), "name": deployment_name(spec.space, spec.build_id)}
+def make_deployment(spec: AppSpec, pool: Pool, settings: K8sOptions, start: str = "", replicas: int = 1) -> dict:
+    """The Deployment of one start of a build (InstanceKey); replicas=0 keeps it while paused or sleeping."""
+    meta = _metadata(spec, settings)
+    meta["name"] = deployment_name(spec.space, spec.build_id, start)
+    meta["labels"] |= _start_labels(spec, start)
     if spec.tier.is_gpu:
-        # A tier change re-applies the same build: a surge pod never fits on a full GPU pool, so stop, then start.
+        # Each start has a Deployment of its own, so none rolls; should one roll anyway (a kubectl edit), a surge
+        # pod never fits on a full GPU pool: stop, then start.
         strategy: dict = {"type": "Recreate"}
     else:
         strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
@@ -256,7 +285,7 @@ def make_deployment(spec: AppSpec, pool: Pool, settings: K8sOptions, replicas: i
         "spec": {
             "replicas": replicas,
             "revisionHistoryLimit": 2,
-            "selector": {"matchLabels": build_selector(spec)},
+            "selector": {"matchLabels": _start_labels(spec, start)},
             "strategy": strategy,
             "template": {
                 "metadata": {"labels": dict(meta["labels"]), "annotations": template_annotations},

@@ -15,12 +15,10 @@ from typing import Any
 
 from controlplane.runtime.base import Instance
 from controlplane.runtime.k8s_objects import (
-    BUILD_LABEL,
     CONTAINER,
     SPACE_ANNOTATION,
-    SPACE_LABEL,
     TIER_LABEL,
-    instance_id,
+    InstanceKey,
     service_endpoint,
 )
 
@@ -207,15 +205,15 @@ def instance_from_pod(pod: Any, events: Iterable[Any] = (), deleted: bool = Fals
     pod = as_dict(pod)
     meta = pod.get("metadata", {})
     labels = meta.get("labels") or {}
-    name = labels.get(SPACE_LABEL, "")
-    build = int(labels.get(BUILD_LABEL, "0"))
+    key = InstanceKey.of(pod)
+    name = key.name
     view = pod_view(pod, events)
     if deleted and view.state not in ("exited", "failed"):
         view = PodView("exited", "pod deleted", started_at=view.started_at)
     return Instance(
-        id=instance_id(name, build),
+        id=key.id,
         space=(meta.get("annotations") or {}).get(SPACE_ANNOTATION, name),
-        build_id=build,
+        build_id=key.build,
         tier=labels.get(TIER_LABEL, ""),
         state=view.state,
         # Like the docker backend: an address only once the app answers, so callers can route on it.
@@ -227,41 +225,34 @@ def instance_from_pod(pod: Any, events: Iterable[Any] = (), deleted: bool = Fals
     )
 
 
-def _labels(obj: dict) -> dict:
-    return obj.get("metadata", {}).get("labels") or {}
-
-
 def _newest(pods: list[dict]) -> dict | None:
     return max(pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "", default=None)
 
 
-def reported_pod(pods: Iterable[Any], build_id: int) -> dict | None:
-    """The pod that speaks for a build: its newest live one, else the newest still going away."""
-    mine = [p for p in map(as_dict, pods) if _labels(p).get(BUILD_LABEL) == str(build_id)]
+def reported_pod(pods: Iterable[Any], key: InstanceKey) -> dict | None:
+    """The pod that speaks for an instance: its newest live one, else the newest still going away."""
+    mine = [p for p in map(as_dict, pods) if key.matches(p)]
     live = [p for p in mine if not p.get("metadata", {}).get("deletionTimestamp")]
     return _newest(live) or _newest(mine)
 
 
-def instance_for_build(
-    deployment: Any, pods: Iterable[Any], build_id: int, events: Iterable[Any] = ()
-) -> Instance | None:
-    """One build's Instance from its Space's Deployment and pods; None once nothing of it is left.
+def instance_for(deployment: Any, pods: Iterable[Any], key: InstanceKey, events: Iterable[Any] = ()) -> Instance | None:
+    """One instance from its Deployment and pods; None once nothing of it is left.
 
-    `events` are those of the newest pod of that build (the one whose state is reported).
+    `events` are those of the pod whose state is reported (reported_pod).
     """
     dep = as_dict(deployment)
     meta = dep.get("metadata", {})
     labels = meta.get("labels") or {}
-    mine = bool(dep) and labels.get(BUILD_LABEL) == str(build_id)
+    mine = bool(dep) and key.matches(dep)
     wanted = mine and dep.get("spec", {}).get("replicas", 1) != 0
-    pod = reported_pod(pods, build_id)
+    pod = reported_pod(pods, key)
     # Right after a resume the paused pod may still be going away (seconds on a real node): its "stopping"
     # is not this build's state while the Deployment wants a replica; the new pod's will be.
     if pod is not None and not (wanted and pod.get("metadata", {}).get("deletionTimestamp")):
         return instance_from_pod(pod, events)
     if not mine:
-        return None  # the build's Deployment is deleted and its pods are gone
-    name = labels.get(SPACE_LABEL, meta.get("name", ""))
+        return None  # the Deployment is deleted and its pods are gone
     if not wanted:
         state, message = "exited", "scaled to 0"
     elif (failure := _condition(dep, "ReplicaFailure")) and failure.get("status") == "True":
@@ -269,9 +260,9 @@ def instance_for_build(
     else:
         state, message = "pending", "waiting for the pod to be created"
     return Instance(
-        id=instance_id(name, build_id),
-        space=(meta.get("annotations") or {}).get(SPACE_ANNOTATION, name),
-        build_id=build_id,
+        id=key.id,
+        space=(meta.get("annotations") or {}).get(SPACE_ANNOTATION, key.name),
+        build_id=key.build,
         tier=labels.get(TIER_LABEL, ""),
         state=state,
         message=message,

@@ -1,9 +1,10 @@
-"""The kubernetes runtime: a Deployment per build and a Service, Ingress and Secret per Space, on the tier's pool.
+"""The kubernetes runtime: a Deployment per start and a Service, Ingress and Secret per Space, on the tier's pool.
 
 Objects are built by k8s_objects and sent with server-side apply, so a re-apply is idempotent and a
 field left out (say the GPU limit after a move to a CPU tier) is removed rather than kept.
-An instance is one build's Deployment (id "<name>:<build>"), so a redeploy starts the new build beside the one
-serving and a new build that never gets ready is deleted alone, as on docker; states come from k8s_status.
+An instance is one start of a build, a Deployment of its own (id "<name>:<build>:<start>"), as on docker a
+container: a redeploy or restart starts beside the instance serving and one that never gets ready is deleted alone;
+states come from k8s_status.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -21,20 +23,18 @@ from kubernetes.client.exceptions import ApiException
 from controlplane.core.config import Settings
 from controlplane.runtime.base import AppSpec, Instance, RuntimeBackend
 from controlplane.runtime.k8s_objects import (
-    BUILD_LABEL,
     CONTAINER,
     MANAGED_SELECTOR,
     SPACE_LABEL,
+    InstanceKey,
     K8sOptions,
-    instance_id,
     make_deployment,
     make_ingress,
     make_secret,
     make_service,
     object_name,
-    parse_instance_id,
 )
-from controlplane.runtime.k8s_status import instance_for_build, instance_from_pod, reported_pod
+from controlplane.runtime.k8s_status import instance_for, instance_from_pod, reported_pod
 from controlplane.tiers import Catalog, default_catalog, load_catalog
 
 log = logging.getLogger(__name__)
@@ -54,14 +54,6 @@ def load_api_client(kubeconfig: str | None = None) -> ApiClient:
         return ApiClient(configuration)
     # Read $KUBECONFIG now: the client's own default is fixed when the module is imported.
     return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG") or None)
-
-
-def _labels(obj: dict) -> dict[str, str]:
-    return obj["metadata"].get("labels") or {}
-
-
-def _build_of(obj: dict) -> tuple[str, int]:
-    return _labels(obj)[SPACE_LABEL], int(_labels(obj)[BUILD_LABEL])
 
 
 def _missing(e: ApiException) -> bool:
@@ -111,19 +103,19 @@ class KubernetesBackend(RuntimeBackend):
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self, spec: AppSpec) -> Instance:
-        """Apply the Space's objects with 1 replica: a new build, a wake-up or a resume alike."""
+        """Apply the Space's objects and a new Deployment for this start (a new build, a restart, a fresh wake-up)."""
         pool = self.catalog.pool_for(spec.tier.name)
         if pool is None:
             raise ValueError(f"tier {spec.tier.name!r} has no node pool in the catalog")
         # The Secret first: a pod whose secretKeyRef is missing fails with CreateContainerConfigError.
         self._apply(make_secret(spec, self.options))
-        self._apply(make_deployment(spec, pool, self.options, replicas=1))
+        key = InstanceKey(object_name(spec.space), spec.build_id, secrets.token_hex(3))
+        self._apply(make_deployment(spec, pool, self.options, key.start))
         self._apply(make_service(spec, self.options))
         if self.options.ingress:
             self._apply(make_ingress(spec, self.options))
-        name = object_name(spec.space)
         return Instance(
-            id=instance_id(name, spec.build_id),
+            id=key.id,
             space=spec.space,
             build_id=spec.build_id,
             tier=spec.tier.name,
@@ -132,19 +124,19 @@ class KubernetesBackend(RuntimeBackend):
         )
 
     def stop(self, instance_id: str, remove: bool = True) -> None:
-        """Delete the build's Deployment (remove) or scale it to 0 (pause, sleep); other builds are left alone."""
+        """Delete the instance's Deployment (remove) or scale it to 0 (pause, sleep); other instances stay."""
         self._scale(instance_id, None if remove else 0)
 
     def resume(self, instance_id: str) -> Instance:
-        """Scale a sleeping build's Deployment back to 1: same objects, same build, a fresh pod."""
+        """Scale a sleeping instance's Deployment back to 1: same objects, same build, a fresh pod."""
         instance = self.get(instance_id) if self._scale(instance_id, 1) else None
         if instance is None:
             raise RuntimeError(f"{instance_id} is gone")
         return instance
 
     def _scale(self, instance_id: str, replicas: int | None) -> bool:
-        """Scale (or, with replicas None, delete) the build's Deployment; False if it is gone."""
-        dep = self._build_deployment(*parse_instance_id(instance_id))
+        """Scale (or, with replicas None, delete) the instance's Deployment; False if it is gone."""
+        dep = self._deployment(InstanceKey.parse(instance_id))
         if dep is None:
             return False
         name = dep["metadata"]["name"]
@@ -188,34 +180,31 @@ class KubernetesBackend(RuntimeBackend):
     # --- state -----------------------------------------------------------------------------------
 
     def get(self, instance_id: str) -> Instance | None:
-        name, build = parse_instance_id(instance_id)
-        deployment = self._build_deployment(name, build)
-        pods = self._list_pods(f"{SPACE_LABEL}={name},{BUILD_LABEL}={build}")
-        pod = reported_pod(pods, build)
+        key = InstanceKey.parse(instance_id)
+        pods = self._list_pods(key.selector)
+        pod = reported_pod(pods, key)
         # Events only for the pod being reported: scheduler, image pull and probe messages.
         events = self._pod_events(pod["metadata"]["name"]) if pod else []
-        return instance_for_build(deployment, pods, build, events)
+        return instance_for(self._deployment(key), pods, key, events)
 
     def list(self, space: str | None = None) -> list[Instance]:
-        """Every Space's current build, plus older builds whose pods are still going away."""
+        """Every instance that has a Deployment, plus those whose pods are still going away."""
         selector = MANAGED_SELECTOR + (f",{SPACE_LABEL}={object_name(space)}" if space else "")
         listing = self._raw(self.apps.list_namespaced_deployment, self.namespace, label_selector=selector)
         deployments = listing.get("items") or []
         pods = self._list_pods(selector)
-        by_build = {_build_of(d): d for d in deployments}
-        builds = by_build.keys() | {_build_of(p) for p in pods}
+        by_key = {InstanceKey.of(d): d for d in deployments}
+        keys = by_key.keys() | {InstanceKey.of(p) for p in pods}
         found = []
-        for name, build in sorted(builds):
-            space_pods = [p for p in pods if _labels(p)[SPACE_LABEL] == name]
-            instance = instance_for_build(by_build.get((name, build)), space_pods, build)
+        for key in sorted(keys, key=lambda k: k.id):
+            instance = instance_for(by_key.get(key), pods, key)
             if instance is not None:
                 found.append(instance)
         return found
 
     def logs(self, instance_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
-        name, build = parse_instance_id(instance_id)
-        pods = self._list_pods(f"{SPACE_LABEL}={name},{BUILD_LABEL}={build}")
-        pod = reported_pod(pods, build)
+        key = InstanceKey.parse(instance_id)
+        pod = reported_pod(self._list_pods(key.selector), key)
         return self._pod_logs(pod, follow, tail) if pod else iter(())
 
     def _pod_logs(self, pod: dict, follow: bool, tail: int | None) -> Iterator[str]:
@@ -308,10 +297,9 @@ class KubernetesBackend(RuntimeBackend):
         finally:
             response.release_conn()  # type: ignore[attr-defined]
 
-    def _build_deployment(self, name: str, build: int) -> dict | None:
-        # By labels, not by name: a Deployment made before builds had their own still carries them.
-        selector = f"{SPACE_LABEL}={name},{BUILD_LABEL}={build}"
-        listing = self._raw(self.apps.list_namespaced_deployment, self.namespace, label_selector=selector)
+    def _deployment(self, key: InstanceKey) -> dict | None:
+        # By labels, not by name: a Deployment made before each start had its own carries no start label.
+        listing = self._raw(self.apps.list_namespaced_deployment, self.namespace, label_selector=key.selector)
         return next(iter(listing.get("items") or []), None)
 
     def _list_pods(self, label_selector: str) -> list[dict]:

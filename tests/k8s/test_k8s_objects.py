@@ -12,16 +12,16 @@ from controlplane.runtime.k8s_objects import (
     BUILD_LABEL,
     SPACE_ANNOTATION,
     SPACE_LABEL,
+    START_LABEL,
     STARTUP_PERIOD_SECONDS,
     TIER_LABEL,
+    InstanceKey,
     K8sOptions,
-    instance_id,
     make_deployment,
     make_ingress,
     make_secret,
     make_service,
     object_name,
-    parse_instance_id,
     space_host,
 )
 from controlplane.tiers import default_catalog
@@ -66,7 +66,7 @@ def app_spec(tier: str, space: str = "alice/demo", **kw) -> AppSpec:
 def render(tier: str, options: K8sOptions = OPTIONS, **kw) -> dict[str, dict]:
     spec = app_spec(tier, **kw)
     return {
-        "Deployment": make_deployment(spec, CATALOG.pool_for(tier), options),
+        "Deployment": make_deployment(spec, CATALOG.pool_for(tier), options, "a1b2c3"),
         "Service": make_service(spec, options),
         "Ingress": make_ingress(spec, options),
         "Secret": make_secret(spec, options),
@@ -231,10 +231,12 @@ def test_labels_and_selectors(tier: str) -> None:
         assert labels["app.kubernetes.io/managed-by"] == "spaceyard"
         assert obj["metadata"]["annotations"][SPACE_ANNOTATION] == "alice/demo"
         assert obj["metadata"]["namespace"] == "spaces"
-        # Each build its own Deployment (a redeploy starts beside the serving one); the rest per Space.
-        assert obj["metadata"]["name"] == (f"{name}-b7" if obj is deployment else name)
+        # The rest is per Space.
+        assert obj["metadata"]["name"] == (f"{name}-b7-a1b2c3" if obj is deployment else name)
     template_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert deployment["spec"]["selector"]["matchLabels"] == {SPACE_LABEL: name, BUILD_LABEL: "7"}
+    # Each start of a build its own Deployment (a redeploy or restart starts beside the serving one).
+    assert deployment["spec"]["selector"]["matchLabels"] == {SPACE_LABEL: name, BUILD_LABEL: "7", START_LABEL: "a1b2c3"}
+    assert template_labels[START_LABEL] == deployment["metadata"]["labels"][START_LABEL] == "a1b2c3"
     # The Service takes any ready pod of the Space, so the serving build answers until the new one is ready.
     assert service["spec"]["selector"] == {SPACE_LABEL: name}
     assert template_labels[BUILD_LABEL] == "7" and template_labels[TIER_LABEL] == tier
@@ -274,7 +276,12 @@ def test_names_that_slug_alike_stay_distinct() -> None:
 
 
 def test_instance_ids_round_trip() -> None:
-    name = object_name("alice/demo")
-    assert parse_instance_id(instance_id(name, 42)) == (name, 42)
-    with pytest.raises(ValueError):
-        parse_instance_id("not-an-instance")
+    key = InstanceKey(object_name("alice/demo"), 42, "a1b2c3")
+    assert key.id == f"{object_name('alice/demo')}:42:a1b2c3"
+    assert InstanceKey.parse(key.id) == key
+    # Ids from before each start had its own Deployment still name theirs, which has no start label.
+    legacy = InstanceKey.parse(f"{key.name}:42")
+    assert legacy.start == "" and legacy.selector.endswith(f",!{START_LABEL}")
+    for bad in ("not-an-instance", "a:b", "a:1:x:y", ":1"):
+        with pytest.raises(ValueError):
+            InstanceKey.parse(bad)

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from kubernetes.client import CoreV1Event, V1Pod
 
-from controlplane.runtime.k8s_objects import object_name, service_endpoint
-from controlplane.runtime.k8s_status import instance_for_build, instance_from_pod, pod_view, reported_pod
+from controlplane.runtime.k8s_objects import InstanceKey, object_name, service_endpoint
+from controlplane.runtime.k8s_status import instance_for, instance_from_pod, pod_view, reported_pod
 
 FIXTURES = Path(__file__).with_name("fixtures")
 NAME = object_name("alice/demo")
+KEY = InstanceKey(NAME, 7)  # the recorded objects carry no start label
 
 
 def load(name: str) -> dict:
@@ -154,33 +155,33 @@ def test_build_instance_prefers_live_pods_over_terminating_ones() -> None:
     old, _ = recorded("terminating")
     new, _ = recorded("container_creating_pulling")
     new["metadata"]["creationTimestamp"] = "2024-05-02T12:00:31Z"
-    assert reported_pod([old, new], 7) == new
-    assert reported_pod([old], 7) == old
-    assert reported_pod([old, new], 8) is None
+    assert reported_pod([old, new], KEY) == new
+    assert reported_pod([old], KEY) == old
+    assert reported_pod([old, new], InstanceKey(NAME, 8)) is None
 
 
 def test_build_instance_of_a_replaced_build_is_gone() -> None:
     deployment = load("deployment_scaled_to_zero")
     deployment["metadata"]["labels"]["spaceyard.dev/build"] = "8"
-    assert instance_for_build(deployment, [], 7) is None
-    assert instance_for_build(None, [], 7) is None
+    assert instance_for(deployment, [], KEY) is None
+    assert instance_for(None, [], KEY) is None
 
 
 def test_build_instance_scaled_to_zero_is_exited() -> None:
-    instance = instance_for_build(load("deployment_scaled_to_zero"), [], 7)
+    instance = instance_for(load("deployment_scaled_to_zero"), [], KEY)
     assert (instance.id, instance.space, instance.state) == (f"{NAME}:7", "alice/demo", "exited")
     assert instance.message == "scaled to 0"
 
 
 def test_build_instance_whose_pod_cannot_be_created_is_failed() -> None:
-    instance = instance_for_build(load("deployment_quota_exceeded"), [], 7)
+    instance = instance_for(load("deployment_quota_exceeded"), [], KEY)
     assert instance.state == "failed"
     assert "exceeded quota: gpu-quota" in instance.message
 
 
 def test_build_instance_with_a_pod_uses_the_pod() -> None:
     pod, events = recorded("pending_insufficient_gpu")
-    instance = instance_for_build(load("deployment_quota_exceeded"), [pod], 7, events)
+    instance = instance_for(load("deployment_quota_exceeded"), [pod], KEY, events)
     assert instance.state == "pending" and "Insufficient nvidia.com/gpu" in instance.message
 
 
@@ -188,7 +189,19 @@ def test_resumed_build_whose_paused_pod_is_still_terminating_is_pending() -> Non
     # Seen on a real node: scale to 0, then at once to 1; the old pod takes seconds to go.
     terminating, events = recorded("terminating")
     deployment = load("deployment_scaled_to_zero")
-    assert instance_for_build(deployment, [terminating], 7, events).state == "exited"  # still pausing
+    assert instance_for(deployment, [terminating], KEY, events).state == "exited"  # still pausing
     deployment["spec"]["replicas"] = 1
-    instance = instance_for_build(deployment, [terminating], 7, events)
+    instance = instance_for(deployment, [terminating], KEY, events)
     assert (instance.state, instance.message) == ("pending", "waiting for the pod to be created")
+
+
+def test_a_restart_is_its_own_instance() -> None:
+    # Two starts of build 7: each instance reports only its own pods, so the restart's new pod does not speak for
+    # the one serving, nor the other way round.
+    pod, events = recorded("running_ready")
+    first, second = InstanceKey(NAME, 7, "aaaaaa"), InstanceKey(NAME, 7, "bbbbbb")
+    pod["metadata"]["labels"]["spaceyard.dev/start"] = first.start
+    assert instance_from_pod(pod).id == first.id
+    assert reported_pod([pod], first) == pod and reported_pod([pod], second) is None
+    assert instance_for(None, [pod], second) is None
+    assert reported_pod([pod], KEY) is None  # an id from before starts had their own names only its Deployment

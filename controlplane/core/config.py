@@ -57,6 +57,17 @@ class Settings(BaseSettings):
         description="Largest Space git repo on disk; a push or API commit that would grow it past this is refused "
         "and leaves nothing behind (large files belong in Git LFS).",
     )
+    max_lfs_object_bytes: int = Field(
+        default=10 * 1024**3,
+        description="Largest Git LFS object (git-lfs push, or a large file through the Hub API). LFS objects are "
+        "stored once under data_dir/lfs and count toward no repo size limit.",
+    )
+    lfs_threshold_bytes: int = Field(
+        default=10 * 1000 * 1000,
+        description="Files above this size go through Git LFS when uploaded with the Hub API (preupload answers "
+        "'lfs'; the Hub uses 10 MB). huggingface_hub 1.x and later would use Xet for 'lfs': for those clients only "
+        "files over SPACEYARD_MAX_FILE_BYTES are answered 'lfs' (docs/hub-api.md).",
+    )
     builds_in_flight: int = Field(
         default=2,
         ge=1,
@@ -127,6 +138,13 @@ class Settings(BaseSettings):
     )
     apps_tls_secret: str | None = Field(default=None, description="TLS Secret of per-Space Ingresses.")
     image_pull_secret: str | None = Field(default=None, description="Secret nodes pull Space images with.")
+    k8s_request_ratio: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Space pods request this share of their tier's CPU and memory (limits stay the tier's): 1.0 "
+        "reserves it all (Guaranteed QoS); lower packs more Spaces on nodes smaller than the tiers.",
+    )
     registry: str | None = Field(
         default=None, description="Registry the builder pushes to; the kubernetes runtime needs one."
     )

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -36,6 +37,7 @@ from controlplane.deploy import Deployer
 from controlplane.gitserver import router as git_router
 from controlplane.loops import forever
 from controlplane.metering.intervals import on_stage_change
+from controlplane.proxy import activity, pusher
 from controlplane.reconciler import Reconciler
 from controlplane.router.proxy import RouterMiddleware
 from controlplane.routing import SpaceResolver
@@ -43,7 +45,7 @@ from controlplane.runtime.base import RuntimeBackend
 from controlplane.scheduler import Scheduler
 from controlplane.services import Services
 from controlplane.sleep import Sleeper
-from controlplane.stages import on_change
+from controlplane.stages import on_change, on_committed_change
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # asyncio.to_thread's pool: bounded, and sized so that slow engine calls do not queue the router's reads.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(settings.blocking_threads, thread_name_prefix="blocking"))
         await asyncio.to_thread(migrate, settings.sqlalchemy_url)
         if not settings.redis_url:
             raise RuntimeError(
@@ -114,11 +119,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(forever("sleep", sleeper.once, settings.sleep_check_interval), name="sleeper"),
         ]
         threading.Thread(target=watch_instances, args=(svc, deployer, loop), daemon=True, name="instance-watch").start()
+        udp = None
+        if settings.proxy == "caddy":
+            routes = pusher.Pusher(pusher.layout(settings), partial(pusher.running_routes, svc.db),
+                                   pusher.config_file(settings))
+            on_committed_change(routes.changed)
+            tasks.append(asyncio.create_task(routes.run(), name="proxy-routes"))
+            reader = activity.ActivityReader(settings.apps_domain, lambda: routes.table, resolver.record)
+            udp = await activity.listen(settings.activity_port, reader)
         try:
             yield
         finally:
             for t in tasks:
                 t.cancel()
+            if udp is not None:
+                udp.close()
             await deployer.close()
             await redis.aclose()
 

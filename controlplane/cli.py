@@ -46,8 +46,9 @@ def cmd_serve(settings: Settings, _args) -> int:
 
     uvicorn.run(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
+        # Behind the proxy: loopback only, on its own port (the proxy holds host:port).
+        host=settings.host if settings.proxy == "none" else "127.0.0.1",
+        port=settings.internal_port,
         log_level="info",
         proxy_headers=True,
         ws_max_size=64 * 1024 * 1024,
@@ -82,7 +83,7 @@ def cmd_up(settings: Settings, _args) -> int:
 
     platform = Platform({"SPACEYARD_DATA_DIR": str(settings.data_dir.resolve())}, settings.data_dir)
     try:
-        print("Spaceyard: starting (Docker engine, Redis, base images, builder, control plane)...", flush=True)
+        print("Spaceyard: starting (Docker engine, Redis, base images, builder, proxy, control plane)...", flush=True)
         token = ensure_admin(settings)
         platform.start()
         print(f"\nSpaceyard is up.\n  Dashboard and API: {settings.base_url}/")

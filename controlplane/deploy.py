@@ -83,22 +83,59 @@ class Deployer:
 
     async def _deploy(self, space_id: int, build_id: int, resume: str | None) -> None:
         svc = self.svc
+        # Database and engine calls run in worker threads: the loop serves the API and router meanwhile.
+        plan = await asyncio.to_thread(self._plan, space_id, build_id)
+        if plan is None:
+            return
+        spec, serving, strip, probe_path = plan
+        # Hardware first: wait for room in the tier's pool; None when refused (quota), the stage says why.
+        admission = await svc.extras["scheduler"].admit(space_id, serving)
+        if admission is None:
+            return
+        serving = admission.serving
+        try:
+            inst = await asyncio.to_thread(self._start, spec, resume)
+        except Exception as e:  # the engine refused: tell the user, don't leave APP_STARTING hanging
+            log.exception("starting %s failed", spec.space)
+            await asyncio.to_thread(self._fail, space_id, serving, f"The app could not be started: {e}")
+            return
+        try:
+            ready = await self._wait_ready(inst, probe_path, spec.startup_timeout)
+        except asyncio.CancelledError:
+            await asyncio.to_thread(svc.runtime.stop, inst.id)
+            raise
+        if isinstance(ready, str):
+            await asyncio.to_thread(svc.runtime.stop, inst.id)
+            await asyncio.to_thread(self._fail, space_id, serving, ready)
+            return
+        found, old = await asyncio.to_thread(self._serve, space_id, build_id, spec, strip, ready)
+        if not found:
+            await asyncio.to_thread(svc.runtime.stop, inst.id)
+            return
+        if old and old != ready.id:
+            await asyncio.sleep(DRAIN_SECONDS)
+            await asyncio.to_thread(svc.runtime.stop, old)
+
+    def _plan(self, space_id: int, build_id: int) -> tuple[AppSpec, bool, bool, str] | None:
+        """(what to start, whether an older instance serves meanwhile, strip_prefix, readiness probe path), or
+        None when there is nothing to start (the stage says why)."""
+        svc = self.svc
         with svc.db.session() as s:
             space, build = s.get(Space, space_id), s.get(Build, build_id)
             if space is None or build is None or build.status != "SUCCESS":
-                return
+                return None
             config = build.config or {}
             serving = Stage(space.stage) in SERVING and space.container_id is not None
             refusal = blocks_start(svc, s, space)
             if refusal:
                 set_stage(s, space, Stage.PAUSED, refusal)
-                return
+                return None
             try:
                 env, secrets = app_env(svc, s, space, config)
             except SecretBoxError as e:
                 # A changed SPACEYARD_SECRET_KEY: the owner must set the secrets again; say so, don't crash.
                 self._failed(s, space, serving, f"The app could not be started: {e}. Set its secrets again.")
-                return
+                return None
             set_stage(
                 s,
                 space,
@@ -117,31 +154,15 @@ class Deployer:
             )
             strip = root_path_env(space.sdk, path_prefix(space.owner, space.name))[1]
             probe_path = "/" if strip else path_prefix(space.owner, space.name) + "/"
-        # Hardware first: wait for room in the tier's pool; None when refused (quota), the stage says why.
-        admission = await svc.extras["scheduler"].admit(space_id, serving)
-        if admission is None:
-            return
-        serving = admission.serving
-        try:
-            inst = await asyncio.to_thread(self._start, spec, resume)
-        except Exception as e:  # the engine refused: tell the user, don't leave APP_STARTING hanging
-            log.exception("starting %s failed", spec.space)
-            self._fail(space_id, serving, f"The app could not be started: {e}")
-            return
-        try:
-            ready = await self._wait_ready(inst, probe_path, spec.startup_timeout)
-        except asyncio.CancelledError:
-            await asyncio.to_thread(svc.runtime.stop, inst.id)
-            raise
-        if isinstance(ready, str):
-            await asyncio.to_thread(svc.runtime.stop, inst.id)
-            self._fail(space_id, serving, ready)
-            return
-        with svc.db.session() as s:
+        return spec, serving, strip, probe_path
+
+    def _serve(self, space_id: int, build_id: int, spec: AppSpec, strip: bool,
+               ready: Instance) -> tuple[bool, str | None]:
+        """Move traffic to `ready`: (the Space still exists, the instance it replaces)."""
+        with self.svc.db.session() as s:
             space = s.get(Space, space_id)
             if space is None:
-                await asyncio.to_thread(svc.runtime.stop, inst.id)
-                return
+                return False, None
             old = space.container_id
             space.container_id, space.endpoint = ready.id, ready.endpoint
             space.running_build_id, space.image, space.strip_prefix = build_id, spec.image, strip
@@ -149,9 +170,7 @@ class Deployer:
                 on_tier_change(s, space, space.hardware_requested, now=utcnow())
             space.hardware_current = space.hardware_requested
             set_stage(s, space, Stage.RUNNING, None)
-        if old and old != ready.id:
-            await asyncio.sleep(DRAIN_SECONDS)
-            await asyncio.to_thread(svc.runtime.stop, old)
+        return True, old
 
     def _start(self, spec: AppSpec, resume: str | None) -> Instance:
         if resume:
@@ -169,7 +188,8 @@ class Deployer:
             current = await asyncio.to_thread(self.svc.runtime.get, inst.id)
             if current is None or current.state in ("exited", "failed"):
                 code = current.exit_code if current else "unknown"
-                return f"The app exited (code {code}) before it answered.\n{self.last_lines(inst.id)}"
+                lines = await asyncio.to_thread(self.last_lines, inst.id)
+                return f"The app exited (code {code}) before it answered.\n{lines}"
             if current.state == "pending":
                 # Waiting for a node is not the app's start-up time: its clock starts once a node takes it.
                 deadline = loop.time() + timeout
@@ -181,10 +201,8 @@ class Deployer:
                 except httpx.HTTPError:
                     pass
             await asyncio.sleep(self.svc.settings.health_interval)
-        return (
-            f"The app did not answer on its port within {int(timeout)} s "
-            f"(startup_duration_timeout).\n{self.last_lines(inst.id)}"
-        )
+        lines = await asyncio.to_thread(self.last_lines, inst.id)
+        return f"The app did not answer on its port within {int(timeout)} s (startup_duration_timeout).\n{lines}"
 
     def last_lines(self, instance_id: str, n: int = 20) -> str:
         lines = list(self.svc.runtime.logs(instance_id, tail=n))

@@ -29,6 +29,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def wait_for(check, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -76,12 +82,13 @@ class Platform:
         self.logs = self.data_dir / "logs"
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
-    def _spawn(self, name: str, args: list[str], *, private: bool = True) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], *, private: bool = True,
+               extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         """private: the process writes the data dir, so what it creates there is 0600/0700."""
         self.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
         out = open(self.logs / f"{name}.log", "ab", opener=private_opener)  # noqa: SIM115 - the child owns it
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
-                                umask=PRIVATE_UMASK if private else -1)
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**self.env, **(extra_env or {})},
+                                start_new_session=True, umask=PRIVATE_UMASK if private else -1)
         self.procs.append((name, proc))
         return proc
 
@@ -120,6 +127,9 @@ class Platform:
         if base_images:
             subprocess.run([sys.executable, "-m", "builder.baseimages"], env=self.env, check=True)
         self.start_builder()
+        if self.env.setdefault("SPACEYARD_PROXY", "caddy") == "caddy":
+            self.start_proxy()
+            self.start_edge()
         self.start_controlplane()
 
     def start_builder(self) -> None:
@@ -134,10 +144,55 @@ class Platform:
         # keep their modes (an app running as a non-root user reads them in the image).
         self._spawn("builder", [sys.executable, "-m", "celery", "-A", "builder.celery_app", *worker], private=False)
 
+    def _proxy_settings(self):
+        from controlplane.core.config import Settings
+
+        if shutil.which("caddy") is None:
+            raise RuntimeError("Caddy is not installed: run scripts/setup.sh, or set SPACEYARD_PROXY=none.")
+        for var in ("SPACEYARD_CONTROLPLANE_PORT", "SPACEYARD_PROXY_INTERNAL_PORT"):
+            self.env.setdefault(var, str(free_port()))
+        self.env.setdefault("SPACEYARD_PROXY_ACTIVITY_PORT", str(free_udp_port()))
+        named = {name: f"SPACEYARD_{name.upper()}" for name in Settings.model_fields}
+        return Settings(**{name: self.env[var] for name, var in named.items() if var in self.env})
+
+    def _caddy(self, name: str, config: Path) -> None:
+        from controlplane.proxy import pusher
+
+        folder = pusher.proxy_dir(self._proxy_settings())
+        # Caddy's own state (autosave is off; storage is set in the config) stays in the data dir, not in ~.
+        env = {"XDG_CONFIG_HOME": str(folder / "xdg-config"), "XDG_DATA_HOME": str(folder / "xdg-data")}
+        self._spawn(name, ["caddy", "run", "--config", str(config)], extra_env=env)
+
+    def start_proxy(self) -> None:
+        """The proxy's routing tier (Caddy, loopback). It starts from the last route table the control plane
+        wrote, so apps that were running serve at once; a first start sends everything to the control plane
+        until it pushes its routes."""
+        from controlplane.proxy import config, pusher
+
+        settings = self._proxy_settings()
+        path = pusher.config_file(settings)
+        if not path.exists():
+            pusher.write_config(path, config.build(config.Table(0, ()), pusher.layout(settings)))
+        self._caddy("proxy", path)
+        url = f"http://127.0.0.1:{settings.proxy_routes_port}/"
+        wait_for(lambda: httpx.get(url, timeout=2).status_code > 0, 30, "The proxy (Caddy)")
+
+    def start_edge(self) -> None:
+        """The public listener (Caddy, static config): forwards to the routing tier, never reloads."""
+        from controlplane.proxy import config, pusher
+
+        settings = self._proxy_settings()
+        path = pusher.edge_file(settings)
+        pusher.write_config(path, config.edge(pusher.layout(settings)))
+        self._caddy("proxy-edge", path)
+        url = f"http://{settings.host}:{settings.port}/"
+        wait_for(lambda: httpx.get(url, timeout=2).status_code > 0, 30, "The proxy's edge (Caddy)")
+
     def start_controlplane(self) -> None:
         host = self.env.get("SPACEYARD_HOST", "127.0.0.1")
         port = self.env.setdefault("SPACEYARD_PORT", "8000")
         self._spawn("controlplane", [sys.executable, "-m", "controlplane.cli", "serve"])
+        # Through the proxy when there is one: what users reach must answer.
         url = f"http://{host}:{port}/api/health"
         wait_for(lambda: httpx.get(url, timeout=2).status_code == 200, 60, "The control plane")
 

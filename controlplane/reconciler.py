@@ -18,7 +18,7 @@ from controlplane.models import Space, utcnow
 from controlplane.runtime.base import Instance
 from controlplane.services import Services
 from controlplane.spending import over_limit_spaces
-from controlplane.stages import SERVING, Stage, set_stage
+from controlplane.stages import SERVING, Stage, announce_after_commit, set_stage
 
 log = logging.getLogger(__name__)
 STARTING = {Stage.APP_STARTING, Stage.RUNNING_APP_STARTING}
@@ -40,6 +40,23 @@ class Reconciler:
 
     async def once(self) -> None:
         instances = await asyncio.to_thread(self.svc.runtime.list)
+        # The scan reads every Space: in a worker thread, never on the loop the API and router share.
+        redeploy, wanted = await asyncio.to_thread(self.plan, instances, set(self.deployer.starting))
+        # Meter first: the usage of an instance that died is closed at its real end before its replacement
+        # starts, so the replacement's start opens a new interval instead of extending the dead one's.
+        await asyncio.to_thread(self.meter, instances)
+        for space_id, build_id in redeploy:
+            if space_id not in self.deployer.starting:  # a deploy that began during the scan stands
+                self.deployer.deploy(space_id, build_id)
+        for space_id, message in await asyncio.to_thread(over_limit_spaces, self.svc):
+            await pause(self.svc, self.deployer, space_id, message)
+        for inst in instances:
+            if inst.id not in wanted:
+                log.info("reconcile: removing orphan instance %s of %s", inst.id[:12], inst.space)
+                await asyncio.to_thread(self.svc.runtime.stop, inst.id)
+
+    def plan(self, instances: list[Instance], starting: set[int]) -> tuple[list[tuple[int, int]], set[str]]:
+        """(Spaces to start again with which build, instances that are wanted); corrects endpoints."""
         by_id = {i.id: i for i in instances}
         redeploy: list[tuple[int, int]] = []
         wanted: set[str] = set()
@@ -48,13 +65,14 @@ class Reconciler:
                 stage = Stage(space.stage)
                 if space.container_id:
                     wanted.add(space.container_id)
-                if space.id in self.deployer.starting:
+                if space.id in starting:
                     wanted.update(i.id for i in instances if i.space == space.full_name)
                     continue
                 inst = by_id.get(space.container_id or "")
                 if stage in SERVING and inst is not None and inst.state == "running":
                     if inst.endpoint != space.endpoint:
                         space.endpoint = inst.endpoint
+                        announce_after_commit(s, space.full_name)  # the router and proxy follow it
                     continue
                 if stage in SERVING or stage in STARTING:
                     build = latest_success(s, space)
@@ -64,14 +82,4 @@ class Reconciler:
                     log.info("reconcile: %s should run but does not; starting build %s", space.full_name, build.id)
                     space.container_id, space.endpoint = None, None
                     redeploy.append((space.id, build.id))
-        # Meter first: the usage of an instance that died is closed at its real end before its replacement
-        # starts, so the replacement's start opens a new interval instead of extending the dead one's.
-        await asyncio.to_thread(self.meter, instances)
-        for space_id, build_id in redeploy:
-            self.deployer.deploy(space_id, build_id)
-        for space_id, message in await asyncio.to_thread(over_limit_spaces, self.svc):
-            await pause(self.svc, self.deployer, space_id, message)
-        for inst in instances:
-            if inst.id not in wanted:
-                log.info("reconcile: removing orphan instance %s of %s", inst.id[:12], inst.space)
-                await asyncio.to_thread(self.svc.runtime.stop, inst.id)
+        return redeploy, wanted

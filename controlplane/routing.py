@@ -47,45 +47,74 @@ class Entry:
     strip_prefix: bool
 
 
+# An unknown host label is looked up again (the label map reloaded) at most this often.
+LABELS_TTL = 2.0
+
+
 class SpaceResolver:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.entries: dict[str, Entry | None] = {}
+        # label -> "owner/name" of every Space (names only), so a host lookup never scans Spaces per request.
         self.labels: dict[str, str] = {}
+        self._labels_until = 0.0  # monotonic time before which a label missing from the map is a miss
+        # Bumped by every announcement: an entry read before one (across an await) may be stale, so it is not kept.
+        self._epoch = 0
         self.last_request: dict[str, float] = {}
         on_committed_change(self.forget)
 
     def forget(self, full_name: str) -> None:
+        """A Space changed (called after commit, from any thread)."""
+        self._epoch += 1
         self.entries.pop(full_name, None)
+        owner, _, name = full_name.partition("/")
+        self.labels.setdefault(space_label(owner, name), full_name)
 
     def touched(self, space: str) -> None:
         # Wall-clock time: the sleeper compares it with last_request_at in the database.
         self.last_request[space] = time.time()
 
-    def _load(self, full_name: str | None, label: str | None) -> Entry | None:
+    def record(self, space: str, when: float) -> None:
+        """A request the proxy served directly, at `when` (wall clock, from its access log)."""
+        if when > self.last_request.get(space, 0.0):
+            self.last_request[space] = when
+
+    def _load(self, full_name: str) -> Entry | None:
+        owner, name = full_name.split("/", 1)
         with self.svc.db.session() as s:
-            if full_name:
-                owner, name = full_name.split("/", 1)
-                space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
-            else:
-                # Labels are lower-cased owner-name; several Spaces could share one, the first created wins.
-                space = next((sp for sp in s.scalars(select(Space).order_by(Space.id))
-                              if space_label(sp.owner, sp.name) == label), None)
+            space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
             if space is None:
                 return None
             return Entry(space.full_name, space.private, space.owner, space.stage, space.detail, space.endpoint,
                          space.strip_prefix)
 
+    def _load_labels(self) -> dict[str, str]:
+        labels: dict[str, str] = {}
+        with self.svc.db.session() as s:
+            # Labels are lower-cased owner-name; several Spaces could share one, the first created wins.
+            for owner, name in s.execute(select(Space.owner, Space.name).order_by(Space.id)):
+                labels.setdefault(space_label(owner, name), f"{owner}/{name}")
+        return labels
+
+    async def _full_name(self, label: str) -> str | None:
+        """From the label map; a label it lacks reloads it, at most once per LABELS_TTL (misses stay cheap)."""
+        now = time.monotonic()
+        if label not in self.labels and now >= self._labels_until:
+            self._labels_until = now + LABELS_TTL
+            self.labels = await asyncio.to_thread(self._load_labels)
+        return self.labels.get(label)
+
     async def _entry(self, full_name: str | None, label: str | None) -> Entry | None:
         if full_name is None and label is not None:
-            full_name = self.labels.get(label)
-        if full_name is not None and full_name in self.entries:
+            full_name = await self._full_name(label)
+        if full_name is None:
+            return None
+        if full_name in self.entries:
             return self.entries[full_name]
-        entry = await asyncio.to_thread(self._load, full_name, label)
-        if entry is not None:
+        epoch = self._epoch
+        entry = await asyncio.to_thread(self._load, full_name)
+        if entry is not None and epoch == self._epoch:  # nothing changed while it was read
             self.entries[entry.full_name] = entry
-            if label is not None:
-                self.labels[label] = entry.full_name
         return entry
 
     def _may_see(self, entry: Entry, headers: Mapping[str, str]) -> bool:

@@ -78,7 +78,12 @@ def set_stage(
         log.info("space %s: %s -> %s %s", space.full_name, old, stage.value, message or "")
     for listener in _listeners:
         listener(session, space, old, stage.value, now)
-    name = space.full_name
+    announce_after_commit(session, space.full_name)
+
+
+def announce_after_commit(session: Session, name: str) -> None:
+    """Tell subscribers (router cache, proxy routes) about a change to the Space once `session` commits; for
+    changes that are not stage changes (an endpoint the reconciler corrects)."""
     event.listen(session, "after_commit", lambda _s: _notify(name), once=True)
 
 

@@ -6,10 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker.io redis-server git git-lfs debootstrap ca-certificates python3-venv)
+packages=(docker.io redis-server git git-lfs debootstrap ca-certificates python3-venv caddy)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(chromium postgresql)
+  packages+=(chromium postgresql wrk)
   extras="[test]"
 fi
 
@@ -24,7 +24,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# Debian enables and starts packaged Redis and PostgreSQL; Spaceyard runs private instances of its own.
+# Debian starts packaged Redis, PostgreSQL and Caddy (:80); Spaceyard runs private instances of its own.
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".${extras}"

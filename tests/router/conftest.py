@@ -104,6 +104,13 @@ def upstream_app(gate: SseGate) -> Starlette:
         response.set_cookie("b", "2")
         return response
 
+    async def platform_cookie(request: Request) -> Response:
+        # A hostile app: it tries to set the platform's session cookie beside its own.
+        response = PlainTextResponse("ok")
+        response.set_cookie("spaceyard_session", "from-app")
+        response.set_cookie("app_cookie", "from-app")
+        return response
+
     async def big(request: Request) -> Response:
         return Response(b"x" * 5_000_000, media_type="application/octet-stream")
 
@@ -130,6 +137,7 @@ def upstream_app(gate: SseGate) -> Starlette:
     routes = [
         Route("/sse", sse),
         Route("/cookies", cookies),
+        Route("/platform-cookie", platform_cookie),
         Route("/big", big),
         WebSocketRoute("/ws", ws_echo),
         WebSocketRoute("/apps/alice/rooted/ws", ws_echo),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -88,22 +90,36 @@ async def run_logs(
     instance, mask = await asyncio.to_thread(current)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
-    stop = False
+    stop = threading.Event()
+
+    def put(item: str | None) -> None:
+        # Waits while the queue is full, but never for a client that has left.
+        future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        while not stop.is_set():
+            try:
+                future.result(timeout=1)
+                return
+            except concurrent.futures.TimeoutError:
+                continue
+        future.cancel()
 
     def pump() -> None:
         try:
             for line in svc.runtime.logs(instance, follow=follow, tail=tail):
-                if stop:
+                if stop.is_set():
                     return
-                asyncio.run_coroutine_threadsafe(queue.put(line), loop).result()
+                put(line)
         finally:
-            asyncio.run_coroutine_threadsafe(queue.put(None), loop)
+            if not stop.is_set():
+                put(None)
 
     async def stream() -> AsyncIterator[bytes]:
-        nonlocal stop
         if instance is None:
             return
-        worker = loop.run_in_executor(None, pump)
+        # Its own thread, not the loop's executor: a follow blocks until the app prints, and streams must never
+        # starve the pool the API and router use. Once the client leaves it ends at the app's next line (or
+        # when the instance stops): the engine's stream cannot be interrupted from here.
+        threading.Thread(target=pump, daemon=True, name=f"run-logs-{instance[:12]}").start()
         try:
             while True:
                 try:
@@ -117,7 +133,6 @@ async def run_logs(
                     return
                 yield sse(mask(line))
         finally:
-            stop = True
-            worker.cancel()
+            stop.set()
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)

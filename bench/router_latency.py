@@ -1,6 +1,12 @@
 """Added latency of the router: the same requests sent straight to an app and through RouterMiddleware.
 
     .venv/bin/python bench/router_latency.py [--requests 300] [--rounds 5]
+    .venv/bin/python bench/router_latency.py --throughput [--duration 5] [--runs 3]
+
+`--throughput`: wrk (Debian's) at 1, 8 and 32 connections against the same app three ways: direct, through
+Caddy as the platform configures it (controlplane/proxy/config.py: the app's route, access log to a UDP port),
+and through the Python router (the control plane's path); req/s with the ratio to direct, p50 and p99; the
+median of `--runs` runs of each cell.
 
 Loopback only. The app and the router each run as their own uvicorn process (as in production, where the
 app is another container); the client sends requests one at a time over a kept-alive connection, alternating
@@ -62,6 +68,11 @@ def router_app(upstream_port: int):
 def serve(role: str, port: int, upstream_port: int) -> None:
     import uvicorn
 
+    if role == "gradio":  # the app the issue measured: a Gradio hello world, GET /gradio_api/info
+        import gradio as gr
+
+        gr.Interface(lambda name: f"Hello {name}", "text", "text").launch(server_name="127.0.0.1", server_port=port)
+        return
     app = upstream_app() if role == "upstream" else router_app(upstream_port)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
@@ -74,7 +85,8 @@ def free_port() -> int:
 
 def start(role: str, port: int, upstream_port: int = 0) -> subprocess.Popen:
     args = [sys.executable, __file__, "--serve", role, "--port", str(port), "--upstream-port", str(upstream_port)]
-    process = subprocess.Popen(args, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    env = os.environ | {"PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}
+    process = subprocess.Popen(args, cwd=ROOT, env=env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -101,16 +113,101 @@ def p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20)[-1]
 
 
+def start_caddy(folder: Path, port: int, upstream_port: int, router_port: int, path: str) -> subprocess.Popen:
+    import threading
+
+    from controlplane.proxy.config import Layout, Route, Table, build
+    from controlplane.proxy.pusher import write_config
+
+    # The access log goes somewhere, as on the platform: a UDP socket read and dropped here.
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    threading.Thread(target=lambda: [sink.recv(65536) for _ in iter(int, 1)], daemon=True).start()
+    layout = Layout(listen=f"127.0.0.1:{port}", controlplane=f"127.0.0.1:{router_port}",
+                    admin_socket=str(folder / "admin.sock"), storage_dir=str(folder / "storage"),
+                    apps_domain="localhost", path_urls=True, activity=f"127.0.0.1:{sink.getsockname()[1]}")
+    table = Table(1, (Route(SPACE, "bench-echo", f"127.0.0.1:{upstream_port}", PREFIX, True),))
+    write_config(folder / "caddy.json", build(table, layout))
+    process = subprocess.Popen(["caddy", "run", "--config", str(folder / "caddy.json")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{PREFIX}{path}").status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("caddy did not start")
+
+
+_UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, connections: int, duration: int) -> tuple[float, float, float]:
+    """(req/s, p50 ms, p99 ms) of one wrk run."""
+    import re
+
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+
+    def percentile(p: int) -> float:
+        value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * _UNIT[unit]
+
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), percentile(50), percentile(99)
+
+
+def throughput(duration: int, runs: int, app: str) -> None:
+    import tempfile
+
+    upstream_port, router_port, caddy_port = free_port(), free_port(), free_port()
+    path = "/gradio_api/info" if app == "gradio" else "/ping"
+    processes = [start("gradio" if app == "gradio" else "upstream", upstream_port)]
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            processes.append(start("router", router_port, upstream_port))
+            processes.append(start_caddy(Path(tmp), caddy_port, upstream_port, router_port, path))
+            urls = {"direct": f"http://127.0.0.1:{upstream_port}{path}",
+                    "caddy": f"http://127.0.0.1:{caddy_port}{PREFIX}{path}",
+                    "python router": f"http://127.0.0.1:{router_port}{PREFIX}{path}"}
+            cells: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+            for _ in range(runs):
+                for connections in (1, 8, 32):
+                    for way, url in urls.items():  # alternating, so drift on the machine hits all alike
+                        cells.setdefault((way, connections), []).append(wrk(url, connections, duration))
+        finally:
+            for process in reversed(processes):
+                process.terminate()
+                process.wait(10)
+    print(f"wrk -t1 -d{duration}s, GET {path} ({app}), loopback; median of {runs} runs")
+    print(f"{'connections':<12}{'way':<15}{'req/s':>9}{'x direct':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    for connections in (1, 8, 32):
+        direct = statistics.median(r[0] for r in cells[("direct", connections)])
+        for way in urls:
+            rps, p50, p99 = (statistics.median(col) for col in zip(*cells[(way, connections)], strict=True))
+            print(f"{connections:<12}{way:<15}{rps:>9.0f}{rps / direct:>10.2f}{p50:>9.2f}{p99:>9.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300, help="requests per case per round (max 5000)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--serve", choices=["upstream", "router"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["upstream", "router", "gradio"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream-port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--throughput", action="store_true", help="the wrk table (direct, Caddy, Python router)")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--runs", type=int, default=3, help="wrk runs per cell")
+    parser.add_argument("--app", choices=["gradio", "starlette"], default="gradio",
+                        help="--throughput's app: Gradio's /gradio_api/info, or a bare Starlette /ping")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.upstream_port)
+        return
+    if args.throughput:
+        throughput(args.duration, args.runs, args.app)
         return
     n = max(20, min(args.requests, 5000))
     upstream_port, router_port = free_port(), free_port()

@@ -81,13 +81,18 @@ def _back_to_controlplane(layout: Layout) -> list[dict]:
     return [{"handler": "rewrite", "uri": "{http.request.orig_uri}"}, to_controlplane(layout)]
 
 
-def _to_app(layout: Layout, route: Route, forwarded_prefix: bool) -> dict:
+# What the lookup of a request's Space sets (Caddy `map` destinations, read back as placeholders).
+UPSTREAM, PREFIX, STRIP = "{sy_upstream}", "{sy_prefix}", "{sy_strip}"
+
+
+def _to_app(layout: Layout, forwarded_prefix: bool) -> dict:
     request: dict = {"delete": ["X-Forwarded-Prefix"]}
     if forwarded_prefix:
-        request = {"set": {"X-Forwarded-Prefix": [route.prefix]}}
+        request = {"set": {"X-Forwarded-Prefix": [PREFIX]}}
     return {
         "handler": "reverse_proxy",
-        "upstreams": [{"dial": route.upstream}],
+        # One handler for every Space: the dial address is the looked-up upstream.
+        "upstreams": [{"dial": UPSTREAM}],
         "transport": _transport(),
         "trusted_proxies": _TRUSTED,
         "headers": {"request": request},
@@ -98,37 +103,55 @@ def _to_app(layout: Layout, route: Route, forwarded_prefix: bool) -> dict:
     }
 
 
-def _under_prefix(layout: Layout, route: Route) -> dict:
-    """/apps/o/n/... (path-based, or an app's own absolute links on its host): as path-based."""
-    handle = [_to_app(layout, route, forwarded_prefix=True)]
-    if route.strip_prefix:
-        handle.insert(0, {"handler": "rewrite", "strip_path_prefix": route.prefix})
-    return {"match": [{"path": [route.prefix + "/*"]}], "handle": handle}
+def _strip(strip: bool) -> dict:
+    return {"vars": {STRIP: ["1" if strip else "0"]}}
 
 
-def _host_route(layout: Layout, route: Route) -> dict:
-    plain = [_to_app(layout, route, forwarded_prefix=False)]
-    if not route.strip_prefix:  # the app serves under its prefix only (Streamlit)
-        plain.insert(0, {"handler": "rewrite", "uri": route.prefix + "{http.request.uri}"})
+def _serve(layout: Layout) -> dict:
+    """A request whose Space was found: the per-SDK prefix rule (docs/router.md), then the app."""
+    under = f"{PREFIX}/*"
     return {
-        "match": [{"host": [f"{route.label}.{layout.apps_domain}"]}],
+        "match": [{"not": [{"vars": {UPSTREAM: [""]}}]}],
         "handle": [{"handler": "subroute", "routes": [
-            _under_prefix(layout, route),
-            # /apps/o/n without the slash: the control plane redirects.
-            {"match": [{"path": [route.prefix]}], "handle": [to_controlplane(layout)], "terminal": True},
-            {"handle": plain},
+            # /apps/o/n without the slash (on the app's host): the control plane redirects.
+            {"match": [{"path": [PREFIX]}], "handle": [to_controlplane(layout)], "terminal": True},
+            # /apps/o/n/... (path-based, or an app's own absolute links on its host): as path-based.
+            {"match": [{"path": [under], **_strip(True)}], "terminal": True, "handle": [
+                {"handler": "rewrite", "strip_path_prefix": PREFIX}, _to_app(layout, forwarded_prefix=True)]},
+            {"match": [{"path": [under]}], "terminal": True, "handle": [_to_app(layout, forwarded_prefix=True)]},
+            # Host-based without the prefix: added back for apps that serve under it (Streamlit).
+            {"match": [_strip(False)], "terminal": True, "handle": [
+                {"handler": "rewrite", "uri": PREFIX + "{http.request.uri}"}, _to_app(layout, forwarded_prefix=False)]},
+            {"handle": [_to_app(layout, forwarded_prefix=False)]},
         ]}],
         "terminal": True,
     }
 
 
-def _path_route(layout: Layout, route: Route) -> dict:
-    # On any host that is not an app's own (those are answered by host routes, or 404 by the control plane).
+def _lookup(source: str, mappings: list[tuple[str, Route]]) -> dict:
     return {
-        "match": [{"path": [route.prefix + "/*"], "not": [{"host": [f"*.{layout.apps_domain}"]}]}],
-        "handle": _under_prefix(layout, route)["handle"],
-        "terminal": True,
+        "handler": "map",
+        "source": source,
+        "destinations": [UPSTREAM, PREFIX, STRIP],
+        "mappings": [{"input": key, "outputs": [r.upstream, r.prefix, "1" if r.strip_prefix else "0"]}
+                     for key, r in mappings],
+        "defaults": ["", "", ""],
     }
+
+
+def _lookups(table: Table, layout: Layout) -> list[dict]:
+    """Find the request's Space, if it is in the table: by host (`{label}.{apps_domain}`, exact, lower case; other
+    spellings take the control plane's path), else by path `/apps/{owner}/{name}/` on any other host. One map
+    per kind, whatever the number of Spaces: the config grows by a line per Space, not by a route."""
+    apps = f"*.{layout.apps_domain}"
+    routes = [{"match": [{"host": [apps]}], "handle": [
+        _lookup("{http.request.host}", [(f"{r.label}.{layout.apps_domain}", r) for r in table.routes])]}]
+    if layout.path_urls:
+        routes.append({
+            "match": [{"path_regexp": {"name": "sy", "pattern": "^/apps/([^/]+)/([^/]+)/"}, "not": [{"host": [apps]}]}],
+            "handle": [_lookup("{http.regexp.sy.1}/{http.regexp.sy.2}", [(r.space, r) for r in table.routes])],
+        })
+    return routes
 
 
 def _credentials_route(layout: Layout) -> dict:
@@ -161,13 +184,10 @@ def loaded_version(version_route: dict) -> int:
 
 
 def build(table: Table, layout: Layout) -> dict:
-    """The Caddy config serving `table`. Host routes come first: a request to an app's own host is never
-    path-based, as in the Python router."""
-    routes = [_version_route(table.version), _credentials_route(layout)]
-    routes += [_host_route(layout, r) for r in table.routes]
-    if layout.path_urls:
-        routes += [_path_route(layout, r) for r in table.routes]
-    routes.append({"handle": [to_controlplane(layout)]})
+    """The Caddy config serving `table`. A request to an app's own host is never path-based, as in the Python
+    router."""
+    routes = [_version_route(table.version), _credentials_route(layout), *_lookups(table, layout), _serve(layout),
+              {"handle": [to_controlplane(layout)]}]
     server: dict = {
         "listen": [layout.listen],
         "automatic_https": {"disable": True},

@@ -113,43 +113,52 @@ def p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20)[-1]
 
 
-def start_caddy(folder: Path, port: int, upstream_port: int, router_port: int, path: str) -> subprocess.Popen:
+def start_caddy(folder: Path, port: int, upstream_port: int, router_port: int, path: str,
+                spaces: int) -> list[subprocess.Popen]:
     import threading
 
-    from controlplane.proxy.config import Layout, Route, Table, build
+    from controlplane.proxy.config import Layout, Route, Table, build, edge
     from controlplane.proxy.pusher import write_config
 
     # The access log goes somewhere, as on the platform: a UDP socket read and dropped here.
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
     threading.Thread(target=lambda: [sink.recv(65536) for _ in iter(int, 1)], daemon=True).start()
-    layout = Layout(listen=f"127.0.0.1:{port}", controlplane=f"127.0.0.1:{router_port}",
+    layout = Layout(listen=f"127.0.0.1:{free_port()}", controlplane=f"127.0.0.1:{router_port}",
                     admin_socket=str(folder / "admin.sock"), storage_dir=str(folder / "storage"),
-                    apps_domain="localhost", path_urls=True, activity=f"127.0.0.1:{sink.getsockname()[1]}")
-    table = Table(1, (Route(SPACE, "bench-echo", f"127.0.0.1:{upstream_port}", PREFIX, True),))
+                    apps_domain="localhost", path_urls=True, activity=f"127.0.0.1:{sink.getsockname()[1]}",
+                    edge=f"127.0.0.1:{port}")
+    # Other Spaces in the table (their containers need not exist: only the lookup is measured).
+    others = tuple(Route(f"u{i}/s{i}", f"u{i}-s{i}", f"127.0.0.1:{1 + i % 60000}", f"/apps/u{i}/s{i}", i % 2 == 0)
+                   for i in range(spaces - 1))
+    table = Table(1, (*others, Route(SPACE, "bench-echo", f"127.0.0.1:{upstream_port}", PREFIX, True)))
     write_config(folder / "caddy.json", build(table, layout))
-    process = subprocess.Popen(["caddy", "run", "--config", str(folder / "caddy.json")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    write_config(folder / "edge.json", edge(layout))
+    processes = [subprocess.Popen(["caddy", "run", "--config", str(folder / name)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for name in ("caddy.json", "edge.json")]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}{PREFIX}{path}").status_code == 200:
-                return process
+                return processes
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    process.kill()
+    for process in processes:
+        process.kill()
     raise RuntimeError("caddy did not start")
 
 
 _UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url: str, connections: int, duration: int) -> tuple[float, float, float]:
+def wrk(url: str, connections: int, duration: int, host: str | None = None) -> tuple[float, float, float]:
     """(req/s, p50 ms, p99 ms) of one wrk run."""
     import re
 
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
+    extra = ["-H", f"Host: {host}"] if host else []
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url],
                          capture_output=True, text=True, check=True).stdout
 
     def percentile(p: int) -> float:
@@ -159,7 +168,7 @@ def wrk(url: str, connections: int, duration: int) -> tuple[float, float, float]
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), percentile(50), percentile(99)
 
 
-def throughput(duration: int, runs: int, app: str) -> None:
+def throughput(duration: int, runs: int, app: str, spaces: int) -> None:
     import tempfile
 
     upstream_port, router_port, caddy_port = free_port(), free_port(), free_port()
@@ -168,7 +177,7 @@ def throughput(duration: int, runs: int, app: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             processes.append(start("router", router_port, upstream_port))
-            processes.append(start_caddy(Path(tmp), caddy_port, upstream_port, router_port, path))
+            processes += start_caddy(Path(tmp), caddy_port, upstream_port, router_port, path, spaces)
             urls = {"direct": f"http://127.0.0.1:{upstream_port}{path}",
                     "caddy": f"http://127.0.0.1:{caddy_port}{PREFIX}{path}",
                     "python router": f"http://127.0.0.1:{router_port}{PREFIX}{path}"}
@@ -177,17 +186,23 @@ def throughput(duration: int, runs: int, app: str) -> None:
                 for connections in (1, 8, 32):
                     for way, url in urls.items():  # alternating, so drift on the machine hits all alike
                         cells.setdefault((way, connections), []).append(wrk(url, connections, duration))
+                # A host that is no Space: Caddy hands it to the control plane's router, which answers 404.
+                cells.setdefault(("unknown host", 1), []).append(
+                    wrk(f"http://127.0.0.1:{caddy_port}/", 1, duration, host="nobody-here.localhost"))
         finally:
             for process in reversed(processes):
                 process.terminate()
                 process.wait(10)
-    print(f"wrk -t1 -d{duration}s, GET {path} ({app}), loopback; median of {runs} runs")
+    print(f"wrk -t1 -d{duration}s, GET {path} ({app}), loopback, {spaces} Spaces in the route table; "
+          f"median of {runs} runs")
     print(f"{'connections':<12}{'way':<15}{'req/s':>9}{'x direct':>10}{'p50 ms':>9}{'p99 ms':>9}")
     for connections in (1, 8, 32):
         direct = statistics.median(r[0] for r in cells[("direct", connections)])
         for way in urls:
             rps, p50, p99 = (statistics.median(col) for col in zip(*cells[(way, connections)], strict=True))
             print(f"{connections:<12}{way:<15}{rps:>9.0f}{rps / direct:>10.2f}{p50:>9.2f}{p99:>9.2f}")
+    rps, p50, p99 = (statistics.median(col) for col in zip(*cells[("unknown host", 1)], strict=True))
+    print(f"unknown host through Caddy, 1 connection: {rps:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
 
 def main() -> None:
@@ -200,6 +215,7 @@ def main() -> None:
     parser.add_argument("--throughput", action="store_true", help="the wrk table (direct, Caddy, Python router)")
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--runs", type=int, default=3, help="wrk runs per cell")
+    parser.add_argument("--spaces", type=int, default=1, help="--throughput: Spaces in the proxy's route table")
     parser.add_argument("--app", choices=["gradio", "starlette"], default="gradio",
                         help="--throughput's app: Gradio's /gradio_api/info, or a bare Starlette /ping")
     args = parser.parse_args()
@@ -207,7 +223,7 @@ def main() -> None:
         serve(args.serve, args.port, args.upstream_port)
         return
     if args.throughput:
-        throughput(args.duration, args.runs, args.app)
+        throughput(args.duration, args.runs, args.app, max(1, args.spaces))
         return
     n = max(20, min(args.requests, 5000))
     upstream_port, router_port = free_port(), free_port()

@@ -158,6 +158,12 @@ def test_platform_credentials_never_reach_the_app(proxy: Proxy, headers: dict[st
         assert "x-hf-authorization" not in seen["headers"]
 
 
+def test_a_platform_cookie_in_a_second_cookie_header_is_caught_too(proxy: Proxy) -> None:
+    headers = [("Cookie", "app=1"), ("Cookie", "spaceyard_session=sy_platformtoken")]
+    seen = served_by_app(httpx.get(f"{proxy.url}/apps/alice/echo/p", headers=headers))
+    assert "sy_platformtoken" not in json.dumps(seen), seen
+
+
 def test_an_apps_own_authorization_and_cookies_reach_it(proxy: Proxy) -> None:
     seen = served_by_app(httpx.get(f"{proxy.url}/apps/alice/echo/", headers={
         "Authorization": "Bearer app-own", "Cookie": "app=1; not_spaceyard_session=2"}))

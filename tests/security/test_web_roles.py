@@ -22,8 +22,11 @@ ALLOWED = {
     # Not a user's call at all: only the GPU agent's own credential is accepted (a read token gets 401).
     ("POST", "/api/metering/gpu-samples"),
 }
-# The git server (another module's own rule: pushes with read tokens are refused there) and signing in.
-NOT_DASHBOARD = {"/spaces/{owner}/{repo}/{service}", "/login"}
+# The git server and its LFS API (their own rule: pushes and uploads with read tokens are refused there, see
+# test_push_limits.py and test_lfs_access.py; a batch POST may be a download) and signing in.
+LFS = "/spaces/{owner}/{repo}/info/lfs/objects"
+NOT_DASHBOARD = {"/spaces/{owner}/{repo}/{service}", f"{LFS}/batch", f"{LFS}/{{oid}}", f"{LFS}/{{oid}}/verify",
+                 "/login"}
 PARAMS = {"owner": "alice", "name": "demo", "rev": "main", "token_id": "1", "session_id": "1", "action": "pause",
           "kind": "secrets", "op": "set", "service": "git-receive-pack"}
 

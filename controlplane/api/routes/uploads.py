@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from builder import spaceconfig
-from controlplane.api.deps import DB, Caller, owned_space, services, signed_in
+from controlplane.api.deps import DB, Caller, caller, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.api.routes.spaces import owned_space_id
 from controlplane.commits import CommitRefused, CommitRequest, Limits, api_commits
@@ -133,9 +133,10 @@ def lfs_threshold(svc: Services, user_agent: str) -> int:
 
 
 @router.api_route("/api/spaces/{owner}/{name}/xet-{kind}-token/{rev:path}", methods=["GET", "POST"])
-def no_xet(owner: str, name: str, kind: str, rev: str) -> None:
+def no_xet(owner: str, name: str, kind: str, rev: str, who: Caller = Depends(caller)) -> None:
     """huggingface_hub 1.x+ asks for a Xet token to upload an "lfs" file (or download one with an X-Xet-Hash, which
-    Spaceyard never sends): answer why not, and what works."""
+    Spaceyard never sends): answer why not, and what works. The caller is identified first, so a bad token or a
+    read token asking to upload hears that, as on every other write."""
     raise ApiError(
         501,
         "Spaceyard stores large files with Git LFS, not Xet storage. Set HF_HUB_DISABLE_XET=1 in the environment "

@@ -121,9 +121,10 @@ def launch(tmp: Path, database_url: str | None = None, extra_env: dict[str, str]
     port = free_port()
     env = {"SPACEYARD_DATA_DIR": str(data_dir), "SPACEYARD_PORT": str(port), "SPACEYARD_HOST": "127.0.0.1",
            "SPACEYARD_BUILD_HEARTBEAT_TIMEOUT": "30", "SPACEYARD_RECONCILE_INTERVAL": "5",
-           # The shared platform holds a dozen or more tiny Spaces at once; at the default 2 GiB each a 24 GiB host
-           # takes ten (memory is never over-committed: docs/tiers.md).
-           "SPACEYARD_LOCAL_SPACE_MEMORY_GB": "1", **(extra_env or {})}
+           # The shared platform holds 30 and more tiny Spaces by the end of a run (tests leave them running); at
+           # the default 2 GiB each a 24 GiB host takes ten (memory is never over-committed: docs/tiers.md). A
+           # Gradio hello world stays well under 512 MiB.
+           "SPACEYARD_LOCAL_SPACE_MEMORY_GB": "0.5", **(extra_env or {})}
     if database_url:
         env["SPACEYARD_DATABASE_URL"] = database_url
     platform = Platform(env, data_dir)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from huggingface_hub import HfApi
 
 from tests.conftest import RunningPlatform, launch
 from tests.security.web_echo import OWNER, SPACE, echo_space, host_header, wait_answering
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture(scope="module")
 def plat(tmp_path_factory) -> Iterator[RunningPlatform]:
-    running = launch(tmp_path_factory.mktemp("outage"))
+    running = launch(tmp_path_factory.mktemp("outage"), extra_env={"SPACEYARD_SLEEP_CHECK_INTERVAL": "0.5"})
     try:
         echo_space(running, tmp_path_factory.mktemp("echo"))
         wait_answering(running, f"/apps/{SPACE}/")
@@ -78,3 +79,19 @@ def test_a_restarted_proxy_serves_the_last_routes_at_once(plat: RunningPlatform)
     plat.platform.start_proxy()
     assert httpx.get(f"{plat.url}/apps/{SPACE}/", timeout=5).status_code == 200
     assert httpx.get(f"{plat.url}/api/health", timeout=5).status_code == 200
+
+
+def test_requests_the_proxy_serves_keep_the_space_awake_and_a_sleeping_one_wakes(plat: RunningPlatform) -> None:
+    """The sleeper hears of requests Caddy served directly (its access log), not only of the control plane's."""
+    api = HfApi(endpoint=plat.url, token=plat.user(OWNER))
+    api.set_space_sleep_time(SPACE, 3)
+    plat.wait_stage(SPACE, {"RUNNING"}, OWNER, timeout=60)
+    until = time.monotonic() + 7
+    while time.monotonic() < until:  # more than twice the sleep time, a request every 0.3 s
+        assert httpx.get(f"{plat.url}/apps/{SPACE}/busy", timeout=5).status_code == 200
+        time.sleep(0.3)
+    with plat.api(OWNER) as client:
+        assert client.get(f"/api/spaces/{SPACE}/runtime").json()["stage"] == "RUNNING"
+    # Left alone it sleeps; the next visit (through the control plane now) wakes it.
+    plat.wait_stage(SPACE, {"STOPPED"}, OWNER, timeout=30)
+    assert httpx.get(f"{plat.url}/apps/{SPACE}/again", timeout=90).status_code == 200

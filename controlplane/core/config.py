@@ -46,6 +46,33 @@ class Settings(BaseSettings):
         default=1024 * 1024, description="Largest JSON body of an /api call (commits and git have their own limits)."
     )
 
+    # Data path (docs/router.md): a kept proxy in front, the control plane behind it
+    proxy: Literal["caddy", "none"] = Field(
+        default="none",
+        description="'caddy': Caddy (started by `spaceyard up`: an edge on host:port, a routing tier on "
+        "proxy_internal_port) serves running public Spaces directly; the control plane listens on loopback "
+        "controlplane_port behind it and gets the rest. 'none' (the default for `serve` alone, and the Helm chart): "
+        "the control plane listens on host:port and routes every app request itself.",
+    )
+    controlplane_port: int | None = Field(
+        default=None, description="Loopback port of the control plane behind the proxy; default port + 1."
+    )
+    blocking_threads: int = Field(
+        default=32, ge=4,
+        description="Threads the control plane runs blocking database and engine calls in (one bounded pool; "
+        "log streams have their own threads).",
+    )
+    proxy_internal_port: int | None = Field(
+        default=None,
+        description="Loopback port of the proxy's routing tier (the edge on host:port forwards to it); "
+        "default port + 3.",
+    )
+    proxy_activity_port: int | None = Field(
+        default=None,
+        description="Loopback UDP port the proxy sends its access log to (requests keep Spaces awake); "
+        "default port + 2.",
+    )
+
     # Builds
     build_heartbeat_timeout: float = Field(default=60.0, description="Seconds without builder events = lost.")
     build_max_attempts: int = Field(default=2, description="Tries of one build when its worker is lost.")
@@ -152,6 +179,21 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def internal_port(self) -> int:
+        """Where the control plane listens: behind the proxy on its own port, else on the public one."""
+        if self.proxy == "none":
+            return self.port
+        return self.controlplane_port or self.port + 1
+
+    @property
+    def activity_port(self) -> int:
+        return self.proxy_activity_port or self.port + 2
+
+    @property
+    def proxy_routes_port(self) -> int:
+        return self.proxy_internal_port or self.port + 3
 
     @property
     def path_urls_enabled(self) -> bool:

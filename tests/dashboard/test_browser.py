@@ -15,20 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import chromium
+from tests.browser import sign_in as browser_sign_in
 from tests.conftest import ROOT, RunningPlatform
 from tests.e2e.spaces import GRADIO_APP, push, readme
 
 pytestmark = pytest.mark.docker
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = ROOT / "test-artifacts" / "dashboard"
 PASSWORD = "dashboard-test-pw"
 
-if not CHROMIUM.exists():
-    pytest.skip("no /usr/bin/chromium (apt-get install -y chromium): browser tests need it", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (test extras)")
 
 
 def add_user(platform: RunningPlatform, name: str, *, admin: bool = False) -> None:
@@ -41,21 +37,12 @@ def add_user(platform: RunningPlatform, name: str, *, admin: bool = False) -> No
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def sign_in(browser, platform: RunningPlatform, name: str):
-    page = browser.new_page(viewport={"width": 1280, "height": 900}, base_url=platform.url)
-    page.set_default_timeout(30_000)
-    page.goto("/login")
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{platform.url}/")
-    return page
+    return browser_sign_in(browser, platform.url, name, PASSWORD)
 
 
 def shot(page, name: str) -> None:

@@ -8,24 +8,18 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.browser import chromium, sign_in
 from tests.conftest import RunningPlatform
 from tests.security.web_echo import OWNER, SPACE, echo_space, wait_answering
 
 pytestmark = pytest.mark.docker
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "browser-test-pw"
 
-if not CHROMIUM.exists():
-    pytest.skip("no /usr/bin/chromium (apt-get install -y chromium): browser tests need it", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (test extras)")
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +33,12 @@ def echo(platform: RunningPlatform, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def page(platform: RunningPlatform, echo) -> Iterator[object]:
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(base_url=platform.url)
-        page.set_default_timeout(30_000)
+    def watch_csp(page) -> None:
         page.csp_violations = []
         page.on("console", lambda m: "Content Security Policy" in m.text and page.csp_violations.append(m.text))
-        page.goto("/login")
-        page.get_by_label("User name").fill(OWNER)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{platform.url}/")
-        yield page
-        browser.close()
+
+    with chromium() as browser:
+        yield sign_in(browser, platform.url, OWNER, PASSWORD, watch=watch_csp)
 
 
 def session_cookies(page) -> dict[str, str]:

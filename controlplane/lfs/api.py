@@ -160,21 +160,23 @@ async def upload(owner: str, repo: str, oid: str, request: Request, svc: Service
     return Response(status_code=200)
 
 
-@router.post(PREFIX + "/objects/{oid}/verify")
-def verify(owner: str, repo: str, oid: str, request: Request, svc: Services = Depends(services)) -> Response:
-    name = signed(svc, request, "verify", owner, repo, oid)
+def linked(svc: Services, request: Request, op: str, owner: str, repo: str, oid: str) -> JSONResponse | None:
+    """Why a signed link for an object of this Space is refused (403 bad link, 404 not linked), or None."""
+    name = signed(svc, request, op, owner, repo, oid)
     if name is None:
         return lfs_error(403, DENIED)
     if not svc.repos.lfs.available(svc.repos.path(owner, name), oid):
-        return lfs_error(404, f"Object {oid} was not uploaded to {owner}/{name}.")
-    return Response(status_code=200)
+        return lfs_error(404, f"Object {oid} is not in {owner}/{name}: it was never uploaded to this Space.")
+    return None
+
+
+@router.post(PREFIX + "/objects/{oid}/verify")
+def verify(owner: str, repo: str, oid: str, request: Request, svc: Services = Depends(services)) -> Response:
+    return linked(svc, request, "verify", owner, repo, oid) or Response(status_code=200)
 
 
 @router.get(PREFIX + "/objects/{oid}")
 def download(owner: str, repo: str, oid: str, request: Request, svc: Services = Depends(services)) -> Response:
-    name = signed(svc, request, "download", owner, repo, oid)
-    if name is None:
-        return lfs_error(403, DENIED)
-    if not svc.repos.lfs.available(svc.repos.path(owner, name), oid):
-        return lfs_error(404, f"Object {oid} does not exist in {owner}/{name}.")
-    return ObjectResponse(svc.repos.lfs.path(oid), media_type="application/octet-stream")
+    return linked(svc, request, "download", owner, repo, oid) or ObjectResponse(
+        svc.repos.lfs.path(oid), media_type="application/octet-stream"
+    )

@@ -10,6 +10,7 @@ import sys
 import httpx
 
 from controlplane.core.config import Settings, get_settings
+from controlplane.core.files import PRIVATE_UMASK
 
 
 def _api(settings: Settings, token: str | None) -> httpx.Client:
@@ -41,6 +42,9 @@ def cmd_serve(settings: Settings, _args) -> int:
 
     from controlplane.app import create_app
 
+    # What the control plane writes in the data dir (repos, SQLite, LFS objects) is the operator's alone, also
+    # when `serve` runs on its own (a container, a unit file) rather than under `spaceyard up`.
+    os.umask(PRIVATE_UMASK)
     # Stage changes, builds and deploys are logged at INFO: the operator's record of what happened when.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

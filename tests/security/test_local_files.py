@@ -61,3 +61,31 @@ def test_launcher_closes_an_older_data_dir(tmp_path):
         folder.chmod(0o755)
     make_tree_private(data)
     assert exposed(data) == []
+
+
+@pytest.mark.docker
+def test_serve_on_its_own_keeps_its_files_private(platform, tmp_path):
+    """`spaceyard serve` without `up` (a container, a unit file) under a permissive umask: the repos it makes are
+    private all the same."""
+    import httpx
+
+    from controlplane.launcher import free_port, wait_for
+
+    data, port = tmp_path / "data", free_port()
+    env = {**os.environ, "SPACEYARD_DATA_DIR": str(data), "SPACEYARD_PORT": str(port), "SPACEYARD_PROXY": "none",
+           "SPACEYARD_REDIS_URL": platform.env["SPACEYARD_REDIS_URL"]}
+    token = subprocess.run([sys.executable, "-m", "controlplane.cli", "user", "add", "solo"], env=env, check=True,
+                           capture_output=True, text=True).stdout.strip()
+    proc = subprocess.Popen([sys.executable, "-m", "controlplane.cli", "serve"], env=env, umask=0o022,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: httpx.get(f"{base}/api/health", timeout=2).status_code == 200, 60, "serve")
+        resp = httpx.post(f"{base}/api/repos/create", headers={"Authorization": f"Bearer {token}"},
+                          json={"type": "space", "name": "alone", "sdk": "static"}, timeout=30)
+        assert resp.status_code == 200, resp.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert (data / "repos" / "solo" / "alone.git").is_dir()
+    assert exposed(data) == []

@@ -19,8 +19,6 @@ from controlplane.core.security import hash_password, hash_token
 from controlplane.models import LoginSession, User, utcnow
 
 MAX_AGE = timedelta(days=14)
-# last_seen_at is a hint for the user ("active 3 minutes ago"), not worth a write per request.
-SEEN_RESOLUTION = timedelta(minutes=1)
 
 
 def cookie_name(settings: Settings) -> str:
@@ -53,15 +51,6 @@ def _alive(row: LoginSession | None) -> bool:
     if row is None or row.revoked or row.user.disabled:
         return False
     return utcnow() - _aware(row.created_at) <= MAX_AGE
-
-
-def seen(db, row: LoginSession) -> None:
-    """Record activity in its own short transaction, at most once a minute (see deps.mark_used for why)."""
-    now = utcnow()
-    if now - _aware(row.last_seen_at) < SEEN_RESOLUTION:
-        return
-    with db.session() as w:
-        w.execute(update(LoginSession).where(LoginSession.id == row.id).values(last_seen_at=now))
 
 
 def end(s: Session, user_id: int, session_id: int) -> bool:

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane import sessions
 from controlplane.api.errors import ApiError, repo_not_found
 from controlplane.core.security import hash_token, secret_matches
-from controlplane.models import LoginSession, Space, Token, User, utcnow
+from controlplane.models import LoginSession, Space, Token, User
 from controlplane.services import Services
 
 # Methods that change nothing: what a "read" token may call.
@@ -70,20 +70,6 @@ def bearer_or_basic(headers) -> str | None:
     return None
 
 
-def mark_used(svc: Services, token: Token) -> None:
-    """Record token use in its own short transaction, at most once a minute.
-
-    Writing through the request's session instead would make it a writer late in the request; on SQLite (WAL)
-    a read transaction that tries to write after other commits fails with "database is locked".
-    """
-    now = utcnow()
-    last = token.last_used_at
-    if last is not None and (now - (last if last.tzinfo else last.replace(tzinfo=now.tzinfo))).total_seconds() < 60:
-        return
-    with svc.db.session() as w:
-        w.execute(update(Token).where(Token.id == token.id).values(last_used_at=now))
-
-
 def identify(svc: Services, s: Session, headers, cookies) -> Caller:
     """Resolve the caller; a presented but unknown token is an error, not anonymity."""
     token = bearer_or_basic(headers)
@@ -98,12 +84,12 @@ def identify(svc: Services, s: Session, headers, cookies) -> Caller:
                 "InvalidCredentials",
                 headers={"WWW-Authenticate": 'Basic realm="Spaceyard"'},
             )
-        mark_used(svc, row)
+        svc.db.record_use(Token.last_used_at, row.id, row.last_used_at)
         return Caller(user=row.user, token=row)
     login = sessions.find(s, cookies.get(sessions.cookie_name(svc.settings)))
     if login is None:
         return Caller(user=None)
-    sessions.seen(svc.db, login)
+    svc.db.record_use(LoginSession.last_seen_at, login.id, login.last_seen_at)
     return Caller(user=login.user, session=login)
 
 

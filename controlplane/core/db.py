@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from controlplane.core.config import Settings
 from controlplane.core.files import make_private
+from controlplane.models import utcnow
 
+# How precisely last-used times are kept: finer would cost a write per request.
+USE_RESOLUTION = timedelta(minutes=1)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -61,3 +65,14 @@ class Database:
             except BaseException:
                 s.rollback()
                 raise
+
+    def record_use(self, column: InstrumentedAttribute, row_id: int, last: datetime | None) -> None:
+        """Set a last-used time (a token's, a session's) to now in its own short transaction, at most once a
+        minute. Writing through the request's session instead would make it a writer late in the request; on
+        SQLite (WAL) a read transaction that tries to write after other commits fails with "database is locked"."""
+        now = utcnow()
+        if last is not None and now - (last if last.tzinfo else last.replace(tzinfo=now.tzinfo)) < USE_RESOLUTION:
+            return
+        model = column.class_
+        with self.session() as w:
+            w.execute(update(model).where(model.id == row_id).values({column.key: now}))

@@ -14,7 +14,7 @@ import pytest
 
 from tests.browser import chromium, sign_in
 from tests.conftest import RunningPlatform
-from tests.security.web_echo import OWNER, SPACE, echo_space, wait_answering
+from tests.security.web_echo import OWNER, SPACE, echo_space
 
 pytestmark = pytest.mark.docker
 
@@ -23,16 +23,10 @@ PASSWORD = "browser-test-pw"
 
 
 @pytest.fixture(scope="module")
-def echo(platform: RunningPlatform, tmp_path_factory) -> str:
-    space = echo_space(platform, tmp_path_factory.mktemp("echo"))
-    wait_answering(platform, f"/apps/{space}/")
+def page(platform: RunningPlatform, echo) -> Iterator[object]:
     subprocess.run([sys.executable, "-m", "controlplane.cli", "user", "password", OWNER, "--password", PASSWORD],
                    env={**os.environ, **platform.env}, check=True, capture_output=True)
-    return space
 
-
-@pytest.fixture(scope="module")
-def page(platform: RunningPlatform, echo) -> Iterator[object]:
     def watch_csp(page) -> None:
         page.csp_violations = []
         page.on("console", lambda m: "Content Security Policy" in m.text and page.csp_violations.append(m.text))

@@ -20,18 +20,11 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.conftest import RunningPlatform
-from tests.security.web_echo import OWNER, SPACE, echo_space, host_header, wait_answering
+from tests.security.web_echo import OWNER, SPACE, echo_space, host_header
 
 pytestmark = pytest.mark.docker
 
 PASSWORD = "visitor-password-1"
-
-
-@pytest.fixture(scope="module")
-def echo(platform: RunningPlatform, tmp_path_factory) -> str:
-    space = echo_space(platform, tmp_path_factory.mktemp("echo"))
-    wait_answering(platform, f"/apps/{space}/")
-    return space
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ pytestmark = pytest.mark.docker
 PASSWORD = "browser-test-pw"
 
 
-
 @pytest.fixture(scope="module")
 def page(platform: RunningPlatform, echo) -> Iterator[object]:
     subprocess.run([sys.executable, "-m", "controlplane.cli", "user", "password", OWNER, "--password", PASSWORD],

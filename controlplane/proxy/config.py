@@ -216,16 +216,23 @@ def build(table: Table, layout: Layout) -> dict:
 
 
 def edge(layout: Layout) -> dict:
-    """The edge's config: the public listener, forwarding everything to the routing tier. Static: it is written
-    once at start and never reloaded, so client connections live across route changes."""
+    """The edge's config: the public listener. App traffic (app hosts, /apps/) goes to the routing tier; the rest
+    (API, git, dashboard) straight to the control plane, so route-table loads never touch it (a clone running
+    across a load once broke off mid-pack). Static: written once at start and never reloaded, so client
+    connections live across route changes."""
     assert layout.edge is not None
+    to_routing = [{"handler": "reverse_proxy", "upstreams": [{"dial": layout.listen}], "transport": _transport()}]
+    # No trusted_proxies: the edge is the first proxy, and clients' own X-Forwarded-* are replaced.
+    direct = [{"handler": "reverse_proxy", "upstreams": [{"dial": layout.controlplane}], "transport": _transport()}]
     return {
         "admin": {"disabled": True, "config": {"persist": False}},
         "storage": {"module": "file_system", "root": layout.storage_dir + "-edge"},
         "apps": {"http": {"servers": {"edge": {
             "listen": [layout.edge],
             "automatic_https": {"disable": True},
-            "routes": [{"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": layout.listen}],
-                                    "transport": _transport()}]}],
+            "routes": [
+                {"match": [{"host": [f"*.{layout.apps_domain}"]}, {"path": ["/apps/*"]}], "handle": to_routing},
+                {"handle": direct},
+            ],
         }}}},
     }

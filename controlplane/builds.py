@@ -13,13 +13,14 @@ import itertools
 import logging
 import threading
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from celery import Celery
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from controlplane.core.utc import as_utc
 from controlplane.models import Build, Space, SpaceVariable, utcnow
 from controlplane.services import Services
 from controlplane.stages import SERVING, Stage, set_stage
@@ -118,7 +119,7 @@ def holds_slot(build: Build, now: datetime, grace: timedelta) -> bool:
     sent = build.last_event_at
     if sent is None:
         return False
-    return now - (sent if sent.tzinfo else sent.replace(tzinfo=UTC)) < grace
+    return now - as_utc(sent) < grace
 
 
 def fair_order(waiting: list[tuple[Build, Space]], turns: dict[str, int]) -> list[tuple[Build, Space]]:

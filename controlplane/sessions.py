@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.core.config import Settings
 from controlplane.core.security import hash_password, hash_token
+from controlplane.core.utc import as_utc
 from controlplane.models import LoginSession, User, utcnow
 
 MAX_AGE = timedelta(days=14)
@@ -35,10 +36,6 @@ def start(s: Session, user: User, user_agent: str | None) -> str:
     return value
 
 
-def _aware(when):
-    return when if when.tzinfo else when.replace(tzinfo=utcnow().tzinfo)
-
-
 def find(s: Session, value: str | None) -> LoginSession | None:
     """The live session a cookie names: not revoked, not expired, its user not disabled."""
     if not value:
@@ -50,7 +47,7 @@ def find(s: Session, value: str | None) -> LoginSession | None:
 def _alive(row: LoginSession | None) -> bool:
     if row is None or row.revoked or row.user.disabled:
         return False
-    return utcnow() - _aware(row.created_at) <= MAX_AGE
+    return utcnow() - as_utc(row.created_at) <= MAX_AGE
 
 
 def end(s: Session, user_id: int, session_id: int) -> bool:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 
 from controlplane.core.config import Settings
+from controlplane.core.utc import as_utc
 from controlplane.deploy import Deployer
 from controlplane.lifecycle import latest_success
 from controlplane.models import Build, Space, utcnow
@@ -34,9 +35,7 @@ def sleep_seconds(settings: Settings, space: Space) -> int | None:
 
 
 def _utc(when: datetime | None) -> datetime:
-    if when is None:
-        return datetime.min.replace(tzinfo=UTC)
-    return when if when.tzinfo else when.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+    return as_utc(when) if when is not None else datetime.min.replace(tzinfo=UTC)
 
 
 class Sleeper:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from controlplane.core.config import Settings
+from controlplane.core.utc import as_utc
 from controlplane.models import Space
 from controlplane.router.resolver import path_prefix, space_label
 from controlplane.services import Services
@@ -16,8 +17,7 @@ def iso(when: datetime | None) -> str | None:
     """Hub timestamps end in Z; SQLite hands datetimes back without a zone, and they are UTC."""
     if when is None:
         return None
-    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return as_utc(when).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def hub_stage(space: Space) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from controlplane.core.config import Settings
 from controlplane.core.files import make_private
+from controlplane.core.utc import as_utc
 from controlplane.models import utcnow
 
 # How precisely last-used times are kept: finer would cost a write per request.
@@ -71,7 +72,7 @@ class Database:
         minute. Writing through the request's session instead would make it a writer late in the request; on
         SQLite (WAL) a read transaction that tries to write after other commits fails with "database is locked"."""
         now = utcnow()
-        if last is not None and now - (last if last.tzinfo else last.replace(tzinfo=now.tzinfo)) < USE_RESOLUTION:
+        if last is not None and now - as_utc(last) < USE_RESOLUTION:
             return
         model = column.class_
         with self.session() as w:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.api.deps import DB, Caller, identify, role_refusal, services
 from controlplane.api.errors import ApiError
+from controlplane.core.utc import as_utc
 from controlplane.dashboard.forms import CSRF_COOKIE, csrf_token
 from controlplane.models import Space
 from controlplane.services import Services
@@ -41,8 +42,7 @@ STAGE_TONE = {
 def ago(when: datetime | None, now: datetime | None = None) -> str:
     if when is None:
         return "never"
-    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
-    secs = int(((now or datetime.now(UTC)) - when).total_seconds())
+    secs = int(((now or datetime.now(UTC)) - as_utc(when)).total_seconds())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if secs >= size:
             n = secs // size

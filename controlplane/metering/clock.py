@@ -8,14 +8,9 @@ UTC by construction.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-
-def as_utc(value: datetime) -> datetime:
-    """An aware UTC datetime; naive input is taken as UTC (that is how the database returns it)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+from controlplane.core.utc import as_utc
 
 
 def to_second(value: datetime) -> datetime:

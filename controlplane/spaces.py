@@ -18,7 +18,6 @@ from controlplane.stages import Stage, set_stage
 
 NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 SDKS = ("gradio", "streamlit", "docker", "static")
-DEFAULT_PORT = {"gradio": 7860, "streamlit": 8501, "docker": 7860, "static": 80}
 
 
 def validate_name(kind: str, value: str) -> None:

@@ -183,3 +183,30 @@ class GpuSample(Base):
     memory_used: Mapped[int] = mapped_column(BigInteger)  # bytes: one 80 GB GPU overflows 32 bits
     power_watts: Mapped[float | None] = mapped_column(Float)  # None where the board reports no power
     sampled_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SpaceLike(Base):
+    """A user's like of a Space (`HfApi.unlike`, `list_liked_repos`, `list_repo_likers`; migration 0004)."""
+
+    __tablename__ = "space_likes"
+    __table_args__ = (UniqueConstraint("space_id", "user_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    user: Mapped[User] = relationship()
+
+
+class SpaceRedirect(Base):
+    """A name a Space had before `move_repo`: its old URLs redirect to wherever the Space is now, until another
+    Space takes the name (migration 0004)."""
+
+    __tablename__ = "space_redirects"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(96))
+    name: Mapped[str] = mapped_column(String(96))
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+Index("uq_space_redirects_owner_name_ci", func.lower(SpaceRedirect.owner), func.lower(SpaceRedirect.name), unique=True)

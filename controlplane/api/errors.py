@@ -8,9 +8,12 @@ from fastapi.responses import JSONResponse
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, code: str | None = None, headers: dict | None = None, extra: dict | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.headers = status, message, code, headers or {}
+        self.extra = extra or {}  # more fields of the JSON body, e.g. the existing repo's `url` in a 409
 
 
 def repo_not_found(full_name: str) -> ApiError:
@@ -25,7 +28,7 @@ def install(app: FastAPI) -> None:
         headers["X-Error-Message"] = exc.message.encode("ascii", "replace").decode()
         if exc.code:
             headers["X-Error-Code"] = exc.code
-        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+        return JSONResponse({**exc.extra, "error": exc.message}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,10 +18,9 @@ from controlplane.models import Space, utcnow
 from controlplane.runtime.base import Instance
 from controlplane.services import Services
 from controlplane.spending import over_limit_spaces
-from controlplane.stages import SERVING, Stage, announce_after_commit, set_stage
+from controlplane.stages import SERVING, STARTING, Stage, announce_after_commit, set_stage
 
 log = logging.getLogger(__name__)
-STARTING = {Stage.APP_STARTING, Stage.RUNNING_APP_STARTING}
 
 
 class Reconciler:

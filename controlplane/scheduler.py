@@ -1,7 +1,7 @@
 """Admission: a Space starts only when its tier's pool has room and its owner's GPU quota allows it.
 
-The database is the ledger: a Space holds hardware while its stage is one of HOLDING (the stages metering
-bills), on the tier it runs on, or the tier it is starting on. Only the waiting line lives in memory: the
+The database is the ledger: a Space holds hardware while `stages.holds_hardware` says so (the rule metering
+bills by), on the tier it runs on, or the tier it is starting on. Only the waiting line lives in memory: the
 deploy task of a waiting Space awaits its turn inside `admit`, so it stays in `Deployer.starting` (the
 reconciler leaves it alone) and pause, delete or a newer deploy cancel it like any start. After a restart
 the reconciler deploys the Spaces left in APP_STARTING again and they queue anew.
@@ -24,15 +24,21 @@ from controlplane.api.errors import ApiError
 from controlplane.models import Space, User
 from controlplane.pools import PoolCapacity, host_memory_of, not_offered_message, pool_for, pools_of, units
 from controlplane.services import Services
-from controlplane.stages import WAITING_FOR_HARDWARE, Stage, on_committed_change, set_stage
+from controlplane.stages import (
+    HOLDING,
+    STARTING,
+    WAITING_FOR_HARDWARE,
+    Stage,
+    holds_hardware,
+    on_committed_change,
+    set_stage,
+)
 from controlplane.tiers import Tier
 
 log = logging.getLogger(__name__)
 WAITING = WAITING_FOR_HARDWARE
 OVER_QUOTA = "over quota"
 NOT_OFFERED = "hardware not offered"
-HOLDING = {Stage.APP_STARTING, Stage.RUNNING, Stage.RUNNING_BUILDING, Stage.RUNNING_APP_STARTING}
-STARTING = {Stage.APP_STARTING, Stage.RUNNING_APP_STARTING}
 
 
 @dataclass(frozen=True)
@@ -60,18 +66,19 @@ class Scheduler:
 
     def held_tier(self, space: Space) -> str | None:
         """The tier whose hardware this Space holds now, or None."""
-        if space.stage not in HOLDING:
+        # The line is in memory here; metering, inside the stage write, reads it from the detail it sets.
+        in_line = self.waiting(space.id)
+        if not holds_hardware(space.stage, in_line, serving_instance=space.container_id is not None):
             return None
-        if self.waiting(space.id):
-            # Still in line: only the version that keeps serving holds anything.
-            return space.hardware_current if space.container_id else None
+        if in_line:
+            return space.hardware_current  # only the version that keeps serving holds anything
         if space.stage in STARTING:
             return space.hardware_requested
         return space.hardware_current or space.hardware_requested
 
     def holdings(self, s: Session, exclude: int | None = None) -> list[tuple[Space, Tier]]:
         held = []
-        for space in s.scalars(select(Space).where(Space.stage.in_([st.value for st in HOLDING]))):
+        for space in s.scalars(select(Space).where(Space.stage.in_(HOLDING))):
             tier_name = self.held_tier(space)
             if space.id == exclude or tier_name is None:
                 continue

@@ -41,6 +41,18 @@ WAITING_FOR_HARDWARE = "waiting for hardware"
 
 # Stages in which an older instance of the app still serves traffic.
 SERVING = {Stage.RUNNING, Stage.RUNNING_BUILDING, Stage.RUNNING_APP_STARTING}
+# Stages in which a new instance is being started (beside an older one that serves, or none).
+STARTING = {Stage.APP_STARTING, Stage.RUNNING_APP_STARTING}
+# Stages in which a Space holds its tier's hardware: the scheduler counts it as in use, metering bills it. In
+# RUNNING_BUILDING and RUNNING_APP_STARTING the older instance keeps serving (and holding it) meanwhile.
+HOLDING: frozenset[str] = frozenset(s.value for s in (*SERVING, Stage.APP_STARTING))
+
+
+def holds_hardware(stage: str | None, in_line: bool, serving_instance: bool) -> bool:
+    """Whether a Space holds its hardware: in a HOLDING stage, unless it is in line for hardware (admission
+    has not let it start yet) with no older instance serving, which holds nothing yet."""
+    return stage in HOLDING and (serving_instance or not in_line)
+
 
 # (session, space, old, new, now) -> None, run inside the transaction.
 Listener = Callable[[Session, Space, str | None, str, datetime], None]

@@ -19,18 +19,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.core.config import get_settings
-from controlplane.metering.clock import as_utc, to_second
+from controlplane.core.utc import as_utc
+from controlplane.metering.clock import to_second
 from controlplane.models import Space, UsageInterval
-from controlplane.stages import WAITING_FOR_HARDWARE, Stage
+from controlplane.stages import HOLDING, WAITING_FOR_HARDWARE, Stage, holds_hardware
 from controlplane.tiers import Catalog, default_catalog, load_catalog
 
 log = logging.getLogger(__name__)
 
-# Stages in which the Space's instance holds its tier's hardware. In RUNNING_BUILDING and RUNNING_APP_STARTING
-# the previous instance keeps serving (and holding the hardware) while the next one builds or starts.
-BILLED_STAGES: frozenset[str] = frozenset(
-    s.value for s in (Stage.APP_STARTING, Stage.RUNNING, Stage.RUNNING_APP_STARTING, Stage.RUNNING_BUILDING)
-)
+# A Space is billed in the stages in which it holds its tier's hardware (controlplane.stages.HOLDING).
+BILLED_STAGES: frozenset[str] = HOLDING
 ALL_STAGES: frozenset[str] = frozenset(s.value for s in Stage)
 # NO_APP_FILE, CONFIG_ERROR, BUILDING, BUILD_ERROR, RUNTIME_ERROR, PAUSED, STOPPED (sleeping included: the Hub
 # reports a sleeping Space as STOPPED) and DELETING hold no hardware.
@@ -129,9 +127,11 @@ def on_stage_change(
     depends on `new_stage` and the open interval, not on `old_stage` alone, so a missed call heals itself on the
     next stage write instead of leaving an interval open (or missing) forever.
     """
-    was_billed, billed = is_billed(old_stage), is_billed(new_stage)
-    if billed and space.detail == WAITING_FOR_HARDWARE and space.container_id is None:
-        billed = False  # queued for hardware with no older instance serving: nothing is held yet
+    was_billed = is_billed(old_stage)
+    # The scheduler marks a Space in line for hardware with its detail; in line, only a serving instance holds.
+    billed = is_billed(new_stage) and holds_hardware(
+        new_stage, in_line=space.detail == WAITING_FOR_HARDWARE, serving_instance=space.container_id is not None
+    )
     if space.id is None:  # a Space created in this transaction: its interval needs the id
         session.flush()
     rows = open_intervals(session, space.id)

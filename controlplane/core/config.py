@@ -107,7 +107,11 @@ class Settings(BaseSettings):
     health_interval: float = Field(default=0.25, description="Seconds between readiness probes.")
     reconcile_interval: float = Field(default=30.0, description="Seconds between reconciler passes.")
     cpu_basic_sleep_seconds: int = Field(default=48 * 3600, description="Default sleep time on cpu-basic.")
-    wake_timeout: float = Field(default=120.0, description="Seconds a request waits for a waking Space.")
+    wake_timeout: float = Field(
+        default=4.0,
+        description="Seconds an API request waits for a waking or starting Space before a 503 with Retry-After "
+        "(first byte within httpx's 5 s default timeout, which the Hub clients use).",
+    )
     sleep_check_interval: float = Field(
         default=30.0, description="Seconds between idle checks (and flushes of last-request times to the DB)."
     )

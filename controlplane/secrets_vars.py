@@ -31,10 +31,14 @@ def _find(s: Session, model: Row, space: Space, key: str) -> SpaceSecret | Space
     return s.scalar(select(model).where(model.space_id == space.id, model.key == key))
 
 
-def _upsert(s: Session, model: Row, space: Space, key: str, description: str | None) -> SpaceSecret | SpaceVariable:
+def check_key(key: object) -> None:
     if not isinstance(key, str) or not KEY_RE.match(key):
         raise ApiError(400, f"Invalid key {key!r}: an environment variable name (letters, digits, '_'; not "
                             "starting with a digit), at most 128 characters.")
+
+
+def _upsert(s: Session, model: Row, space: Space, key: str, description: str | None) -> SpaceSecret | SpaceVariable:
+    check_key(key)
     other = SpaceVariable if model is SpaceSecret else SpaceSecret
     if _find(s, other, space, key) is not None:
         kind = "variable" if other is SpaceVariable else "secret"
@@ -51,6 +55,30 @@ def set_secret(svc: Services, s: Session, space: Space, key: str, value: str, de
 
 def set_variable(s: Session, space: Space, key: str, value: str, description: str | None = None) -> None:
     _upsert(s, SpaceVariable, space, key, description).value = str(value)
+
+
+def payload_items(payload: dict) -> tuple[list[dict], list[dict]]:
+    """The `secrets` and `variables` of a create or duplicate call ([{key, value, description?}]), checked before
+    anything is created: a bad item is a 400, never a half-made Space."""
+    lists = []
+    for field in ("secrets", "variables"):
+        items = payload.get(field) or []
+        if not isinstance(items, list) or not all(isinstance(i, dict) and i.get("value") is not None for i in items):
+            raise ApiError(400, f'"{field}" must be a list of {{"key": ..., "value": ..., "description"?: ...}}.')
+        for item in items:
+            check_key(item.get("key"))
+        lists.append(items)
+    both = {i["key"] for i in lists[0]} & {i["key"] for i in lists[1]}
+    if both:
+        raise ApiError(400, f"{', '.join(sorted(both))} is given both as a secret and as a variable.")
+    return lists[0], lists[1]
+
+
+def set_items(svc: Services, s: Session, space: Space, secrets: list[dict], variables: list[dict]) -> None:
+    for item in secrets:
+        set_secret(svc, s, space, item["key"], item["value"], item.get("description"))
+    for item in variables:
+        set_variable(s, space, item["key"], item["value"], item.get("description"))
 
 
 def delete_key(s: Session, model: Row, space: Space, key: str) -> bool:

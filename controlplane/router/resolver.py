@@ -7,6 +7,7 @@ long); `StaticResolver` is an in-memory one for tests and benchmarks.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Mapping
@@ -61,9 +62,21 @@ class Resolver(Protocol):
         ...
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def space_label(owner: str, name: str) -> str:
-    """The host label of a Space, as the Hub builds it: `{owner}-{name}`, lower-cased, '.' and '_' as '-'."""
-    return re.sub(r"[._]", "-", f"{owner}-{name}".lower())
+    """The host label of a Space, as the Hub builds it: `{owner}-{name}`, lower-cased, '.' and '_' as '-'.
+
+    The router, the Caddy routes, SPACE_HOST and the Kubernetes Ingress all use this one label. One DNS
+    would refuse (longer than 63 characters, or edged with '-') is cut to fit and ends in a hash of the whole
+    label, so two long names that share a beginning keep apart."""
+    label = re.sub(r"[._]", "-", f"{owner}-{name}".lower())
+    if _DNS_LABEL.fullmatch(label):
+        return label
+    digest = hashlib.sha256(label.encode()).hexdigest()[:8]
+    slug = re.sub(r"[^a-z0-9]+", "-", label).strip("-")[: 63 - len(digest) - 1].rstrip("-")
+    return f"{slug}-{digest}" if slug else digest
 
 
 def path_prefix(owner: str, name: str) -> str:

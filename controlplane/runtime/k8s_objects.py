@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from controlplane.router.resolver import space_label
 from controlplane.runtime.base import AppSpec
 from controlplane.tiers import Pool
 
@@ -73,13 +74,9 @@ def object_name(space: str) -> str:
 
 
 def space_host(space: str, apps_domain: str) -> str:
-    """The public host {owner}-{name}.{apps_domain}, made a valid DNS label (hash suffix when cut)."""
-    label = _slug(space.replace("/", "-"))
-    if not label:
-        label = _digest(space)
-    elif len(label) > _MAX_LABEL:
-        label = f"{label[: _MAX_LABEL - 9].rstrip('-')}-{_digest(space)}"
-    return f"{label}.{apps_domain}"
+    """The public host the router answers for the Space: {space_label}.{apps_domain}."""
+    owner, _, name = space.partition("/")
+    return f"{space_label(owner, name)}.{apps_domain}"
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import kubernetes_validate
 import pytest
 
+from controlplane.router.resolver import StaticResolver, Target, path_prefix, space_label
 from controlplane.runtime.base import AppSpec
 from controlplane.runtime.k8s_objects import (
     BUILD_LABEL,
@@ -273,6 +275,20 @@ def test_names_that_slug_alike_stay_distinct() -> None:
     long_a, long_b = "org/" + "x" * 96 + "a", "org/" + "x" * 96 + "b"
     assert object_name(long_a) != object_name(long_b)
     assert space_host(long_a, "d") != space_host(long_b, "d")
+
+
+def test_ingress_host_is_the_routers_host_past_63_characters() -> None:
+    """The Ingress names the host the router answers for the Space, even where {owner}-{name} is too long."""
+    owner, name = "an-organisation-with-a-long-name", "a-space-whose-name-goes-on-well-past-the-dns-label-limit-2"
+    assert len(owner + name) == 90
+    space = f"{owner}/{name}"
+    (rule,) = make_ingress(app_spec("cpu-basic", space=space), OPTIONS)["spec"]["rules"]
+    label = rule["host"].removesuffix(".apps.example.com")
+    assert DNS_LABEL.match(label) and len(label) <= 63, label
+    assert label == space_label(owner, name)
+    target = Target(space, "127.0.0.1:1", path_prefix(owner, name), True)
+    found = asyncio.run(StaticResolver({space: target}).resolve(label=label, owner=None, name=None, request_headers={}))
+    assert found == target
 
 
 def test_instance_ids_round_trip() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -22,6 +23,15 @@ def test_root_path_env_per_sdk() -> None:
 
 def test_space_label_follows_the_hub() -> None:
     assert space_label("My_Org", "app.v2") == "my-org-app-v2"
+
+
+def test_space_label_past_63_characters_is_a_dns_label_and_stays_distinct() -> None:
+    a, b = space_label("org", "x" * 90 + "a"), space_label("org", "x" * 90 + "b")
+    for label in (a, b):
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", label) and len(label) <= 63, label
+        assert label.startswith("org-xxxx")
+    assert a != b
+    assert space_label("org", "x" * 59) == "org-" + "x" * 59  # 63 characters: the Hub's label, unchanged
 
 
 def test_static_resolver_maps_ambiguous_labels_to_the_space_it_knows() -> None:

@@ -157,6 +157,28 @@ class Settings(BaseSettings):
         "on the Hub.",
     )
 
+    # Single host: `spaceyard up` supervises its parts (docs/operations.md)
+    restart_limit: int = Field(
+        default=5,
+        ge=0,
+        description="Exits of one part (Redis, builder, proxy, control plane) within restart_window after which "
+        "`spaceyard up` stops the platform and says which part failed; 0: restart forever.",
+    )
+    restart_window: float = Field(
+        default=300.0, gt=0, description="Seconds over which restart_limit counts a part's exits."
+    )
+    log_max_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        ge=1024,
+        description="Size at which a log file in data_dir/logs (each part's output) is rotated.",
+    )
+    log_backups: int = Field(default=3, ge=1, description="Rotated files kept per log in data_dir/logs.")
+    access_log: bool = Field(
+        default=False,
+        description="Log every app request the control plane proxies (one line each); API, dashboard and git "
+        "requests are logged either way.",
+    )
+
     # Kubernetes runtime (the Helm chart sets these)
     kubeconfig: str | None = Field(
         default=None, description="kubeconfig file; unset: in-cluster credentials, else $KUBECONFIG."

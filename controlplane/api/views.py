@@ -80,7 +80,8 @@ def runtime(svc: Services, space: Space) -> dict:
     return body
 
 
-def space_info(svc: Services, space: Space, siblings: list[str] | None = None) -> dict:
+def space_info(svc: Services, space: Space, siblings: list[str] | None = None, likes: int = 0) -> dict:
+    card_tags = list(space.card_data.get("tags") or []) if isinstance(space.card_data, dict) else []
     info = {
         "_id": f"space-{space.id}",
         "id": space.full_name,
@@ -91,8 +92,9 @@ def space_info(svc: Services, space: Space, siblings: list[str] | None = None) -
         "private": space.private,
         "disabled": False,
         "sdk": space.sdk,
-        "likes": 0,
-        "tags": list(space.card_data.get("tags") or []) if isinstance(space.card_data, dict) else [],
+        "likes": likes,
+        # The Hub tags a Space with its SDK (what `list_spaces(filter="gradio")` matches), then its card's tags.
+        "tags": [space.sdk, *(t for t in card_tags if t != space.sdk)],
         "cardData": space.card_data or {},
         "subdomain": space_label(space.owner, space.name),
         # gradio_client connects to `host`.

@@ -247,12 +247,13 @@ class Repos:
         parent: str | None = None,
         delete_folders: tuple[str, ...] = (),
         author: str | None = None,
+        branch: str = BRANCH,
     ) -> str:
-        """Write one commit on `main`: files maps path -> content (None deletes). Returns the new sha."""
+        """Write one commit on `branch`: files maps path -> content (None deletes). Returns the new sha."""
         repo = self.path(owner, name)
-        current = self.head(owner, name)
+        current = self.head(owner, name, f"refs/heads/{branch}")
         if parent is not None and current is not None and parent != current:
-            raise RepoError(f"parent commit {parent} is not the head of {BRANCH} ({current})")
+            raise RepoError(f"parent commit {parent} is not the head of {branch} ({current})")
         with tempfile.TemporaryDirectory() as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             if author:
@@ -271,5 +272,5 @@ class Repos:
             args = ["commit-tree", tree, "-m", message] + (["-p", current] if current else [])
             sha = self._git(repo, *args, env=env).decode().strip()
         # The old value makes the ref update atomic against a concurrent push.
-        self._git(repo, "update-ref", f"refs/heads/{BRANCH}", sha, current or "0" * 40)
+        self._git(repo, "update-ref", f"refs/heads/{branch}", sha, current or "0" * 40)
         return sha

@@ -113,9 +113,14 @@ def _builds(session: Session) -> Iterator[Metric]:
 
 
 def render_metrics(
-    session_factory: Callable[[], Session], *, now: Callable[[], datetime] | None = None
+    session_factory: Callable[[], Session],
+    *,
+    now: Callable[[], datetime] | None = None,
+    others: tuple[Collector, ...] = (),
 ) -> tuple[bytes, str]:
-    """The exposition body and its Content-Type, for `GET /metrics`."""
+    """The exposition body and its Content-Type, for `GET /metrics`; `others`: collectors of other sources."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SpaceyardCollector(session_factory, now or (lambda: datetime.now(UTC))))
+    for collector in others:
+        registry.register(collector)
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -17,6 +17,7 @@ from controlplane.metering.billing import month_of, report_to_csv, usage_for_mon
 from controlplane.metering.metrics import render_metrics
 from controlplane.metering.samples import store_samples
 from controlplane.models import User, utcnow
+from controlplane.part_restarts import PartRestarts
 from controlplane.services import Services
 
 router = APIRouter(tags=["billing"])
@@ -98,5 +99,5 @@ def metrics(request: Request, svc: Services = Depends(services), s: Session = DB
             "InvalidCredentials",
             headers={"WWW-Authenticate": 'Bearer realm="Spaceyard metrics"'},
         )
-    body, content_type = render_metrics(svc.db.sessionmaker)
+    body, content_type = render_metrics(svc.db.sessionmaker, others=(PartRestarts(svc.settings.data_dir),))
     return Response(body, media_type=content_type)

@@ -74,7 +74,12 @@ class Settings(BaseSettings):
     )
 
     # Builds
-    build_heartbeat_timeout: float = Field(default=60.0, description="Seconds without builder events = lost.")
+    build_heartbeat_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a handed-out build may go without an event from its builder (none started it, or "
+        "its worker or Redis died) before it is sent again: the bound on how long a fault delays a build.",
+    )
     build_max_attempts: int = Field(default=2, description="Tries of one build when its worker is lost.")
     max_push_bytes: int = Field(default=512 * 1024 * 1024, description="Largest accepted git push body.")
     max_file_bytes: int = Field(default=50 * 1024 * 1024, description="Largest file in an API commit.")

@@ -1,10 +1,12 @@
-"""The build's event stream (docs/build-contract.md): started, log lines, heartbeats, one result."""
+"""The build's event stream (docs/build-contract.md): started, log lines, heartbeats, one result; and the
+build's claim, so one build id runs on one worker at a time and not again once it has a result."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import threading
+import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -16,6 +18,20 @@ import redis
 MAX_STREAM_LEN = 100_000
 MAX_LINE_CHARS = 8_000
 MASK = "****"
+DONE = "done"
+# Take (or renew) the claim unless another delivery holds it or the build is done. One script: atomic.
+_CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if held == false or held == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class ClaimLost(Exception):
+    """Another delivery of this build took its claim (this worker was silent past the lease): stop, no result."""
 
 
 class BuildEvents:
@@ -29,9 +45,21 @@ class BuildEvents:
         self.redact = sorted((s for s in redact if len(s) >= 4), key=len, reverse=True)
         self.tail: deque[str] = deque(maxlen=200)
         self._result: dict[str, str] | None = None
+        self.claim_key = f"{key}:claim"
+        self.token = uuid.uuid4().hex  # this delivery's, so a renewal never takes over another's claim
+        self.lost = threading.Event()
+
+    def claim(self, lease: float) -> bool:
+        """Claim the build for `lease` seconds (renewed by each heartbeat); False when another live delivery
+        holds it or the build already has its result: this delivery must then do nothing."""
+        return bool(self.client.eval(_CLAIM, 1, self.claim_key, self.token, int(lease * 1000)))
+
+    @staticmethod
+    def _entry(type_: str, **fields: str) -> dict[str, str]:
+        return {"type": type_, "ts": datetime.now(UTC).isoformat(), **fields}
 
     def _add(self, type_: str, **fields: str) -> dict[str, str]:
-        entry = {"type": type_, "ts": datetime.now(UTC).isoformat(), **fields}
+        entry = self._entry(type_, **fields)
         self.client.xadd(self.key, entry, maxlen=MAX_STREAM_LEN, approximate=True)
         return entry
 
@@ -44,6 +72,8 @@ class BuildEvents:
         self._add("started", worker=worker)
 
     def log(self, line: str) -> None:
+        if self.lost.is_set():
+            raise ClaimLost(self.key)
         line = self.scrub(line.rstrip("\r\n"))[:MAX_LINE_CHARS]
         self.tail.append(line)
         self._add("log", line=line)
@@ -61,10 +91,12 @@ class BuildEvents:
         config: dict[str, Any] | None,
         seconds: float,
     ) -> dict[str, str]:
-        """Write the result (once; a second call is a bug) and start the stream's expiry clock."""
+        """Write the result (once; a second call is a bug), mark the build done and start the expiry clocks."""
         if self._result is not None:
             raise RuntimeError("a build has exactly one result")
-        self._result = self._add(
+        if self.lost.is_set():
+            raise ClaimLost(self.key)
+        entry = self._entry(
             "result",
             status=status,
             image=image,
@@ -74,17 +106,27 @@ class BuildEvents:
             config=json.dumps(config or {}, default=str),
             seconds=f"{seconds:.1f}",
         )
-        self.client.expire(self.key, self.ttl)
-        return self._result
+        # One transaction: a later delivery of this build finds it done exactly when its result is there.
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.key, entry, maxlen=MAX_STREAM_LEN, approximate=True)
+            pipe.expire(self.key, self.ttl)
+            pipe.set(self.claim_key, DONE, ex=self.ttl)
+            pipe.execute()
+        self._result = entry
+        return entry
 
     @contextlib.contextmanager
-    def heartbeats(self, interval: float) -> Iterator[None]:
-        """Send a heartbeat every `interval` seconds from a thread while the block runs."""
+    def heartbeats(self, interval: float, lease: float) -> Iterator[None]:
+        """Every `interval` seconds, from a thread while the block runs: renew the claim for `lease` seconds
+        and send a heartbeat. A claim taken over meanwhile sets `lost`: the build stops at its next line."""
         stop = threading.Event()
 
         def beat() -> None:
             while not stop.wait(interval):
                 with contextlib.suppress(redis.RedisError):  # a blip must not kill the beat
+                    if not self.claim(lease):
+                        self.lost.set()
+                        return
                     self.heartbeat()
 
         thread = threading.Thread(target=beat, name=f"heartbeat {self.key}", daemon=True)

@@ -18,11 +18,13 @@ from urllib.parse import unquote, urlsplit
 
 import docker
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from builder import baseimages, dockerignore, dockerpolicy, engine, lfs, lfs_download, repofiles, spaceconfig
 from builder.celery_app import app
 from builder.dockerfile import UnavailablePython, app_dockerfile, python_version_for
-from builder.events import BuildEvents
+from builder.events import BuildEvents, ClaimLost
 from builder.settings import BuilderSettings
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,10 @@ DEPENDENCY_FILES = ("packages.txt", "pre-requirements.txt", "requirements.txt")
 FETCH_TIMEOUT = 300
 _COMMIT = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
 _ERROR_LINE = re.compile(r"^(ERROR:|E:|error:|fatal:|Error:)")
+# A claim lapses after this many missed heartbeats: then another delivery of the build may take it.
+LEASE_BEATS = 3
+# Redis calls are retried this many times, at most a second apart: a broker restart does not fail a build.
+REDIS_RETRIES = 60
 
 
 class BuildFailed(Exception):
@@ -222,26 +228,46 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
 
 
-def run_build(req: BuildRequest, settings: BuilderSettings, worker: str) -> dict[str, str]:
-    """Build and write every event, ending in exactly one result, which is also returned.
+def run_build(req: BuildRequest, settings: BuilderSettings, worker: str) -> dict[str, str] | None:
+    """Claim the build, build it and write every event, ending in exactly one result, which is also returned.
 
+    None, and no events, when this delivery of the build is a duplicate: another worker holds its claim or
+    it already has a result (docs/build-contract.md, "Deliveries and the claim").
     Failures the author causes (config, missing file, pip...) and engine failures all end in a failed
-    result; only an unreachable Redis escapes as an exception (the control plane's heartbeat
+    result; only a Redis unreachable for a minute escapes as an exception (the control plane's heartbeat
     timeout then re-sends the task).
     """
-    client = redis.Redis.from_url(settings.redis_url)
+    retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), REDIS_RETRIES)
+    client = redis.Redis.from_url(settings.redis_url, retry=retry)
     events = BuildEvents(
         client,
         req.events,
         settings.build_events_ttl,
         redact=[*req.build_secrets.values(), *_url_secrets(req.repo_url)],
     )
+    lease = LEASE_BEATS * settings.heartbeat_interval
+    if not events.claim(lease):
+        logger.info("build %s: another delivery runs it or it is done; this one does nothing", req.build_id)
+        return None
+    try:
+        return _run_claimed(req, settings, events, worker, lease)
+    except ClaimLost:
+        logger.warning("build %s: another delivery took it over; this one stops", req.build_id)
+        return None
+
+
+def _run_claimed(
+    req: BuildRequest, settings: BuilderSettings, events: BuildEvents, worker: str, lease: float
+) -> dict[str, str]:
     started = time.monotonic()
     events.started(worker)
     image, config, kind, message = "", None, "", ""
-    with events.heartbeats(settings.heartbeat_interval), tempfile.TemporaryDirectory(prefix="spaceyard-build-") as tmp:
+    heartbeats = events.heartbeats(settings.heartbeat_interval, lease)
+    with heartbeats, tempfile.TemporaryDirectory(prefix="spaceyard-build-") as tmp:
         try:
             image, config = _build(req, settings, events, Path(tmp))
+        except ClaimLost:
+            raise
         except spaceconfig.NoAppFile as exc:
             kind, message, config = "NO_APP_FILE", str(exc), exc.config.to_dict()
         except (spaceconfig.ConfigError, UnavailablePython) as exc:
@@ -267,10 +293,23 @@ def run_build(req: BuildRequest, settings: BuilderSettings, worker: str) -> dict
     )
 
 
+def _hold_for_tests(build_id: int) -> None:
+    """Test hook (tests/e2e/test_build_faults.py), inert unless SPACEYARD_BUILDER_TEST_HOLD names a folder:
+    while that folder holds a file `hold`, a task waits here, received but not yet claimed or started, after
+    writing `held-{build_id}`, so a test can kill its worker at exactly that point."""
+    folder = os.environ.get("SPACEYARD_BUILDER_TEST_HOLD")
+    if not folder or not (Path(folder) / "hold").exists():
+        return
+    (Path(folder) / f"held-{build_id}").touch()
+    while (Path(folder) / "hold").exists():
+        time.sleep(0.2)
+
+
 @app.task(name="builder.build", bind=True)
-def build(self: Any, **kwargs: Any) -> dict[str, str]:
+def build(self: Any, **kwargs: Any) -> dict[str, str] | None:
     """Celery entry point; kwargs as in docs/build-contract.md (unknown ones ignored for compatibility)."""
     known = {f.name for f in dataclasses.fields(BuildRequest)}
     req = BuildRequest(**{k: v for k, v in kwargs.items() if k in known})
+    _hold_for_tests(req.build_id)
     worker = self.request.hostname or f"{socket.gethostname()}:{os.getpid()}"
     return run_build(req, BuilderSettings(), worker)

@@ -115,39 +115,72 @@ def p95(samples: list[float]) -> float:
 
 def start_caddy(folder: Path, port: int, upstream_port: int, router_port: int, path: str,
                 spaces: int) -> list[subprocess.Popen]:
-    import threading
-
     from controlplane.proxy.config import Layout, Route, Table, build, edge
     from controlplane.proxy.pusher import write_config
 
-    # The access log goes somewhere, as on the platform: a UDP socket read and dropped here.
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sink.bind(("127.0.0.1", 0))
-    threading.Thread(target=lambda: [sink.recv(65536) for _ in iter(int, 1)], daemon=True).start()
+    sink = _log_sink()
     layout = Layout(listen=f"127.0.0.1:{free_port()}", controlplane=f"127.0.0.1:{router_port}",
                     admin_socket=str(folder / "admin.sock"), storage_dir=str(folder / "storage"),
-                    apps_domain="localhost", path_urls=True, activity=f"127.0.0.1:{sink.getsockname()[1]}",
+                    apps_domain="localhost", path_urls=True, activity=f"127.0.0.1:{sink}",
                     edge=f"127.0.0.1:{port}")
-    # Other Spaces in the table (their containers need not exist: only the lookup is measured).
-    others = tuple(Route(f"u{i}/s{i}", f"u{i}-s{i}", f"127.0.0.1:{1 + i % 60000}", f"/apps/u{i}/s{i}", i % 2 == 0)
-                   for i in range(spaces - 1))
-    table = Table(1, (*others, Route(SPACE, "bench-echo", f"127.0.0.1:{upstream_port}", PREFIX, True)))
+    table = Table(1, (*_others(spaces), Route(SPACE, "bench-echo", f"127.0.0.1:{upstream_port}", PREFIX, True)))
     write_config(folder / "caddy.json", build(table, layout))
     write_config(folder / "edge.json", edge(layout))
     processes = [subprocess.Popen(["caddy", "run", "--config", str(folder / name)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for name in ("caddy.json", "edge.json")]
+    _wait_ok(f"http://127.0.0.1:{port}{PREFIX}{path}", processes, "caddy")
+    return processes
+
+
+def _log_sink() -> int:
+    """The access log goes somewhere, as on the platform: a UDP socket read and dropped here."""
+    import threading
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    threading.Thread(target=lambda: [sink.recv(65536) for _ in iter(int, 1)], daemon=True).start()
+    return sink.getsockname()[1]
+
+
+def _others(spaces: int) -> tuple:
+    """Other Spaces in the table (their containers need not exist: only the lookup is measured)."""
+    from controlplane.proxy.config import Route
+
+    return tuple(Route(f"u{i}/s{i}", f"u{i}-s{i}", f"127.0.0.1:{1 + i % 60000}", f"/apps/u{i}/s{i}", i % 2 == 0)
+                 for i in range(spaces - 1))
+
+
+def _wait_ok(url: str, processes: list[subprocess.Popen], what: str) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}{PREFIX}{path}").status_code == 200:
-                return processes
+            if httpx.get(url).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
     for process in processes:
         process.kill()
-    raise RuntimeError("caddy did not start")
+    raise RuntimeError(f"{what} did not start")
+
+
+def start_haproxy(folder: Path, port: int, upstream_port: int, router_port: int, path: str,
+                  spaces: int) -> list[subprocess.Popen]:
+    from controlplane.proxy.haproxy import Layout, Route, Table, files
+
+    sink = _log_sink()
+    layout = Layout(listen=f"127.0.0.1:{port}", controlplane=f"127.0.0.1:{router_port}", folder=str(folder),
+                    socket=str(folder / "admin.sock"), apps_domain="localhost", path_urls=True,
+                    activity=f"127.0.0.1:{sink}")
+    table = Table(1, (*_others(spaces), Route(SPACE, "bench-echo", f"127.0.0.1:{upstream_port}", PREFIX, True)))
+    folder.mkdir(exist_ok=True)
+    for name, text in files(table, layout).items():
+        (folder / name).write_text(text)
+    process = subprocess.Popen(["haproxy", "-db", "-f", str(folder / "haproxy.cfg")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_ok(f"http://127.0.0.1:{port}{PREFIX}{path}", [process], "haproxy")
+    return [process]
 
 
 _UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -171,24 +204,27 @@ def wrk(url: str, connections: int, duration: int, host: str | None = None) -> t
 def throughput(duration: int, runs: int, app: str, spaces: int) -> None:
     import tempfile
 
-    upstream_port, router_port, caddy_port = free_port(), free_port(), free_port()
+    upstream_port, router_port, caddy_port, haproxy_port = free_port(), free_port(), free_port(), free_port()
     path = "/gradio_api/info" if app == "gradio" else "/ping"
     processes = [start("gradio" if app == "gradio" else "upstream", upstream_port)]
     with tempfile.TemporaryDirectory() as tmp:
         try:
             processes.append(start("router", router_port, upstream_port))
             processes += start_caddy(Path(tmp), caddy_port, upstream_port, router_port, path, spaces)
+            processes += start_haproxy(Path(tmp) / "haproxy", haproxy_port, upstream_port, router_port, path, spaces)
             urls = {"direct": f"http://127.0.0.1:{upstream_port}{path}",
                     "caddy": f"http://127.0.0.1:{caddy_port}{PREFIX}{path}",
+                    "haproxy": f"http://127.0.0.1:{haproxy_port}{PREFIX}{path}",
                     "python router": f"http://127.0.0.1:{router_port}{PREFIX}{path}"}
             cells: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
             for _ in range(runs):
                 for connections in (1, 8, 32):
                     for way, url in urls.items():  # alternating, so drift on the machine hits all alike
                         cells.setdefault((way, connections), []).append(wrk(url, connections, duration))
-                # A host that is no Space: Caddy hands it to the control plane's router, which answers 404.
-                cells.setdefault(("unknown host", 1), []).append(
-                    wrk(f"http://127.0.0.1:{caddy_port}/", 1, duration, host="nobody-here.localhost"))
+                # A host that is no Space: the proxy hands it to the control plane's router, which answers 404.
+                for way, port in (("caddy", caddy_port), ("haproxy", haproxy_port)):
+                    cells.setdefault((f"unknown host, {way}", 1), []).append(
+                        wrk(f"http://127.0.0.1:{port}/", 1, duration, host="nobody-here.localhost"))
         finally:
             for process in reversed(processes):
                 process.terminate()
@@ -201,8 +237,9 @@ def throughput(duration: int, runs: int, app: str, spaces: int) -> None:
         for way in urls:
             rps, p50, p99 = (statistics.median(col) for col in zip(*cells[(way, connections)], strict=True))
             print(f"{connections:<12}{way:<15}{rps:>9.0f}{rps / direct:>10.2f}{p50:>9.2f}{p99:>9.2f}")
-    rps, p50, p99 = (statistics.median(col) for col in zip(*cells[("unknown host", 1)], strict=True))
-    print(f"unknown host through Caddy, 1 connection: {rps:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    for way in ("caddy", "haproxy"):
+        rps, p50, p99 = (statistics.median(col) for col in zip(*cells[(f"unknown host, {way}", 1)], strict=True))
+        print(f"unknown host through {way}, 1 connection: {rps:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
 
 def main() -> None:

@@ -1,0 +1,190 @@
+"""The proxy (HAProxy) as a pure function of the installation and the route table: file contents, no I/O.
+
+One HAProxy process holds the public port. Running public Spaces are data in runtime maps (host -> Space, path
+prefix -> Space) that the pusher changes entry by entry through the runtime API: no reload, so no client
+connection or WebSocket is ever cut. Every other request goes to the control plane (the activator and
+authority): the API, dashboard and git, Spaces that are not running or are private, and any request carrying a
+platform credential, which only the control plane may read and strip (docs/router.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controlplane.router.headers import PLATFORM_COOKIES
+
+_NAMES = sorted(c.decode() for c in PLATFORM_COOKIES)
+# A request carrying one of the platform's cookies (any case, as headers.is_platform_cookie reads them).
+COOKIE_PATTERN = r"(^|;)\s*(" + "|".join(_NAMES) + r")\s*="
+# An app's answer setting one of them.
+SET_COOKIE_PATTERN = r"^\s*(" + "|".join(_NAMES) + r")\s*="
+VERSION_KEY = "version"
+# Map values: "upstream|prefix|strip" ("127.0.0.1:49153|/apps/o/n|1").
+SEP = "|"
+FILES = ("haproxy.cfg", "hosts.map", "paths.map", "version.map", "cookies.lua", "app-down.http", "cp-down.http")
+
+
+@dataclass(frozen=True)
+class Route:
+    """A running public Space the proxy serves directly."""
+
+    space: str  # "owner/name"
+    label: str  # host label: {label}.{apps_domain}
+    upstream: str  # "127.0.0.1:49153"
+    prefix: str  # "/apps/owner/name"
+    strip_prefix: bool
+
+
+@dataclass(frozen=True)
+class Table:
+    version: int  # increases with every table the control plane computes; the proxy never goes back
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where things are; fixed for one installation."""
+
+    listen: str  # "127.0.0.1:8000": what users reach
+    controlplane: str  # "127.0.0.1:8001"
+    folder: str  # the config, maps and error pages (absolute)
+    socket: str  # the runtime API's unix socket
+    apps_domain: str
+    path_urls: bool
+    activity: str | None = None  # "127.0.0.1:8002": UDP, one log line per request served by an app
+
+    def path(self, name: str) -> str:
+        return f"{self.folder}/{name}"
+
+
+def maps(table: Table, layout: Layout) -> dict[str, dict[str, str]]:
+    """The runtime maps' entries, by map file name."""
+    hosts = {f"{r.label}.{layout.apps_domain}": _value(r) for r in table.routes}
+    out = {"hosts.map": hosts, "version.map": {VERSION_KEY: str(table.version)}}
+    if layout.path_urls:
+        out["paths.map"] = {r.prefix: _value(r) for r in table.routes}
+    return out
+
+
+def _value(r: Route) -> str:
+    return SEP.join((r.upstream, r.prefix, "1" if r.strip_prefix else "0"))
+
+
+def map_text(entries: dict[str, str]) -> str:
+    return "".join(f"{k} {v}\n" for k, v in entries.items())
+
+
+def _lua() -> str:
+    names = ", ".join(f'["{n}"] = true' for n in _NAMES)
+    return f"""-- Apps cannot set the platform's cookies: their Set-Cookie headers go, the app's own stay.
+local platform = {{{names}}}
+core.register_action("strip_platform_cookies", {{"http-res"}}, function(txn)
+  local values = txn.http:res_get_headers()["set-cookie"] or {{}}
+  txn.http:res_del_header("set-cookie")
+  for i = 0, #values do
+    local v = values[i]
+    if v ~= nil then
+      local name = v:match("^%s*([^=]*)"):gsub("%s+$", ""):lower()
+      if not platform[name] then txn.http:res_add_header("set-cookie", v) end
+    end
+  end
+end)
+"""
+
+
+def _page(status: str, message: str) -> str:
+    body = f"<!doctype html><title>{status}</title><h1>{message}</h1>\n"
+    return (f"HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+            f"Cache-Control: no-store\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}")
+
+
+def config(layout: Layout) -> str:
+    """haproxy.cfg: static (the Spaces live in the maps), so it is written once and never reloaded."""
+    p = layout.path
+    log = (f"    log {layout.activity} len 1024 format raw local0\n" if layout.activity else "")
+    path_lookup = ""
+    if layout.path_urls:
+        # /apps/{owner}/{name}/ on any host that is not an app's: its prefix is the key.
+        path_lookup = (f"    http-request set-var(txn.sy) path,field(1,/,4),map({p('paths.map')}) "
+                       "if !app_host !credential { path -m reg ^/apps/[^/]+/[^/]+/ }\n")
+    return f"""# Written by Spaceyard (controlplane/proxy/haproxy.py); the Spaces are in the maps beside it.
+global
+    stats socket {layout.socket} mode 600 level admin
+{log}    lua-load {p('cookies.lua')}
+
+defaults
+    mode http
+{"    log global" if layout.activity else "    no log"}
+    # The activity line: the prefix of the Space that served the request (nothing is logged for the rest).
+    log-format "%[var(txn.prefix)]"
+    timeout connect 10s
+    timeout http-request 30s
+    timeout http-keep-alive 5m
+    # No read timeout to speak of: SSE streams and long generations may be silent for minutes.
+    timeout client 1h
+    timeout server 1h
+    timeout tunnel 1h
+    # A kept-alive connection the app closed at the moment it was reused: sent again on a new one.
+    retry-on conn-failure empty-response
+    retries 2
+
+frontend spaceyard
+    bind {layout.listen}
+    # The first proxy: clients' own X-Forwarded-* are replaced.
+    http-request del-header X-Forwarded-For
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request del-header X-Forwarded-Prefix
+
+    # Any platform credential: the control plane decides what it opens and strips it before an app sees it.
+    acl credential req.hdr_cnt(authorization) gt 0
+    acl credential req.hdr_cnt(x-hf-authorization) gt 0
+    acl credential req.hdr(cookie) -m reg -i {COOKIE_PATTERN}
+    acl credential urlp(__sign) -m found
+    # The Space, by host ({{label}}.{layout.apps_domain}) or by path; never path-based on an app's own host.
+    acl app_host req.hdr(host),field(1,:),lower -m end .{layout.apps_domain}
+    http-request set-var(txn.sy) req.hdr(host),field(1,:),lower,map({p('hosts.map')}) if app_host !credential
+{path_lookup}    acl found var(txn.sy) -m found
+    http-request set-var(txn.prefix) var(txn.sy),field(2,|) if found
+    # /apps/o/n without the slash: the control plane redirects.
+    http-request unset-var(txn.sy) if found {{ path,strcmp(txn.prefix) eq 0 }}
+    http-request unset-var(txn.prefix) if !found
+    # The per-SDK prefix rule (docs/router.md), decided before the path changes.
+    acl under path,field(1,/,4),strcmp(txn.prefix) eq 0
+    acl strip var(txn.sy),field(3,|) -m str 1
+    http-request set-var(txn.rule) str(strip) if found under strip
+    http-request set-var(txn.rule) str(under) if found under !strip
+    http-request set-var(txn.rule) str(prepend) if found !under !strip
+    http-request set-header X-Forwarded-Prefix %[var(txn.prefix)] if {{ var(txn.rule) -m str strip under }}
+    http-request replace-path ^/apps/[^/]+/[^/]+(/.*)$ \\1 if {{ var(txn.rule) -m str strip }}
+    http-request set-path %[var(txn.prefix)]%[path] if {{ var(txn.rule) -m str prepend }}
+    # Straight to the Space's container: the looked-up address becomes the connection's destination.
+    http-request set-dst var(txn.sy),field(1,|),field(1,:) if found
+    http-request set-dst-port var(txn.sy),field(1,|),field(2,:) if found
+    http-request set-log-level silent if !found
+    # The table's version: read by the pusher through the runtime API only.
+    http-request set-var(txn.version) str({VERSION_KEY}),map({p('version.map')}) if FALSE
+    use_backend app if found
+    default_backend controlplane
+
+backend app
+    server app 0.0.0.0:0
+    http-response lua.strip_platform_cookies if {{ res.hdr(set-cookie) -m reg -i {SET_COOKIE_PATTERN} }}
+    errorfile 503 {p('app-down.http')}
+
+backend controlplane
+    server controlplane {layout.controlplane}
+    errorfile 503 {p('cp-down.http')}
+"""
+
+
+def files(table: Table, layout: Layout) -> dict[str, str]:
+    """Every file the proxy starts from, by name in `layout.folder`."""
+    out = {"haproxy.cfg": config(layout), "cookies.lua": _lua(),
+           "app-down.http": _page("502 Bad Gateway", "The app is not answering"),
+           "cp-down.http": _page("502 Bad Gateway", "Spaceyard is not answering; try again in a moment")}
+    for name, entries in maps(table, layout).items():
+        out[name] = map_text(entries)
+    out.setdefault("paths.map", "")
+    return out

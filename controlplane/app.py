@@ -21,6 +21,7 @@ from controlplane.api.routes import (
     billing,
     files,
     hardware,
+    history,
     logs,
     repos,
     secrets_vars,
@@ -154,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     # hardware before spaces: /api/spaces/hardware is a fixed path, never a Space.
-    for module in (hardware, admin, repos, spaces, secrets_vars, logs, whoami, billing, files, uploads):
+    for module in (hardware, admin, repos, spaces, secrets_vars, logs, whoami, billing, files, uploads, history):
         app.include_router(module.router)
     app.include_router(git_router)
     dashboard.install(app)

@@ -151,6 +151,10 @@ class CommitRequest:
         path, oid, size = check_path(value.get("path")), value.get("oid"), value.get("size")
         if value.get("algo", "sha256") != "sha256" or not isinstance(oid, str) or not pointer.OID.match(oid):
             raise CommitRefused(400, f"{path}: an lfsFile needs algo 'sha256' and a 64-hex-digit oid.")
+        if size is None:
+            # CommitOperationCopy of an LFS file sends no size: the commit takes the stored object's.
+            self.operations.append(Operation("lfsFile", path, None, pointer.Pointer(oid, None)))
+            return
         if not isinstance(size, int) or size < 0:
             raise CommitRefused(400, f"{path}: an lfsFile needs its size in bytes.")
         ptr = pointer.Pointer(oid, size)
@@ -201,17 +205,21 @@ class ApiCommits:
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task] = set()
 
-    def write(self, space_id: int, owner: str, name: str, request: CommitRequest, author: str) -> str:
-        """Check the parent, apply the operations as one commit on main; returns its sha. Blocking (git)."""
+    def write(
+        self, space_id: int, owner: str, name: str, request: CommitRequest, author: str, branch: str = BRANCH
+    ) -> str:
+        """Check the parent, apply the operations as one commit on `branch`; returns its sha. Blocking (git)."""
         with self._guard:
             lock = self._locks.setdefault(space_id, threading.Lock())
         with lock:
             repos = self.svc.repos
-            head = repos.head(owner, name)
+            head = repos.head(owner, name, f"refs/heads/{branch}")
+            if head is None and branch != BRANCH:  # deleted since the route checked it
+                raise CommitRefused(404, f"No branch {branch!r} in {owner}/{name}.", "RevisionNotFound")
             if request.parent is not None and request.parent != head:
                 raise CommitRefused(
                     412,
-                    f"parentCommit {request.parent} is not the head of {BRANCH} ({head}): {owner}/{name} changed "
+                    f"parentCommit {request.parent} is not the head of {branch} ({head}): {owner}/{name} changed "
                     "since. Fetch the new head and retry.",
                     "PreconditionFailed",
                 )
@@ -221,7 +229,14 @@ class ApiCommits:
             self._check_quota(owner, name, sum(len(c) for c in files.values() if c))
             try:
                 return repos.commit(
-                    owner, name, files, request.message, parent=head, delete_folders=folders, author=author
+                    owner,
+                    name,
+                    files,
+                    request.message,
+                    parent=head,
+                    delete_folders=folders,
+                    author=author,
+                    branch=branch,
                 )
             except RepoError as e:
                 # The ref moved between our check and the update: a git push landed meanwhile.
@@ -231,15 +246,18 @@ class ApiCommits:
 
     def _check_lfs_objects(self, owner: str, name: str, request: CommitRequest) -> None:
         """Like a push (controlplane/lfs/prereceive.py): a pointer only to an object uploaded to this Space."""
-        repo = self.svc.repos.path(owner, name)
-        for op in request.operations:
-            if op.lfs is not None and not self.svc.repos.lfs.available(repo, op.lfs.oid, op.lfs.size):
+        repo, store = self.svc.repos.path(owner, name), self.svc.repos.lfs
+        for i, op in enumerate(request.operations):
+            if op.lfs is not None and not store.available(repo, op.lfs.oid, op.lfs.size):
                 raise CommitRefused(
                     422,
-                    f"{op.path}: its LFS object (sha256:{op.lfs.oid}, {op.lfs.size} bytes) was not uploaded to "
+                    f"{op.path}: its LFS object (sha256:{op.lfs.oid}, {op.lfs.size or '?'} bytes) was not uploaded to "
                     f"{owner}/{name}; upload it through the LFS batch API first.",
                     "LfsObjectMissing",
                 )
+            if op.lfs is not None and op.lfs.size is None:
+                size = store.path(op.lfs.oid).stat().st_size
+                request.operations[i] = Operation(op.kind, op.path, pointer.encode(op.lfs.oid, size), op.lfs)
 
     def _check_quota(self, owner: str, name: str, adding: int) -> None:
         """The repo size limit pushes meet in the pre-receive hook; counted before compression, so on the safe side."""

@@ -7,7 +7,9 @@ from urllib.parse import urlsplit
 
 from controlplane.core.config import Settings
 from controlplane.core.utc import as_utc
+from controlplane.git_history import last_modified
 from controlplane.models import Space
+from controlplane.repos import TreeEntry
 from controlplane.router.resolver import path_prefix, space_label
 from controlplane.services import Services
 from controlplane.stages import SLEEPING, Stage
@@ -80,6 +82,29 @@ def runtime(svc: Services, space: Space) -> dict:
     return body
 
 
+def last_change(svc: Services, space: Space) -> datetime:
+    """The date of main's last commit, as on the Hub (a build, a restart or a stage change leaves it alone); the
+    creation date while the repo is empty."""
+    try:
+        return last_modified(svc.repos, space.owner, space.name) or space.created_at
+    except FileNotFoundError:  # a repo being created or deleted
+        return space.created_at
+
+
+def files_of(entries: list[TreeEntry], files_metadata: bool = False) -> list[dict]:
+    """The files of `space_info`; with files_metadata (the client's `blobs=True`) each one's size, git blob id and
+    LFS details, as the Hub answers them."""
+    files = []
+    for e in (e for e in entries if e.type == "file"):
+        item: dict = {"rfilename": e.path}
+        if files_metadata:
+            item |= {"size": e.size, "blobId": e.oid}
+            if e.lfs:
+                item["lfs"] = {"sha256": e.lfs["oid"], "size": e.lfs["size"], "pointerSize": e.lfs["pointerSize"]}
+        files.append(item)
+    return files
+
+
 def space_info(svc: Services, space: Space, siblings: list[str] | None = None, likes: int = 0) -> dict:
     card_tags = list(space.card_data.get("tags") or []) if isinstance(space.card_data, dict) else []
     info = {
@@ -87,7 +112,7 @@ def space_info(svc: Services, space: Space, siblings: list[str] | None = None, l
         "id": space.full_name,
         "author": space.owner,
         "sha": space.head_sha,
-        "lastModified": iso(space.updated_at),
+        "lastModified": iso(last_change(svc, space)),
         "createdAt": iso(space.created_at),
         "private": space.private,
         "disabled": False,

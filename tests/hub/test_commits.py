@@ -73,7 +73,14 @@ def test_unsafe_paths_are_refused(path):
 def test_lfs_files_become_pointers_and_bad_ones_are_refused():
     op = request(line("lfsFile", path="model.bin", algo="sha256", oid="a" * 64, size=10)).operations[0]
     assert op.content == f"version https://git-lfs.github.com/spec/v1\noid sha256:{'a' * 64}\nsize 10\n".encode()
-    for bad in ({"oid": "0" * 63, "size": 1}, {"oid": "0" * 64}, {"oid": "0" * 64, "size": 1, "algo": "md5"}):
+    # No size: a CommitOperationCopy of an LFS file; the commit takes the stored object's size.
+    copy = request(line("lfsFile", path="copy.bin", algo="sha256", oid="a" * 64)).operations[0]
+    assert copy.content is None and copy.lfs.oid == "a" * 64
+    for bad in (
+        {"oid": "0" * 63, "size": 1},
+        {"oid": "0" * 64, "size": -1},
+        {"oid": "0" * 64, "size": 1, "algo": "md5"},
+    ):
         with pytest.raises(CommitRefused) as err:
             request(line("lfsFile", path="model.bin", **bad))
         assert err.value.status == 400

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
+from controlplane import git_history
 from controlplane.api.deps import DB, Caller, caller, find_space, services
 from controlplane.api.errors import ApiError
+from controlplane.api.revisions import git_answers, resolve_revision, revision_and_path
+from controlplane.api.views import iso
 from controlplane.lfs.api import ObjectResponse
 from controlplane.models import Space
 from controlplane.repos import TreeEntry
@@ -17,16 +19,7 @@ from controlplane.services import Services
 
 router = APIRouter(tags=["files"])
 TREE_PAGE = 1000  # the Hub's page size for tree listings
-# A branch, tag or sha; never an option to git (no leading '-').
-REVISION = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_./-]*$")
-
-
-def resolve_revision(svc: Services, space: Space, rev: str) -> str:
-    """The commit sha `rev` names in the Space's repo, or the Hub's RevisionNotFound."""
-    sha = svc.repos.head(space.owner, space.name, rev) if REVISION.match(rev) else None
-    if sha is None:
-        raise ApiError(404, f"Invalid rev id: {rev}", "RevisionNotFound")
-    return sha
+EXPANDED_PAGE = 50  # and with expand=True (each entry's last commit), as the Hub
 
 
 def entry_not_found(path: str, rev: str) -> ApiError:
@@ -43,26 +36,41 @@ def list_tree(
     response: Response,
     path: str = "",
     recursive: bool = False,
+    expand: bool = False,
     cursor: int = Query(default=0, ge=0),
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
     s: Session = DB,
 ) -> list[dict]:
     space = find_space(s, who, owner, name)
+    rev, path = revision_and_path(request, "tree", rev, path)
     commit = resolve_revision(svc, space, rev)
     path = path.strip("/")
     entries = svc.repos.tree(owner, name, commit, path=path, recursive=recursive)
     if path and not entries:  # git stores no empty folders: nothing listed means no such folder
         raise entry_not_found(path, rev)
-    page = entries[cursor : cursor + TREE_PAGE]
-    if cursor + TREE_PAGE < len(entries):
-        response.headers["Link"] = f'<{request.url.include_query_params(cursor=cursor + TREE_PAGE)}>; rel="next"'
-    return [tree_json(e) for e in page]
+    size = EXPANDED_PAGE if expand else TREE_PAGE
+    page = entries[cursor : cursor + size]
+    if cursor + size < len(entries):
+        response.headers["Link"] = f'<{request.url.include_query_params(cursor=cursor + size)}>; rel="next"'
+    return tree_page(svc, space, commit, page, expand)
 
 
-def tree_json(entry: TreeEntry) -> dict:
-    """A tree entry as the Hub lists it: `lfs` only on LFS files."""
-    return {k: v for k, v in asdict(entry).items() if k != "lfs" or v is not None}
+def tree_page(svc: Services, space: Space, commit: str, entries: list[TreeEntry], expand: bool) -> list[dict]:
+    """Entries as the Hub lists them; with `expand`, each with its `lastCommit` {id, title, date}."""
+    last = {}
+    if expand:
+        with git_answers(space.full_name):
+            last = git_history.last_commits(svc.repos, space.owner, space.name, commit, [e.path for e in entries])
+    return [tree_json(e, last.get(e.path)) for e in entries]
+
+
+def tree_json(entry: TreeEntry, last: git_history.LastCommit | None = None) -> dict:
+    """A tree entry as the Hub lists it: `lfs` only on LFS files, `lastCommit` only when asked for."""
+    body = {k: v for k, v in asdict(entry).items() if k != "lfs" or v is not None}
+    if last is not None:
+        body["lastCommit"] = {"id": last.id, "title": last.title, "date": iso(last.date)}
+    return body
 
 
 def file_entry(svc: Services, space: Space, commit: str, path: str) -> TreeEntry | None:
@@ -83,6 +91,7 @@ def resolve(
     s: Session = DB,
 ) -> Response:
     space = find_space(s, who, owner, name)
+    rev, path = revision_and_path(request, "resolve", rev, path)
     commit = resolve_revision(svc, space, rev)
     entry = file_entry(svc, space, commit, path)
     if entry is None:

@@ -15,8 +15,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from builder import spaceconfig
+from controlplane import git_refs
 from controlplane.api.deps import DB, Caller, caller, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
+from controlplane.api.revisions import git_answers
 from controlplane.api.routes.spaces import owned_space_id
 from controlplane.commits import CommitRefused, CommitRequest, Limits, api_commits
 from controlplane.repos import BRANCH
@@ -59,15 +61,18 @@ def refusal(e: CommitRefused) -> ApiError:
     return ApiError(e.status, e.message, e.code)
 
 
-def check_target(rev: str, create_pr: bool) -> None:
+def check_target(svc: Services, owner: str, name: str, rev: str, create_pr: bool) -> None:
+    """Commits go to main or another existing branch (which never builds: only main is deployed)."""
     if create_pr:
-        raise ApiError(400, "Spaceyard has no pull requests: commit to main directly (create_pr=False).")
+        raise ApiError(400, "Spaceyard has no pull requests: commit to a branch directly (create_pr=False).")
     if rev != BRANCH:
-        message = f"Spaceyard Spaces have one branch, {BRANCH}: cannot commit to {rev!r}."
-        raise ApiError(404, message, "RevisionNotFound")
+        with git_answers(f"{owner}/{name}"):
+            if git_refs.HEADS + rev not in git_refs.all_refs(svc.repos, owner, name):
+                message = f"No branch {rev!r} in {owner}/{name}: create it first (create_branch)."
+                raise ApiError(404, message[:500], "RevisionNotFound")
 
 
-@router.post("/api/spaces/{owner}/{name}/preupload/{rev}")
+@router.post("/api/spaces/{owner}/{name}/preupload/{rev:path}")
 def preupload(
     owner: str,
     name: str,
@@ -80,7 +85,7 @@ def preupload(
     s: Session = DB,
 ) -> dict:
     owned_space(s, who, owner, name)
-    check_target(rev, create_pr)
+    check_target(svc, owner, name, rev, create_pr)
     files = payload.get("files")
     if not isinstance(files, list) or not all(
         isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("size", 0), int) for f in files
@@ -108,7 +113,9 @@ def preupload(
     # The oid of each file already there (sha256 for LFS files, else the blob sha) lets the client skip files
     # that did not change.
     existing = {
-        e.path: e.lfs["oid"] if e.lfs else e.oid for e in svc.repos.tree(owner, name, BRANCH) if e.type == "file"
+        e.path: e.lfs["oid"] if e.lfs else e.oid
+        for e in svc.repos.tree(owner, name, git_refs.HEADS + rev)
+        if e.type == "file"
     }
     return {
         "files": [
@@ -164,7 +171,7 @@ async def ndjson_lines(request: Request, lim: Limits) -> AsyncIterator[bytes]:
         yield bytes(buffer)
 
 
-@router.post("/api/spaces/{owner}/{name}/commit/{rev}")
+@router.post("/api/spaces/{owner}/{name}/commit/{rev:path}")
 async def commit(
     owner: str,
     name: str,
@@ -175,7 +182,7 @@ async def commit(
     svc: Services = Depends(services),
 ) -> dict:
     space_id = await asyncio.to_thread(owned_space_id, svc, who, owner, name)
-    check_target(rev, create_pr)
+    await asyncio.to_thread(check_target, svc, owner, name, rev, create_pr)
     lim = limits(svc)
     length = int(request.headers.get("content-length") or 0)
     if length > lim.max_body_bytes:
@@ -186,10 +193,11 @@ async def commit(
         async for line in ndjson_lines(request, lim):
             # Decoding a large base64 file takes a while: off the event loop, which also serves the apps.
             await asyncio.to_thread(wanted.feed, line)
-        sha = await asyncio.to_thread(commits.write, space_id, owner, name, wanted, who.name)
+        sha = await asyncio.to_thread(commits.write, space_id, owner, name, wanted, who.name, rev)
     except CommitRefused as e:
         raise refusal(e) from None
-    commits.build_soon(space_id)
+    if rev == BRANCH:  # only main builds and deploys
+        commits.build_soon(space_id)
     return {
         "success": True,
         "commitOid": sha,

@@ -16,12 +16,13 @@ from fastapi import FastAPI
 from controlplane import dashboard
 from controlplane.api import errors
 from controlplane.api.middleware import BodyLimit, SecurityHeaders
+from controlplane.api.redirects import MovedSpaces
 from controlplane.api.routes import (
     admin,
     billing,
     files,
     hardware,
-    history,
+    likes,
     logs,
     repos,
     secrets_vars,
@@ -153,9 +154,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secrets=frozenset(s.encode("latin-1") for s in service_secrets if s),
         secure_cookies=settings.secure_cookies_enabled,
     )
+    # Outside the router too: an old path-based app URL of a moved Space redirects like its API and git URLs.
+    app.add_middleware(MovedSpaces, svc=svc)
     errors.install(app)
     # hardware before spaces: /api/spaces/hardware is a fixed path, never a Space.
-    for module in (hardware, admin, repos, spaces, secrets_vars, logs, whoami, billing, files, uploads, history):
+    for module in (hardware, admin, repos, spaces, secrets_vars, likes, logs, whoami, billing, files, uploads):
         app.include_router(module.router)
     app.include_router(git_router)
     dashboard.install(app)

@@ -12,9 +12,9 @@ from controlplane.api.errors import ApiError
 from controlplane.builds import start_build
 from controlplane.models import Space
 from controlplane.repos import BRANCH
-from controlplane.secrets_vars import copy_variables, set_secret, set_variable
+from controlplane.secrets_vars import copy_variables, payload_items, set_items
 from controlplane.services import Services
-from controlplane.spaces import create_space
+from controlplane.spaces import create_space, requested_private
 
 
 def duplicate(svc: Services, s: Session, who: Caller, source: Space, payload: dict) -> Space:
@@ -22,20 +22,15 @@ def duplicate(svc: Services, s: Session, who: Caller, source: Space, payload: di
     owner = owner or who.name or ""
     if owner != who.name and not who.user.is_admin:
         raise ApiError(403, f"You ({who.name}) can't create Spaces under {owner!r}.", "Forbidden")
-    if "visibility" in payload:
-        private = payload["visibility"] == "private"
-    else:
-        private = bool(payload.get("private", source.private))
+    private = requested_private(payload, source.private)
+    secrets, variables = payload_items(payload)
     space = create_space(svc, s, owner=owner, name=name, sdk=source.sdk, private=private,
                          hardware=payload.get("hardware"), sleep_time=payload.get("sleepTimeSeconds"))
     _copy_history(svc, source, space)
     space.card_data = dict(source.card_data or {})
     copy_variables(s, source, space)
     # The caller may pass its own secrets and variables ([{key, value, description?}]), as on the Hub.
-    for item in payload.get("secrets") or []:
-        set_secret(svc, s, space, item["key"], item["value"], item.get("description"))
-    for item in payload.get("variables") or []:
-        set_variable(s, space, item["key"], item["value"], item.get("description"))
+    set_items(svc, s, space, secrets, variables)
     s.flush()
     head = svc.repos.head(space.owner, space.name)
     if head is None:

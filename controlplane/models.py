@@ -195,6 +195,7 @@ class SpaceLike(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     user: Mapped[User] = relationship()
+    space: Mapped[Space] = relationship()
 
 
 class SpaceRedirect(Base):

@@ -185,6 +185,12 @@ class Repos:
     def delete(self, owner: str, name: str) -> None:
         shutil.rmtree(self.path(owner, name), ignore_errors=True)
 
+    def move(self, owner: str, name: str, new_owner: str, new_name: str) -> None:
+        """A renamed or transferred Space's repo, with its hooks config and LFS links, under its new name."""
+        target = self.path(new_owner, new_name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(self.path(owner, name), target)
+
     def exists(self, owner: str, name: str) -> bool:
         return self.path(owner, name).is_dir()
 

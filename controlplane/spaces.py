@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controlplane.api.errors import ApiError
-from controlplane.models import Space
+from controlplane.models import Space, SpaceRedirect
 from controlplane.pools import not_offered_message, offered_tiers
 from controlplane.repos import DEFAULT_GITATTRIBUTES
 from controlplane.services import Services
@@ -27,6 +27,24 @@ def validate_name(kind: str, value: str) -> None:
             f"Invalid {kind} name {value!r}: use letters, digits, '-', '_' or '.', "
             "start and end with a letter or digit, at most 96 characters, no '--' or '..'.",
         )
+
+
+def requested_private(payload: dict, default: bool) -> bool:
+    """The visibility a create, duplicate or settings call asks for: `visibility` (2.x clients) or `private`
+    (0.x), else `default`."""
+    if "visibility" in payload:
+        visibility = payload["visibility"]
+        if visibility not in ("public", "private"):
+            raise ApiError(
+                400, f"Unsupported visibility {visibility!r}: 'public' or 'private' (Spaceyard has no 'protected')."
+            )
+        return visibility == "private"
+    private = payload.get("private")
+    if private is None:
+        return default
+    if not isinstance(private, bool):
+        raise ApiError(400, f'"private" must be true or false, not {private!r}.')
+    return private
 
 
 def initial_readme(name: str, sdk: str) -> bytes:
@@ -52,12 +70,9 @@ def create_space(
         raise ApiError(400, f"Invalid sdk {sdk!r}: must be one of {', '.join(SDKS)}.")
     hardware = hardware or "cpu-basic"
     check_tier(svc, hardware)
-    # Names are unique regardless of case, as on the Hub; the database index is the backstop for a race.
-    taken = s.scalar(
-        select(Space).where(func.lower(Space.owner) == owner.lower(), func.lower(Space.name) == name.lower())
-    )
+    taken = holder(s, owner, name)
     if taken is not None:
-        raise name_taken(owner, name, taken.full_name)
+        raise name_taken(svc, owner, name, taken.full_name)
     space = Space(
         owner=owner,
         name=name,
@@ -72,7 +87,8 @@ def create_space(
         s.flush()
     except IntegrityError:
         s.rollback()
-        raise name_taken(owner, name, None) from None
+        raise name_taken(svc, owner, name, None) from None
+    release_redirect(s, owner, name)
     svc.repos.delete(owner, name)  # a leftover directory from a crashed delete must not leak into a new Space
     svc.repos.create(owner, name)
     readme = initial_readme(name, sdk)
@@ -84,14 +100,34 @@ def create_space(
     return space
 
 
-def name_taken(owner: str, name: str, existing: str | None) -> ApiError:
-    """The Hub's answer for an existing repo (409 RepoExists), naming the Space that holds the name."""
+def holder(s: Session, owner: str, name: str) -> Space | None:
+    """The Space holding a name. Names are unique regardless of case, as on the Hub; the database index is the
+    backstop for a race."""
+    return s.scalar(
+        select(Space).where(func.lower(Space.owner) == owner.lower(), func.lower(Space.name) == name.lower())
+    )
+
+
+def release_redirect(s: Session, owner: str, name: str) -> None:
+    """A Space now holds this name: a moved Space's old URLs under it stop redirecting."""
+    s.execute(
+        delete(SpaceRedirect).where(
+            func.lower(SpaceRedirect.owner) == owner.lower(), func.lower(SpaceRedirect.name) == name.lower()
+        )
+    )
+
+
+def name_taken(svc: Services, owner: str, name: str, existing: str | None) -> ApiError:
+    """The Hub's answer for an existing repo (409 RepoExists), naming the Space that holds the name; its `url` in
+    the body is what `create_repo(exist_ok=True)` and `duplicate_repo(exist_ok=True)` return."""
+    url = f"{svc.settings.base_url}/spaces/{existing or f'{owner}/{name}'}"
     if existing is None or existing == f"{owner}/{name}":
-        return ApiError(409, f"You already created this space repo: {owner}/{name}", "RepoExists")
+        return ApiError(409, f"You already created this space repo: {owner}/{name}", "RepoExists", extra={"url": url})
     return ApiError(
         409,
         f"The name {owner}/{name} is taken: {existing} exists, and Space names are unique regardless of case.",
         "RepoExists",
+        extra={"url": url},
     )
 
 

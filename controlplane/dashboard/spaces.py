@@ -8,13 +8,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from controlplane import sessions
+from controlplane import likes, sessions
 from controlplane.api.deps import DB, Caller, services
 from controlplane.api.errors import ApiError
 from controlplane.api.views import app_url, host_url, hub_stage
 from controlplane.dashboard.forms import checked_form
 from controlplane.dashboard.hardware import tier_choices
-from controlplane.dashboard.web import member, redirect, render, space_for, viewer
+from controlplane.dashboard.web import PageError, member, redirect, render, space_for, viewer
 from controlplane.models import Build, Space
 from controlplane.services import Services
 from controlplane.spaces import SDKS, create_space
@@ -47,8 +47,9 @@ def spaces_list(
     q = select(Space).order_by(Space.updated_at.desc(), Space.id.desc())
     q = q.where(Space.owner == who.user.name) if show == "mine" else q.where(Space.private.is_(False))
     tiers = {t.name: t for t in svc.catalog.tiers}
-    return render(request, "list.html", who, spaces=list(s.scalars(q)), show=show, tiers=tiers,
-                  app_url=lambda space: app_url(svc, space))
+    spaces = list(s.scalars(q))
+    return render(request, "list.html", who, spaces=spaces, show=show, tiers=tiers,
+                  likes=likes.counts(s, [sp.id for sp in spaces]), app_url=lambda space: app_url(svc, space))
 
 
 @router.get("/new")
@@ -105,6 +106,8 @@ def _page_context(svc: Services, s: Session, who: Caller, space: Space) -> dict:
         "frame_url": host_url(svc.settings, space.owner, space.name) + "/" + grant,
         "clone": clone_commands(svc, who.user.name if who.user else "USER", space),
         "can_write": who.owns(space),
+        "likes": likes.counts(s, [space.id]).get(space.id, 0),
+        "liked": likes.liked(s, who.user, space),
     }
 
 
@@ -119,6 +122,23 @@ def space_page(
 ) -> Response:
     space = space_for(s, who, owner, name)
     return render(request, "space.html", who, **_page_context(svc, s, who, space))
+
+
+@router.post("/spaces/{owner}/{name}/likes/mine")
+def set_like(
+    owner: str,
+    name: str,
+    form: FormData = Depends(checked_form),
+    who: Caller = Depends(member),
+    s: Session = DB,
+) -> Response:
+    """The Like button: `action` is "like" or "unlike" (not a toggle: a stale page or a resubmit can't flip it)."""
+    space = space_for(s, who, owner, name)
+    action = form.get("action")
+    if action not in ("like", "unlike"):
+        raise PageError(400, 'The form must say action "like" or "unlike".')
+    (likes.like if action == "like" else likes.unlike)(s, who.user, space)
+    return redirect(f"/spaces/{space.full_name}")
 
 
 @router.get("/spaces/{owner}/{name}/files")

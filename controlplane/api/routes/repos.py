@@ -1,16 +1,18 @@
-"""Hub-compatible repo creation and deletion (`HfApi.create_repo` / `delete_repo` for Spaces)."""
+"""Hub-compatible repo creation, deletion and moves (`HfApi.create_repo`, `delete_repo`, `move_repo` for Spaces)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends, Response
+from fastapi import APIRouter, Body, Depends
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import DB, Caller, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.api.views import app_url
 from controlplane.lifecycle import delete
+from controlplane.moves import move
+from controlplane.secrets_vars import apply_change, payload_items, set_items
 from controlplane.services import Services
-from controlplane.spaces import create_space
+from controlplane.spaces import create_space, requested_private
 
 router = APIRouter(prefix="/api/repos", tags=["repos"])
 
@@ -27,7 +29,6 @@ def split_name(payload: dict, who: Caller) -> tuple[str, str]:
 
 @router.post("/create")
 def create_repo(
-    response: Response,
     payload: dict = Body(...),
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
@@ -36,28 +37,21 @@ def create_repo(
     owner, name = split_name(payload, who)
     if owner != who.name and not who.user.is_admin:
         raise ApiError(403, f"You ({who.name}) can't create Spaces under {owner!r}.", "Forbidden")
-    private = payload.get("visibility") == "private" if "visibility" in payload else bool(payload.get("private"))
-    url = f"{svc.settings.base_url}/spaces/{owner}/{name}"
-    try:
-        space = create_space(
-            svc,
-            s,
-            owner=owner,
-            name=name,
-            sdk=payload.get("sdk") or "gradio",
-            private=private,
-            hardware=payload.get("hardware"),
-            sleep_time=payload.get("sleepTimeSeconds"),
-        )
-    except ApiError as e:
-        if e.status != 409:
-            raise
-        # create_repo(exist_ok=True) reads the existing repo's url from the 409 body, as the Hub sends it.
-        response.status_code = 409
-        response.headers.update({"X-Error-Code": e.code or "RepoExists", "X-Error-Message": e.message})
-        return {"error": e.message, "url": url}
+    private = requested_private(payload, False)
+    secrets, variables = payload_items(payload)
+    space = create_space(
+        svc,
+        s,
+        owner=owner,
+        name=name,
+        sdk=payload.get("sdk") or "gradio",
+        private=private,
+        hardware=payload.get("hardware"),
+        sleep_time=payload.get("sleepTimeSeconds"),
+    )
+    set_items(svc, s, space, secrets, variables)
     return {
-        "url": url,
+        "url": f"{svc.settings.base_url}/spaces/{space.full_name}",
         "name": space.full_name,
         "id": f"space-{space.id}",
         "appUrl": app_url(svc, space),
@@ -73,3 +67,16 @@ async def delete_repo(
         space_id = owned_space(s, who, owner, name).id
     await delete(svc, svc.extras["deployer"], space_id)
     return {}
+
+
+@router.post("/move")
+async def move_repo(
+    payload: dict = Body(...), who: Caller = Depends(signed_in), svc: Services = Depends(services)
+) -> dict:
+    """`HfApi.move_repo`: rename a Space or move it to another owner; its old URLs redirect (controlplane/moves.py)."""
+    with svc.db.session() as s:
+        space = move(svc, s, who, payload)
+        space_id, full_name = space.id, space.full_name
+    # The app's env names the Space (SPACE_ID, SPACE_HOST, its root path): it starts again under the new name.
+    await apply_change(svc, svc.extras["deployer"], space_id)
+    return {"url": f"{svc.settings.base_url}/spaces/{full_name}"}

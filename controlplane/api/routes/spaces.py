@@ -1,19 +1,25 @@
-"""Hub-compatible Space calls: info, list, runtime, hardware, sleep time, pause, restart."""
+"""Hub-compatible Space calls: info, list, settings, runtime, hardware, sleep time, pause, restart."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
-from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import DB, Caller, caller, find_space, owned_space, services, signed_in
+from controlplane.api.errors import ApiError
 from controlplane.api.routes.files import resolve_revision
-from controlplane.api.views import files_of, runtime, space_info
+from controlplane.api.views import runtime, space_info
 from controlplane.lifecycle import change_hardware, pause, restart
+from controlplane.likes import counts
+from controlplane.listing import page, spaces_query
 from controlplane.models import Space
 from controlplane.services import Services
+from controlplane.spaces import requested_private
+from controlplane.stages import announce_after_commit
 
 router = APIRouter(prefix="/api/spaces", tags=["spaces"])
+# What `update_repo_settings` sends: 2.x `visibility` and `gated`, 0.x `private`, `gated` and `xetEnabled`.
+SETTINGS = {"visibility", "private", "gated", "xetEnabled"}
 
 
 @router.get("")
@@ -22,46 +28,63 @@ def list_spaces(
     response: Response,
     author: str | None = None,
     search: str | None = None,
-    limit: int = Query(default=100, ge=1, le=1000),
+    filter: list[str] = Query(default=[]),
+    sort: str | None = None,
+    direction: int = -1,
+    limit: int = Query(default=100, ge=1),
     cursor: int = Query(default=0, ge=0),
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
     s: Session = DB,
 ) -> list[dict]:
-    q = select(Space).where(Space.id > cursor).order_by(Space.id)
-    visible = Space.private.is_(False)
-    if who.user is not None:
-        visible = or_(visible, Space.owner == who.user.name) if not who.user.is_admin else Space.id.isnot(None)
-    q = q.where(visible)
-    if author:
-        q = q.where(Space.owner == author)
-    if search:
-        q = q.where(Space.name.contains(search))
-    rows = list(s.scalars(q.limit(limit + 1)))
-    if len(rows) > limit:
-        rows = rows[:limit]
-        nxt = request.url.include_query_params(cursor=rows[-1].id, limit=limit)
-        response.headers["Link"] = f'<{nxt}>; rel="next"'
-    return [space_info(svc, sp) for sp in rows]
+    query = spaces_query(who, author=author, search=search, tags=filter, sort=sort, direction=direction)
+    rows = page(s, request, response, query, limit, cursor)
+    likes = counts(s, [sp.id for sp in rows])
+    return [space_info(svc, sp, likes=likes.get(sp.id, 0)) for sp in rows]
 
 
 @router.get("/{owner}/{name}")
-@router.get("/{owner}/{name}/revision/{rev:path}")
+@router.get("/{owner}/{name}/revision/{rev}")
 def get_space(
     owner: str,
     name: str,
     rev: str = "main",
-    blobs: bool = False,
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
     s: Session = DB,
 ) -> dict:
     space = find_space(s, who, owner, name)
     sha = resolve_revision(svc, space, rev)
-    info = space_info(svc, space)
-    # blobs=True is the client's files_metadata: sizes, blob ids, LFS details.
-    info["sha"], info["siblings"] = sha, files_of(svc.repos.tree(owner, name, sha), files_metadata=blobs)
+    files = [e.path for e in svc.repos.tree(owner, name, sha) if e.type == "file"]
+    info = space_info(svc, space, files, likes=counts(s, [space.id]).get(space.id, 0))
+    info["sha"] = sha
     return info
+
+
+@router.put("/{owner}/{name}/settings")
+def update_settings(
+    owner: str,
+    name: str,
+    payload: dict = Body(...),
+    who: Caller = Depends(signed_in),
+    s: Session = DB,
+) -> dict:
+    """`HfApi.update_repo_settings`: visibility (2.x sends `visibility`, 0.x `private`)."""
+    space = owned_space(s, who, owner, name)
+    unknown = set(payload) - SETTINGS
+    if unknown:
+        raise ApiError(
+            400, f"Unsupported setting(s) {', '.join(sorted(unknown))}: Spaces take visibility (or private)."
+        )
+    if payload.get("gated") not in (None, False):
+        raise ApiError(400, "Spaces cannot be gated: gated access is for models and datasets.")
+    if payload.get("xetEnabled"):
+        raise ApiError(400, "Xet storage is not offered here: Spaces keep large files in Git LFS.")
+    if "visibility" not in payload and "private" not in payload and "gated" not in payload:
+        raise ApiError(400, "Nothing to change: pass visibility ('public' or 'private').")
+    space.private = requested_private(payload, space.private)
+    announce_after_commit(s, space.full_name)  # the router and the proxy's public routes follow it
+    return {}
 
 
 @router.get("/{owner}/{name}/runtime")

@@ -22,6 +22,7 @@ from controlplane.api.routes import (
     billing,
     files,
     hardware,
+    history,
     likes,
     logs,
     repos,
@@ -158,7 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MovedSpaces, svc=svc)
     errors.install(app)
     # hardware before spaces: /api/spaces/hardware is a fixed path, never a Space.
-    for module in (hardware, admin, repos, spaces, secrets_vars, likes, logs, whoami, billing, files, uploads):
+    for module in (hardware, admin, repos, spaces, secrets_vars, likes, logs, whoami, billing, files, uploads, history):
         app.include_router(module.router)
     app.include_router(git_router)
     dashboard.install(app)

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from controlplane.api.deps import DB, Caller, caller, find_space, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.api.routes.files import resolve_revision
-from controlplane.api.views import runtime, space_info
+from controlplane.api.views import files_of, runtime, space_info
 from controlplane.lifecycle import change_hardware, pause, restart
 from controlplane.likes import counts
 from controlplane.listing import page, spaces_query
@@ -44,20 +44,21 @@ def list_spaces(
 
 
 @router.get("/{owner}/{name}")
-@router.get("/{owner}/{name}/revision/{rev}")
+@router.get("/{owner}/{name}/revision/{rev:path}")
 def get_space(
     owner: str,
     name: str,
     rev: str = "main",
+    blobs: bool = False,
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
     s: Session = DB,
 ) -> dict:
     space = find_space(s, who, owner, name)
     sha = resolve_revision(svc, space, rev)
-    files = [e.path for e in svc.repos.tree(owner, name, sha) if e.type == "file"]
-    info = space_info(svc, space, files, likes=counts(s, [space.id]).get(space.id, 0))
-    info["sha"] = sha
+    info = space_info(svc, space, likes=counts(s, [space.id]).get(space.id, 0))
+    # blobs=True is the client's files_metadata: sizes, blob ids, LFS details.
+    info["sha"], info["siblings"] = sha, files_of(svc.repos.tree(owner, name, sha), files_metadata=blobs)
     return info
 
 

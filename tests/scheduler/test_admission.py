@@ -12,7 +12,8 @@ from controlplane.models import Space, User
 from controlplane.pools import host_memory
 from controlplane.scheduler import OVER_QUOTA, Scheduler
 from controlplane.services import Services
-from controlplane.stages import Stage, set_stage
+from controlplane.stages import WAITING_FOR_HARDWARE, Stage, set_stage
+from tests.unit.plane import until
 
 A10G_HOST = Path(__file__).resolve().parent.parent / "metering" / "data" / "a10g-node.json"
 
@@ -34,6 +35,11 @@ def add_space(svc: Services, owner: str, name: str, stage: Stage, running: bool 
         s.add(space)
         s.flush()
         return space.id
+
+
+def in_line(svc: Services, space_id: int) -> bool:
+    with svc.db.session() as s:
+        return s.get(Space, space_id).detail == WAITING_FOR_HARDWARE
 
 
 def test_quota_names_the_spaces_using_it(tmp_path):
@@ -61,7 +67,7 @@ def test_full_gpu_waits_until_the_holder_pauses(tmp_path):
     async def scenario() -> None:
         scheduler = Scheduler(svc)
         admission = asyncio.create_task(scheduler.admit(waiter, serving=False))
-        await asyncio.sleep(0.2)
+        await until(lambda: in_line(svc, waiter), "the Space in line")
         assert not admission.done() and scheduler.waiting(waiter)
         with svc.db.session() as s:
             z = s.get(Space, waiter)
@@ -85,7 +91,7 @@ def test_cpu_space_waits_for_the_hosts_memory_not_only_for_a_slot(tmp_path):
     async def scenario() -> None:
         scheduler = Scheduler(svc)
         admission = asyncio.create_task(scheduler.admit(waiter, serving=False))
-        await asyncio.sleep(0.2)
+        await until(lambda: in_line(svc, waiter), "the Space in line")
         assert not admission.done()
         with svc.db.session() as s:
             c = s.get(Space, waiter)

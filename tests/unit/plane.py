@@ -68,16 +68,21 @@ class Plane:
             return space
 
     async def until(self, check: Callable[[], object], what: str, timeout: float = 5.0) -> None:
-        """Wait for an observable condition instead of a fixed time."""
-        deadline = time.monotonic() + timeout
-        while not await asyncio.to_thread(check):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.02)
+        await until(check, what, timeout)
 
     async def stage_of(self, space_id: int, *stages: str, timeout: float = 5.0) -> Space:
-        await self.until(lambda: self.space(space_id).stage in stages, f"space {space_id} in {stages}", timeout)
+        await until(lambda: self.space(space_id).stage in stages, f"space {space_id} in {stages}", timeout)
         return self.space(space_id)
+
+
+async def until(check: Callable[[], object], what: str, timeout: float = 5.0) -> None:
+    """Wait for an observable condition (checked in a worker thread: it may read the database) instead of a
+    fixed time."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(check):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 _TEMPLATE = tempfile.TemporaryDirectory(prefix="spaceyard-unit-")

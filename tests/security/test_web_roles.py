@@ -21,6 +21,8 @@ ALLOWED = {
     ("POST", "/api/validate-yaml"),
     # Not a user's call at all: only the GPU agent's own credential is accepted (a read token gets 401).
     ("POST", "/api/metering/gpu-samples"),
+    # get_paths_info: a read sent as a POST (a form of paths), as on the Hub (history.py).
+    ("POST", "/api/spaces/{owner}/{name}/paths-info/{rev:path}"),
 }
 # The git server and its LFS API (their own rule: pushes and uploads with read tokens are refused there, see
 # test_push_limits.py and test_lfs_access.py; a batch POST may be a download) and signing in.
@@ -28,7 +30,7 @@ LFS = "/spaces/{owner}/{repo}/info/lfs/objects"
 NOT_DASHBOARD = {"/spaces/{owner}/{repo}/{service}", f"{LFS}/batch", f"{LFS}/{{oid}}", f"{LFS}/{{oid}}/verify",
                  "/login"}
 PARAMS = {"owner": "alice", "name": "demo", "rev": "main", "token_id": "1", "session_id": "1", "action": "pause",
-          "kind": "secrets", "op": "set", "service": "git-receive-pack"}
+          "branch": "dev", "tag": "v1", "kind": "secrets", "op": "set", "service": "git-receive-pack"}
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +49,13 @@ def write_routes(web: Web, api: bool) -> list[tuple[str, str]]:
 
 
 def concrete(path: str) -> str:
-    return re.sub(r"{(\w+)}", lambda m: PARAMS[m.group(1)], path)
+    return re.sub(r"{(\w+)(?::\w+)?}", lambda m: PARAMS[m.group(1)], path)
 
 
 def test_the_table_is_not_empty(web: Web) -> None:
     # The walk must find the writes the issue named: commit, create, secret, delete.
     api = write_routes(web, api=True)
-    for wanted in ("/api/spaces/{owner}/{name}/commit/{rev}", "/api/repos/create", "/api/repos/delete",
+    for wanted in ("/api/spaces/{owner}/{name}/commit/{rev:path}", "/api/repos/create", "/api/repos/delete",
                    "/api/spaces/{owner}/{name}/secrets"):
         assert any(path == wanted for _, path in api), wanted
     assert len(write_routes(web, api=False)) >= 8

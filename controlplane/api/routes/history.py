@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Depends, Form, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from controlplane import git_history, git_refs
-from controlplane.api.deps import DB, Caller, caller, find_space, owned_space, services, signed_in
+from controlplane.api.deps import DB, Caller, caller, find_space, identify, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.api.revisions import git_answers, resolve_revision
 from controlplane.api.routes.files import tree_page
@@ -155,6 +155,12 @@ def delete_tag(
     return {"success": True}
 
 
+def reader(request: Request, svc: Services = Depends(services), s: Session = DB) -> Caller:
+    """The caller of a POST that only reads (paths-info): any token, as for a GET. A browser session may call it
+    too: it changes nothing, and another site's page cannot read the answer."""
+    return identify(svc, s, request.headers, request.cookies)
+
+
 @router.post("/paths-info/{rev:path}")
 def paths_info(
     owner: str,
@@ -163,7 +169,7 @@ def paths_info(
     # huggingface_hub sends them form-encoded: paths=a&paths=b&expand=False
     paths: list[str] = Form(default=[], max_length=MAX_PATHS),
     expand: bool = Form(default=False),
-    who: Caller = Depends(caller),
+    who: Caller = Depends(reader),
     svc: Services = Depends(services),
     s: Session = DB,
 ) -> list[dict]:

@@ -36,7 +36,6 @@ from controlplane.stages import (
 from controlplane.tiers import Tier
 
 log = logging.getLogger(__name__)
-WAITING = WAITING_FOR_HARDWARE
 OVER_QUOTA = "over quota"
 NOT_OFFERED = "hardware not offered"
 
@@ -217,8 +216,8 @@ class Scheduler:
             message += f" {short}"
         if space.container_id:
             message += " The current version keeps serving meanwhile."
-        if space.error_message != message or space.detail != WAITING:
-            set_stage(s, space, Stage(space.stage), message, detail=WAITING)
+        if space.error_message != message or space.detail != WAITING_FOR_HARDWARE:
+            set_stage(s, space, Stage(space.stage), message, detail=WAITING_FOR_HARDWARE)
 
     def _refuse(self, s: Session, space: Space, serving: bool, message: str, detail: str) -> None:
         if serving:
@@ -234,7 +233,7 @@ class Scheduler:
         with self.svc.db.session() as s:
             space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
             if space is not None and space.stage in STARTING and space.error_message != message:
-                set_stage(s, space, Stage(space.stage), message, detail=WAITING)
+                set_stage(s, space, Stage(space.stage), message, detail=WAITING_FOR_HARDWARE)
 
     # --- waking the line --------------------------------------------------------------------------
 

@@ -173,7 +173,7 @@ def cmd_logs(settings: Settings, args) -> int:
             _check(resp)
         for line in resp.iter_lines():
             if line.startswith("data: "):
-                print(json.loads(line[6:])["data"], flush=True)
+                print(json.loads(line[6:])["data"], end="", flush=True)  # each line ends in its newline
     return 0
 
 

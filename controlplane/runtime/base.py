@@ -64,7 +64,10 @@ class RuntimeBackend(ABC):
     def list(self, space: str | None = None) -> list[Instance]: ...
 
     @abstractmethod
-    def logs(self, instance_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]: ...
+    def logs(
+        self, instance_id: str, follow: bool = False, tail: int | None = None, timestamps: bool = False
+    ) -> Iterator[str]:
+        """The app's output, line by line; `timestamps`: each line starts with its RFC 3339 time and a space."""
 
     @abstractmethod
     def watch(self) -> Iterator[Instance]:

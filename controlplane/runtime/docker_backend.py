@@ -202,9 +202,13 @@ class DockerBackend(RuntimeBackend):
                 out.append(inst)
         return out
 
-    def logs(self, instance_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+    def logs(
+        self, instance_id: str, follow: bool = False, tail: int | None = None, timestamps: bool = False
+    ) -> Iterator[str]:
         try:
-            stream = self.client.api.logs(instance_id, stream=True, follow=follow, tail=tail if tail else "all")
+            stream = self.client.api.logs(
+                instance_id, stream=True, follow=follow, tail=tail if tail else "all", timestamps=timestamps
+            )
         except (NotFound, APIError):  # gone, or being removed: no logs to read
             return
         buf = b""

@@ -202,17 +202,19 @@ class KubernetesBackend(RuntimeBackend):
                 found.append(instance)
         return found
 
-    def logs(self, instance_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+    def logs(
+        self, instance_id: str, follow: bool = False, tail: int | None = None, timestamps: bool = False
+    ) -> Iterator[str]:
         key = InstanceKey.parse(instance_id)
         pod = reported_pod(self._list_pods(key.selector), key)
-        return self._pod_logs(pod, follow, tail) if pod else iter(())
+        return self._pod_logs(pod, follow, tail, timestamps) if pod else iter(())
 
-    def _pod_logs(self, pod: dict, follow: bool, tail: int | None) -> Iterator[str]:
+    def _pod_logs(self, pod: dict, follow: bool, tail: int | None, timestamps: bool) -> Iterator[str]:
         statuses = pod.get("status", {}).get("containerStatuses") or []
         app = next((c for c in statuses if c.get("name") == CONTAINER), {})
         # A crash-looping app's current container has no output yet; the one before says why it died.
         previous = bool(app.get("restartCount")) and "running" not in (app.get("state") or {})
-        kwargs = {"container": CONTAINER, "tail_lines": tail, "previous": previous}
+        kwargs = {"container": CONTAINER, "tail_lines": tail, "previous": previous, "timestamps": timestamps}
         name = pod["metadata"]["name"]
         try:
             if follow and not previous:

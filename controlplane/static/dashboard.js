@@ -54,7 +54,7 @@ function logPane(pre) {
       const stick = nearBottom();
       let line = ev.data;
       try { line = JSON.parse(ev.data).data; } catch (_) { /* plain text line */ }
-      pre.append(line + "\n");
+      pre.append(line.endsWith("\n") ? line : line + "\n");  // API log lines carry their newline
       if (stick) pre.scrollTop = pre.scrollHeight;
     };
     source.onerror = () => {

@@ -1,10 +1,18 @@
-"""Build and runtime logs as Server-Sent Events: `data: {"data": line, "timestamp": iso}` per line."""
+"""Build and runtime logs as Server-Sent Events, one event per line in the Hub's shape:
+`data: {"data": "<line>\\n", "timestamp": "2026-01-01T00:00:00.123Z"}`.
+
+The time must end in `Z`: huggingface_hub parses it with its own strict parser (`fetch_space_logs`,
+`hf spaces logs`), which fails on `+00:00`. It is when the line was written (the builder's time, the engine's for
+run logs), not when it is sent: without `follow` the client stops at the first line stamped after the answer's
+`Date`. The line keeps its newline, as the Hub's does (the client's `print(line, end="")`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import json
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -23,8 +31,19 @@ router = APIRouter(prefix="/api/spaces", tags=["logs"])
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+# Nanoseconds (the engine's RFC 3339 times): Python reads at most microseconds.
+_SUBMICRO = re.compile(r"(\.\d{6})\d+")
+
+
+def hub_time(ts: str | None = None) -> str:
+    """An ISO time (the builder's, the engine's; any offset) or now, as the Hub writes it: UTC, milliseconds, `Z`."""
+    when = datetime.fromisoformat(_SUBMICRO.sub(r"\1", ts)) if ts else datetime.now(UTC)
+    when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def sse(line: str, ts: str | None = None) -> bytes:
-    payload = {"data": line, "timestamp": ts or datetime.now(UTC).isoformat()}
+    payload = {"data": line + "\n", "timestamp": hub_time(ts)}
     return f"data: {json.dumps(payload)}\n\n".encode()
 
 
@@ -37,13 +56,17 @@ async def build_logs(
     who: Caller = Depends(caller),
     svc: Services = Depends(services),
 ) -> StreamingResponse:
-    def latest() -> tuple[int | None, str | None]:
+    def latest() -> tuple[int | None, str | None, str | None]:
         with svc.db.session() as s:
             space = find_space(s, who, owner, name)
             build = s.scalar(select(Build).where(Build.space_id == space.id).order_by(Build.id.desc()).limit(1))
-            return (build.id, build.log) if build else (None, None)
+            if build is None:
+                return None, None, None
+            # A stored log's lines carry no times: they were all written by the time the build ended.
+            ended = build.finished_at or build.created_at
+            return build.id, build.log, ended.isoformat() if ended else None
 
-    build_id, stored = await asyncio.to_thread(latest)
+    build_id, stored, ended = await asyncio.to_thread(latest)
     redis = svc.extras["redis"]
 
     async def stream() -> AsyncIterator[bytes]:
@@ -52,7 +75,7 @@ async def build_logs(
         key, cursor = events_key(svc.settings.instance, build_id), "0"
         if not await redis.exists(key):
             for line in (stored or "").splitlines():
-                yield sse(line)
+                yield sse(line, ended)
             return
         while not await request.is_disconnected():
             replies = await redis.xread({key: cursor}, block=1000 if follow else None, count=500)
@@ -105,7 +128,7 @@ async def run_logs(
 
     def pump() -> None:
         try:
-            for line in svc.runtime.logs(instance, follow=follow, tail=tail):
+            for line in svc.runtime.logs(instance, follow=follow, tail=tail, timestamps=True):
                 if stop.is_set():
                     return
                 put(line)
@@ -131,7 +154,8 @@ async def run_logs(
                     continue
                 if line is None:
                     return
-                yield sse(mask(line))
+                stamp, _, text = line.partition(" ")
+                yield sse(mask(text), stamp)
         finally:
             stop.set()
 

@@ -147,12 +147,17 @@ class FakeRuntime(RuntimeBackend):
         with self._lock:
             return [self._instance(i) for i, r in self._records.items() if space in (None, r.spec.space)]
 
-    def logs(self, instance_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+    def logs(
+        self, instance_id: str, follow: bool = False, tail: int | None = None, timestamps: bool = False
+    ) -> Iterator[str]:
         self._check()
         with self._lock:
             record = self._records.get(instance_id)
             lines = list(record.logs) if record else []
-        yield from lines[-tail:] if tail else lines
+        lines = lines[-tail:] if tail else lines
+        # Recorded lines keep no times: they are stamped as read, in the engines' RFC 3339 form.
+        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z") + " " if timestamps else ""
+        yield from (stamp + line for line in lines)
 
     def watch(self) -> Iterator[Instance]:
         """Instances whose state changed, found by comparing the records every `watch_poll` seconds."""

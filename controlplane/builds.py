@@ -72,12 +72,17 @@ def start_build(svc: Services, s: Session, space: Space, commit: str, *, no_cach
     s.flush()
     build.image = image_tag(svc, space, build.id)
     space.head_sha = commit
-    stage = Stage.RUNNING_BUILDING if Stage(space.stage) in SERVING else Stage.BUILDING
-    set_stage(s, space, stage, f"Building commit {commit[:7]}.", detail=WAITING)
+    show_building(s, space, commit, WAITING)
     s.flush()
     # Once committed, the build takes its turn; a dispatcher running earlier would not see it yet.
     event.listen(s, "after_commit", lambda _s: dispatch_safely(svc), once=True)
     return build
+
+
+def show_building(s: Session, space: Space, commit: str, detail: str) -> None:
+    """The stage of a Space whose `commit` is to be built: RUNNING_BUILDING while an instance serves, else BUILDING."""
+    stage = Stage.RUNNING_BUILDING if Stage(space.stage) in SERVING else Stage.BUILDING
+    set_stage(s, space, stage, f"Building commit {commit[:7]}.", detail=detail)
 
 
 def dispatch_safely(svc: Services) -> None:

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 
 from builder import lfs as pointer
-from controlplane.builds import start_build
+from controlplane.builds import show_building, start_build
 from controlplane.models import Space
 from controlplane.repos import BRANCH, RepoError
 from controlplane.services import Services
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # A burst of API commits (upload_folder, a loop of upload_file) builds once, for its last commit.
 BUILD_DELAY_SECONDS = 1.0
+# The Space's detail between an API commit and the start of its build.
+BUILD_SOON = "the build starts in a moment"
 # JSON around one base64 file: its path, the keys. Generous, so the decoded size decides.
 LINE_OVERHEAD = 64 * 1024
 
@@ -228,7 +230,7 @@ class ApiCommits:
             files, folders = request.changes(existing)
             self._check_quota(owner, name, sum(len(c) for c in files.values() if c))
             try:
-                return repos.commit(
+                sha = repos.commit(
                     owner,
                     name,
                     files,
@@ -243,6 +245,18 @@ class ApiCommits:
                 raise CommitRefused(
                     409, f"{owner}/{name} changed during the commit ({e}); retry it.", "ConcurrentUpdate"
                 ) from None
+            if branch == BRANCH:  # other branches never build
+                self._show_building(space_id, sha)
+            return sha
+
+    def _show_building(self, space_id: int, sha: str) -> None:
+        """BUILDING (RUNNING_BUILDING while serving) before the commit is answered, though the build waits for
+        the burst: a client that polls the runtime right after (`upload_folder` then `wait_for_space`) must not
+        see the old build's RUNNING and stop waiting."""
+        with self.svc.db.session() as s:
+            space = s.get(Space, space_id)
+            if space is not None:
+                show_building(s, space, sha, BUILD_SOON)
 
     def _check_lfs_objects(self, owner: str, name: str, request: CommitRequest) -> None:
         """Like a push (controlplane/lfs/prereceive.py): a pointer only to an object uploaded to this Space."""

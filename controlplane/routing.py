@@ -49,6 +49,15 @@ class Entry:
 
 # An unknown host label is looked up again (the label map reloaded) at most this often.
 LABELS_TTL = 2.0
+# How often a request held for a starting app looks at its stage again (the cache: a read only after a change).
+HOLD_POLL = 0.1
+# What a held request gets when the app is not up within the hold (`SPACEYARD_WAKE_TIMEOUT`): try again soon.
+HOLD_RETRY_AFTER = 1
+
+
+def from_browser(headers: Mapping[str, str]) -> bool:
+    """A page load (not an API client, not a WebSocket): it gets a page that reloads itself instead of a wait."""
+    return "text/html" in (headers.get("accept") or "") and not headers.get("upgrade")
 
 
 class SpaceResolver:
@@ -85,8 +94,15 @@ class SpaceResolver:
             space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
             if space is None:
                 return None
-            return Entry(space.full_name, space.private, space.owner, space.stage, space.detail, space.endpoint,
-                         space.strip_prefix)
+            return Entry(
+                space.full_name,
+                space.private,
+                space.owner,
+                space.stage,
+                space.detail,
+                space.endpoint,
+                space.strip_prefix,
+            )
 
     def _load_labels(self) -> dict[str, str]:
         labels: dict[str, str] = {}
@@ -128,12 +144,14 @@ class SpaceResolver:
             except ApiError:
                 return False
             # On the app's own origin the browser holds no session cookie, but the grant the dashboard gave it.
-            user = user or sessions.grant_holder(s, self.svc.secret_key, cookies.get(SPACE_ACCESS_COOKIE),
-                                                 entry.full_name)
+            user = user or sessions.grant_holder(
+                s, self.svc.secret_key, cookies.get(SPACE_ACCESS_COOKIE), entry.full_name
+            )
             return user is not None and (user.name == entry.owner or user.is_admin)
 
-    async def resolve(self, *, label: str | None, owner: str | None, name: str | None,
-                      request_headers: Mapping[str, str]) -> Resolution:
+    async def resolve(
+        self, *, label: str | None, owner: str | None, name: str | None, request_headers: Mapping[str, str]
+    ) -> Resolution:
         entry = await self._entry(f"{owner}/{name}" if owner and name else None, label)
         if entry is None:
             return NotFound()
@@ -142,27 +160,50 @@ class SpaceResolver:
         sleeper: Sleeper | None = self.svc.extras.get("sleeper")
         if sleeper is not None and (entry.detail == SLEEPING or entry.full_name in sleeper.waking):
             return await self._wake(sleeper, entry.full_name, request_headers)
+        if entry.stage == Stage.APP_STARTING and not from_browser(request_headers):
+            return await self._hold(entry)
         return self._answer(entry)
 
     def _answer(self, entry: Entry) -> Target | Unavailable:
         stage = Stage(entry.stage)
         if stage in SERVING and entry.endpoint:
             ow, nm = entry.full_name.split("/", 1)
-            return Target(space=entry.full_name, upstream=entry.endpoint, prefix=path_prefix(ow, nm),
-                          strip_prefix=entry.strip_prefix)
+            return Target(
+                space=entry.full_name,
+                upstream=entry.endpoint,
+                prefix=path_prefix(ow, nm),
+                strip_prefix=entry.strip_prefix,
+            )
         status, message = NOT_SERVING.get(stage, (503, "This Space is not running."))
         # A paused Space stays paused until its owner acts: nothing to retry, so no Retry-After (or page reload).
         retry = status == 503 and stage != Stage.PAUSED
         return Unavailable(status=status, message=message, retry_after=5 if retry else None)
 
     async def _wake(self, sleeper: Sleeper, full_name: str, headers: Mapping[str, str]) -> Resolution:
-        """Browsers get a page that reloads itself; API clients and WebSockets are held until the app answers."""
+        """Browsers get a page that reloads itself; API clients and WebSockets are held until the app answers,
+        within the hold (`SPACEYARD_WAKE_TIMEOUT`); the wake goes on either way."""
         task = sleeper.wake(full_name)
-        if "text/html" in (headers.get("accept") or "") and not headers.get("upgrade"):
+        if from_browser(headers):
             return Unavailable(503, "This Space is waking up. This page reloads by itself.", retry_after=2)
         done, _ = await asyncio.wait([task], timeout=self.svc.settings.wake_timeout)
         if not done:
-            return Unavailable(503, "This Space is waking up and does not answer yet. Try again shortly.", 5)
+            message = "This Space is waking up and does not answer yet. Try again shortly."
+            return Unavailable(503, message, HOLD_RETRY_AFTER)
         self.forget(full_name)  # an entry read while the wake committed could be stale: read it afresh
         entry = await self._entry(full_name, None)
         return self._answer(entry) if entry is not None else NotFound()
+
+    async def _hold(self, entry: Entry) -> Resolution:
+        """An API client's request to an app that is starting (after a build, a restart) waits for it, as during a
+        wake: gradio_client waits out BUILDING itself but asks the app for its config as soon as it starts."""
+        deadline = time.monotonic() + self.svc.settings.wake_timeout
+        while entry.stage == Stage.APP_STARTING:
+            if time.monotonic() >= deadline:
+                message = "This Space is starting and does not answer yet. Try again shortly."
+                return Unavailable(503, message, HOLD_RETRY_AFTER)
+            await asyncio.sleep(HOLD_POLL)
+            fresh = await self._entry(entry.full_name, None)
+            if fresh is None:
+                return NotFound()
+            entry = fresh
+        return self._answer(entry)

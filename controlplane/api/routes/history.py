@@ -121,7 +121,7 @@ def create_tag(
     owner: str,
     name: str,
     rev: str,
-    payload: dict = Body(...),
+    payload: dict = Body(default={}),
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
     s: Session = DB,

@@ -16,17 +16,20 @@ def broker_url(redis_url: str) -> str:
 
 app = Celery("builder", broker=broker_url(settings.redis_url), include=["builder.tasks"])
 app.conf.update(
-    # A build whose worker dies goes back to the queue instead of being lost...
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    # ...and a worker holds only the build it is running, so queued builds go to idle workers.
+    # Acknowledged when it starts: the control plane's database, not the broker, knows which builds are pending,
+    # and it sends again a build whose worker (or Redis) died (docs/build-contract.md). A late ack would add
+    # nothing but stale redeliveries, and an unacknowledged task makes a worker whose Redis restarts exit
+    # (kombu cannot restore it over the lost connection).
+    task_acks_late=False,
+    # A worker holds only the build it is running, so queued builds go to idle workers.
     worker_prefetch_multiplier=1,
     worker_concurrency=settings.builder_concurrency,
     task_routes={"builder.build": {"queue": "builds"}},
     task_default_queue="builds",
     # Results travel on the event stream, not a Celery backend.
     task_ignore_result=True,
-    # With acks_late, Redis redelivers a task unacked this long; longer than any sane build.
+    # Redis redelivers a task received but never started (its worker died) after this long; the control plane
+    # has sent it again long before, and the build's claim makes the late copy do nothing.
     broker_transport_options={"visibility_timeout": 3 * 3600},
     broker_connection_retry_on_startup=True,
 )

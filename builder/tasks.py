@@ -295,8 +295,8 @@ def _run_claimed(
 
 def _hold_for_tests(build_id: int) -> None:
     """Test hook (tests/e2e/test_build_faults.py), inert unless SPACEYARD_BUILDER_TEST_HOLD names a folder:
-    while that folder holds a file `hold`, a task waits here, received but not yet claimed or started, after
-    writing `held-{build_id}`, so a test can kill its worker at exactly that point."""
+    while that folder holds a file `hold`, a task taken from the broker waits here, before it claims or starts
+    its build, after writing `held-{build_id}`, so a test can kill its worker at exactly that point."""
     folder = os.environ.get("SPACEYARD_BUILDER_TEST_HOLD")
     if not folder or not (Path(folder) / "hold").exists():
         return

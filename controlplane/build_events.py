@@ -1,6 +1,9 @@
 """Reads the builder's event streams: a build's result becomes its Build row, the Space's stage, and a deploy.
 
-Also the watchdog: a build whose worker went silent is sent again, then failed, never left in BUILDING.
+Also the watchdog: a handed-out build that is silent for `build_heartbeat_timeout` (its worker died before or
+after it started, or the broker lost its task in a restart) is sent again, then failed, never left in BUILDING.
+The database says which builds are pending, so nothing depends on what Redis kept. A second delivery of a build
+does nothing: the builder's claim (docs/build-contract.md) lets one run it, and a result settles a build once.
 And the dispatcher's clock: a settled build frees a builder for the next one in line (builds.dispatch), and a
 pass every DISPATCH_INTERVAL hands out what a restart or a failed send left waiting.
 """
@@ -13,7 +16,8 @@ import logging
 import time
 
 import redis.asyncio as aioredis
-from sqlalchemy import select
+from redis.exceptions import RedisError
+from sqlalchemy import select, update
 
 from controlplane.builds import ACTIVE, dispatch_safely, events_key, send
 from controlplane.deploy import Deployer
@@ -42,12 +46,15 @@ class BuildEventsConsumer:
     async def step(self) -> None:
         active = await asyncio.to_thread(self._active_builds)
         now = time.monotonic()
-        for build_id in active:
+        for build_id, handed_out in active.items():
             self.cursors.setdefault(build_id, "0")
+            if not handed_out:  # waiting in Spaceyard's own line: its silence clock starts at the hand-out
+                self.last_seen[build_id] = now
             self.last_seen.setdefault(build_id, now)
         for gone in set(self.cursors) - set(active):
             self.cursors.pop(gone, None)
             self.last_seen.pop(gone, None)
+            await self.settled(gone)
         if not self.cursors:
             await asyncio.sleep(0.5)
             return
@@ -55,7 +62,12 @@ class BuildEventsConsumer:
             self.next_dispatch = now + DISPATCH_INTERVAL
             await asyncio.to_thread(dispatch_safely, self.svc)
         streams = {events_key(self.instance, b): cursor for b, cursor in self.cursors.items()}
-        replies = await self.redis.xread(streams, block=1000, count=500)
+        try:
+            replies = await self.redis.xread(streams, block=1000, count=500)
+        except RedisError:
+            # Blind while Redis is away: builders get a whole timeout after it is back to show they live.
+            self.last_seen = dict.fromkeys(self.last_seen, time.monotonic())
+            raise
         for key, entries in replies or []:
             build_id = int(key.rsplit(":", 1)[1])
             self.cursors[build_id] = entries[-1][0]
@@ -64,9 +76,20 @@ class BuildEventsConsumer:
                 await self.handle(build_id, fields)
         await self.watchdog()
 
-    def _active_builds(self) -> list[int]:
+    def _active_builds(self) -> dict[int, bool]:
+        """Queued and running builds: id -> whether it was handed to the builders."""
         with self.svc.db.session() as s:
-            return list(s.scalars(select(Build.id).where(Build.status.in_(ACTIVE))))
+            rows = s.execute(select(Build.id, Build.last_event_at).where(Build.status.in_(ACTIVE)))
+            return {build_id: sent is not None for build_id, sent in rows}
+
+    async def settled(self, build_id: int) -> None:
+        """Mark a build that left the active set done for the builders (unless a delivery holds it), so a
+        superseded build's task still in the broker is never built."""
+        key = f"{events_key(self.instance, build_id)}:claim"
+        try:
+            await self.redis.set(key, "done", nx=True, ex=STREAM_TTL)
+        except RedisError:
+            log.warning("could not mark build %s done for the builders; a late delivery may build it", build_id)
 
     async def handle(self, build_id: int, fields: dict) -> None:
         kind = fields.get("type")
@@ -91,13 +114,15 @@ class BuildEventsConsumer:
                 set_stage(s, space, Stage(space.stage), f"Building commit {build.commit_sha[:7]}.")
 
     def _result(self, build_id: int, fields: dict, log_text: str) -> tuple[int, int] | None:
+        ok = fields.get("status") == "success"
         with self.svc.db.session() as s:
-            build = s.get(Build, build_id)
-            if build is None or build.status not in ACTIVE:
+            # A compare-and-set: of two results of one build (two deliveries, two consumers) one settles it.
+            settle = update(Build).where(Build.id == build_id, Build.status.in_(ACTIVE))
+            if s.execute(settle.values(status="SUCCESS" if ok else "FAILED")).rowcount != 1:
                 return None  # superseded or already settled
-            ok = fields.get("status") == "success"
+            build = s.get(Build, build_id)
+            assert build is not None
             config = json.loads(fields.get("config") or "{}")
-            build.status = "SUCCESS" if ok else "FAILED"
             build.finished_at = build.last_event_at = utcnow()
             build.log, build.config = log_text, config
             build.error_kind = fields.get("error_kind") or None
@@ -130,10 +155,19 @@ class BuildEventsConsumer:
     def _lost(self, build_id: int) -> None:
         with self.svc.db.session() as s:
             build = s.get(Build, build_id)
-            if build is None or build.status != "RUNNING":
-                return  # QUEUED builds wait for a worker; only a started build can be lost
+            if build is None or build.status not in ACTIVE or build.last_event_at is None:
+                return  # settled meanwhile, or still waiting in Spaceyard's own line
             space = s.get(Space, build.space_id)
-            if build.attempt < self.svc.settings.build_max_attempts and space is not None:
+            if space is None:
+                return
+            if build.status == "QUEUED":
+                # Handed out but never started: its worker died holding it, or the broker lost it. Not an
+                # attempt (it never ran), so it is sent until a worker starts it.
+                build.last_event_at = utcnow()
+                log.warning("build %s was handed out but never started; sending it again", build_id)
+                send(self.svc, s, space, build)
+                return
+            if build.attempt < self.svc.settings.build_max_attempts:
                 build.attempt += 1
                 build.status, build.last_event_at = "QUEUED", utcnow()  # handed out again: it holds a slot
                 log.warning("build %s lost its worker; sending it again (attempt %s)", build_id, build.attempt)
@@ -145,6 +179,5 @@ class BuildEventsConsumer:
                 f"The builder stopped responding during the build (no event for "
                 f"{int(self.svc.settings.build_heartbeat_timeout)} s, {build.attempt} attempts)."
             )
-            if space is not None:
-                serving = Stage(space.stage) in SERVING and space.container_id is not None
-                set_stage(s, space, Stage.RUNNING if serving else Stage.BUILD_ERROR, build.error_message)
+            serving = Stage(space.stage) in SERVING and space.container_id is not None
+            set_stage(s, space, Stage.RUNNING if serving else Stage.BUILD_ERROR, build.error_message)

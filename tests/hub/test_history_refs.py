@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from datetime import datetime, timedelta
 
@@ -14,9 +15,11 @@ from huggingface_hub.errors import HfHubHTTPError, RevisionNotFoundError
 
 from tests.conftest import git
 from tests.e2e.spaces import readme
+from tests.hub import test_old_client
 from tests.hub.test_hub_client import FINAL, builds_of, wait_deployed, write_tree
 from tests.hub.test_lfs import clone, commit_file
 
+old_python = test_old_client.old_python  # the fixture with huggingface_hub 0.x in its own venv
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.skipif(shutil.which("git-lfs") is None, reason="git-lfs is not installed (scripts/setup.sh)"),
@@ -232,3 +235,71 @@ def test_last_modified_is_main_last_commit_not_a_stage_change(platform, deployed
     assert [s.last_modified for s in api.list_spaces(author="historian") if s.id == space] == [after]
     wait_deployed(platform, space, moved.oid)
     api.delete_branch(space, repo_type="space", branch="side")
+
+
+OLD_CLIENT = """
+import os, tempfile
+from pathlib import Path
+from huggingface_hub import CommitOperationAdd, CommitOperationCopy, HfApi, hf_hub_download
+from huggingface_hub.utils import RevisionNotFoundError
+
+endpoint, token = os.environ["ENDPOINT"], os.environ["TOKEN"]
+api = HfApi(endpoint=endpoint, token=token)
+space = "oldhist/site"
+api.create_repo(space, repo_type="space", space_sdk="static")
+big = os.urandom(12_000_000)  # over the 10 MB threshold: 0.x uploads it through the LFS batch API
+main = api.create_commit(space, repo_type="space", commit_message="weights", operations=[
+    CommitOperationAdd(path_in_repo="weights.bin", path_or_fileobj=big),
+    CommitOperationAdd(path_in_repo="index.html", path_or_fileobj=b"<p>old</p>"),
+])
+
+def get(path, revision):
+    return Path(hf_hub_download(space, path, repo_type="space", revision=revision, endpoint=endpoint, token=token,
+                                cache_dir=tempfile.mkdtemp())).read_bytes()
+
+api.create_branch(space, repo_type="space", branch="dev")
+api.create_branch(space, repo_type="space", branch="dev", exist_ok=True)
+dev = api.create_commit(space, repo_type="space", revision="dev", commit_message="dev page",
+                        operations=[CommitOperationAdd(path_in_repo="index.html", path_or_fileobj=b"<p>dev</p>")])
+assert get("index.html", "dev") == b"<p>dev</p>" and get("index.html", "main") == b"<p>old</p>"
+assert [c.commit_id for c in api.list_repo_commits(space, repo_type="space", revision="dev")][:2] == [dev.oid, main.oid]
+api.create_tag(space, repo_type="space", tag="v1", revision=main.oid, tag_message="first")
+refs = api.list_repo_refs(space, repo_type="space")
+assert {b.name for b in refs.branches} == {"main", "dev"} and [t.target_commit for t in refs.tags] == [main.oid]
+assert get("index.html", "v1") == b"<p>old</p>"
+
+# paths-info as 0.x sends it (requests, form-encoded, expand=False/True), and copies that need it.
+infos = {i.path: i for i in api.get_paths_info(space, ["weights.bin", "index.html", "nope"], repo_type="space")}
+assert set(infos) == {"weights.bin", "index.html"} and infos["weights.bin"].lfs.size == len(big)
+assert api.get_paths_info(space, ["index.html"], repo_type="space", expand=True)[0].last_commit.oid == main.oid
+copied = api.create_commit(space, repo_type="space", commit_message="copies", operations=[
+    CommitOperationCopy(src_path_in_repo="weights.bin", path_in_repo="backup/weights.bin"),
+    CommitOperationCopy(src_path_in_repo="index.html", path_in_repo="old.html", src_revision="v1"),
+])
+assert get("backup/weights.bin", "main") == big and get("old.html", "main") == b"<p>old</p>"
+tree = {e.path: e for e in api.list_repo_tree(space, repo_type="space", expand=True)}
+assert tree["backup"].last_commit.oid == copied.oid and tree["weights.bin"].last_commit.oid == main.oid
+siblings = {s.rfilename: s for s in api.space_info(space, files_metadata=True).siblings}
+assert siblings["backup/weights.bin"].lfs.size == len(big) and siblings["old.html"].size == len(b"<p>old</p>")
+api.delete_tag(space, repo_type="space", tag="v1")
+api.delete_branch(space, repo_type="space", branch="dev")
+try:
+    get("index.html", "dev")
+    raise AssertionError("a deleted branch still reads")
+except RevisionNotFoundError:
+    pass
+print("ok")
+"""
+
+
+def test_huggingface_hub_0x_history_refs_and_copies(platform, old_python, tmp_path):
+    env = {
+        **os.environ,
+        "ENDPOINT": platform.url,
+        "HF_ENDPOINT": platform.url,  # 0.x parses commitUrl against it (test_old_client.py)
+        "TOKEN": platform.user("oldhist"),
+        "HF_HOME": str(tmp_path),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    out = subprocess.run([str(old_python), "-c", OLD_CLIENT], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

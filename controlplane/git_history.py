@@ -6,17 +6,20 @@ Callers pass commit shas already resolved (controlplane/git_refs.py), and paths 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from controlplane.repos import BRANCH, GIT_ENV, RepoError, Repos
 
 LITERAL = {"GIT_LITERAL_PATHSPECS": "1"}
 # One record of `git log -z --name-only`: starts at \x01 followed by the sha and a NUL.
 RECORD = re.compile(rb"\x01(?=[0-9a-f]{40}\x00)")
+SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 @dataclass(frozen=True)
@@ -108,8 +111,38 @@ def _assign(record: bytes, wanted: set[str], found: dict[str, LastCommit]) -> No
 
 
 def last_modified(repos: Repos, owner: str, name: str) -> datetime | None:
-    """When main last changed: its head's commit date (None for an empty repo)."""
-    out = repos._git(
-        repos.path(owner, name), "for-each-ref", "--format=%(committerdate:iso-strict)", f"refs/heads/{BRANCH}"
-    )
-    return datetime.fromisoformat(out.decode().strip()) if out.strip() else None
+    """When main last changed: its head's commit date (None for an empty repo).
+
+    Every Space in a listing asks, so the head is read from the ref files (no git process) and the date of each
+    head commit is remembered (a commit's date never changes)."""
+    repo = repos.path(owner, name)
+    head = _loose_or_packed(repo, f"refs/heads/{BRANCH}")
+    if head is None:  # an empty repo, or refs stored in a way this reader does not know: ask git
+        out = repos._git(repo, "for-each-ref", "--format=%(objectname)", f"refs/heads/{BRANCH}").decode().strip()
+        if not out:
+            return None
+        head = out
+    return _commit_date(repos, str(repo), head)
+
+
+def _loose_or_packed(repo: Path, ref: str) -> str | None:
+    try:
+        value = (repo / ref).read_text().strip()
+        return value if SHA.match(value) else None
+    except FileNotFoundError:
+        pass
+    try:
+        packed = (repo / "packed-refs").read_text()
+    except FileNotFoundError:
+        return None
+    for line in packed.splitlines():
+        sha, _, name = line.partition(" ")
+        if name == ref and SHA.match(sha):
+            return sha
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _commit_date(repos: Repos, repo: str, sha: str) -> datetime:
+    out = repos._git(Path(repo), "show", "-s", "--format=%cI", sha, "--")
+    return datetime.fromisoformat(out.decode().strip())

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from controlplane.api.errors import ApiError
 from controlplane.builds import ACTIVE, start_build
 from controlplane.deploy import Deployer
-from controlplane.models import Build, Space, utcnow
+from controlplane.models import Build, Space, SpaceRedirect, utcnow
 from controlplane.services import Services
 from controlplane.spaces import check_tier
 from controlplane.stages import SLEEPING, Stage, set_stage
@@ -91,7 +91,12 @@ async def delete(svc: Services, deployer: Deployer, space_id: int) -> None:
         for build in s.scalars(select(Build).where(Build.space_id == space_id, Build.status.in_(ACTIVE))):
             build.status, build.finished_at = "CANCELLED", utcnow()
         full_name, owner, name = space.full_name, space.owner, space.name
-    await asyncio.to_thread(svc.runtime.remove_space, full_name)
+        # Images built before a move carry a former name in their label (controlplane/moves.py); no other Space
+        # holds that name while it redirects here, so nothing else goes with them.
+        moves = s.scalars(select(SpaceRedirect).where(SpaceRedirect.space_id == space_id))
+        former = [f"{r.owner}/{r.name}" for r in moves]
+    for label in (full_name, *former):
+        await asyncio.to_thread(svc.runtime.remove_space, label)
     await asyncio.to_thread(svc.repos.delete, owner, name)
     with svc.db.session() as s:
         space = s.get(Space, space_id)

@@ -4,7 +4,8 @@
 The time must end in `Z`: huggingface_hub parses it with its own strict parser (`fetch_space_logs`,
 `hf spaces logs`), which fails on `+00:00`. It is when the line was written (the builder's time, the engine's for
 run logs), not when it is sent: without `follow` the client stops at the first line stamped after the answer's
-`Date`. The line keeps its newline, as the Hub's does (the client's `print(line, end="")`).
+`Date`. The line keeps its newline, as the Hub's does (the client's `print(line, end="")`). Every event has an
+`id`: a client reconnecting with `Last-Event-ID` resumes after it (controlplane/log_resume.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
+from controlplane import log_resume
 from controlplane.api.deps import Caller, caller, find_space, services
 from controlplane.builds import events_key
 from controlplane.models import Build
@@ -72,10 +74,11 @@ async def build_logs(
     async def stream() -> AsyncIterator[bytes]:
         if build_id is None:
             return
-        key, cursor = events_key(svc.settings.instance, build_id), "0"
+        key = events_key(svc.settings.instance, build_id)
+        cursor, skip = log_resume.build_resume(request.headers.get("last-event-id"), build_id)
         if not await redis.exists(key):
-            for line in (stored or "").splitlines():
-                yield sse(line, ended)
+            for n, line in list(enumerate((stored or "").splitlines()))[skip:]:
+                yield log_resume.event(log_resume.build_event_id(build_id, f"line-{n}"), sse(line, ended))
             return
         while not await request.is_disconnected():
             replies = await redis.xread({key: cursor}, block=1000 if follow else None, count=500)
@@ -88,7 +91,8 @@ async def build_logs(
                 for entry_id, fields in entries:
                     cursor = entry_id
                     if fields.get("type") == "log":
-                        yield sse(fields.get("line", ""), fields.get("ts"))
+                        payload = sse(fields.get("line", ""), fields.get("ts"))
+                        yield log_resume.event(log_resume.build_event_id(build_id, entry_id), payload)
                     elif fields.get("type") == "result":
                         return
 
@@ -111,6 +115,7 @@ async def run_logs(
             return space.container_id, log_masker(svc, s, space)
 
     instance, mask = await asyncio.to_thread(current)
+    resume = log_resume.run_resume(request.headers.get("last-event-id"), instance) if instance else None
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
     stop = threading.Event()
@@ -128,7 +133,9 @@ async def run_logs(
 
     def pump() -> None:
         try:
-            for line in svc.runtime.logs(instance, follow=follow, tail=tail, timestamps=True):
+            # Resuming reads from the start (the engines have no line cursor) and sends only what follows.
+            lines = svc.runtime.logs(instance, follow=follow, tail=None if resume else tail, timestamps=True)
+            for line in lines:
                 if stop.is_set():
                     return
                 put(line)
@@ -143,6 +150,7 @@ async def run_logs(
         # starve the pool the API and router use. Once the client leaves it ends at the app's next line (or
         # when the instance stops): the engine's stream cannot be interrupted from here.
         threading.Thread(target=pump, daemon=True, name=f"run-logs-{instance[:12]}").start()
+        position = None
         try:
             while True:
                 try:
@@ -155,7 +163,9 @@ async def run_logs(
                 if line is None:
                     return
                 stamp, _, text = line.partition(" ")
-                yield sse(mask(text), stamp)
+                position = log_resume.run_position(stamp, position)
+                if resume is None or position > resume:
+                    yield log_resume.event(log_resume.run_event_id(instance, stamp, position), sse(mask(text), stamp))
         finally:
             stop.set()
 

@@ -35,10 +35,12 @@ function poll(el) {
   setTimeout(tick, every);
 }
 
-// A log pane streams its endpoint. Every connection replays the log from its start, so the pane is
-// cleared on open: a reload or a reconnect shows the whole log once. While the stage says the log is
-// live (data-live-stages), an ended stream is opened again; otherwise it stays closed until the stage
-// moves, which opens it again (a push may have built and started between two polls).
+// A log pane streams its endpoint. A new stream replays the log from its start, so the pane is cleared
+// when one opens: a reload shows the whole log once. While the stage says the log is live
+// (data-live-stages), a broken or ended stream is left to the browser, which reconnects by itself with the
+// last event's id (Last-Event-ID): the server resumes after it, so the pane keeps its lines and gets only
+// the new ones. Otherwise it stays closed until the stage moves, which opens a new one (a push may have
+// built and started between two polls).
 function logPane(pre) {
   const live = (pre.dataset.liveStages || "").split(/\s+/);
   let source = null;
@@ -49,7 +51,11 @@ function logPane(pre) {
     clearTimeout(retry);
     if (source) source.close();
     source = new EventSource(pre.dataset.logSrc);
-    source.onopen = () => { pre.textContent = ""; };
+    let fresh = true;  // a reconnection of this source resumes: only its first opening replays
+    source.onopen = () => {
+      if (fresh) pre.textContent = "";
+      fresh = false;
+    };
     source.onmessage = (ev) => {
       const stick = nearBottom();
       let line = ev.data;
@@ -58,8 +64,11 @@ function logPane(pre) {
       if (stick) pre.scrollTop = pre.scrollHeight;
     };
     source.onerror = () => {
+      const reconnecting = source.readyState === EventSource.CONNECTING;
+      if (live.includes(currentStage) && reconnecting) return;
       source.close();
       source = null;
+      // The browser gave up (an error answer): a new stream, replayed from the start.
       if (live.includes(currentStage)) retry = setTimeout(open, 1500);
     };
   };

@@ -40,14 +40,15 @@ def resolve_revision(svc: Services, space: Space, rev: str) -> str:
         return git_refs.resolve(svc.repos, space.owner, space.name, rev)
 
 
-def revision_and_path(request: Request, marker: str, rev: str, path: str) -> tuple[str, str]:
-    """`{rev}` and `{path}` of a `.../{marker}/{rev}/{path}` URL, read from the raw URL when there is one: clients
-    quote a revision's '/' as %2F (`feature%2Fx`), which the decoded path the router matched has lost."""
+def revision_and_path(request: Request, rev: str, path: str) -> tuple[str, str]:
+    """`{rev}` and `{path}` of a `/spaces/{o}/{n}/resolve/{rev}/{path}` or `/api/spaces/{o}/{n}/tree/{rev}/{path}`
+    URL, read from the raw URL when there is one: clients quote a revision's '/' as %2F (`feature%2Fx`), which the
+    decoded path the router matched has lost. The revision is the segment after the owner, name and verb."""
     raw = request.scope.get("raw_path")
     if not raw:
         return rev, path
-    _, found, tail = raw.decode("latin-1").partition(f"/{marker}/")
-    if not found:
+    segments = raw.decode("latin-1").split("/")
+    at = 5 if segments[1:2] == ["spaces"] else 6  # ["", "spaces", o, n, "resolve", rev] / ["", "api", ...]
+    if len(segments) <= at:
         return rev, path
-    raw_rev, _, raw_path = tail.partition("/")
-    return unquote(raw_rev), unquote(raw_path)
+    return unquote(segments[at]), unquote("/".join(segments[at + 1 :]))

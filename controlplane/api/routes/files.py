@@ -43,7 +43,7 @@ def list_tree(
     s: Session = DB,
 ) -> list[dict]:
     space = find_space(s, who, owner, name)
-    rev, path = revision_and_path(request, "tree", rev, path)
+    rev, path = revision_and_path(request, rev, path)
     commit = resolve_revision(svc, space, rev)
     path = path.strip("/")
     entries = svc.repos.tree(owner, name, commit, path=path, recursive=recursive)
@@ -91,7 +91,7 @@ def resolve(
     s: Session = DB,
 ) -> Response:
     space = find_space(s, who, owner, name)
-    rev, path = revision_and_path(request, "resolve", rev, path)
+    rev, path = revision_and_path(request, rev, path)
     commit = resolve_revision(svc, space, rev)
     entry = file_entry(svc, space, commit, path)
     if entry is None:

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from controlplane import dashboard
+from controlplane.access_log import MarkOwnRequests
 from controlplane.api import errors
 from controlplane.api.middleware import BodyLimit, SecurityHeaders
 from controlplane.api.redirects import MovedSpaces
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Spaceyard", version="0.1.0", lifespan=lifespan)
     app.state.services = svc
+    app.add_middleware(MarkOwnRequests)  # innermost: app traffic never reaches it (the access log's filter)
     app.add_middleware(BodyLimit, max_bytes=settings.max_api_body_bytes)
     app.add_middleware(SecurityHeaders, apps_origin=apps_origin_pattern(settings))
     # The router sits in front of everything: app URLs never reach the API's routes (nor the headers above).

@@ -40,7 +40,9 @@ def cmd_serve(settings: Settings, _args) -> int:
 
     import uvicorn
 
+    from controlplane.access_log import drop_app_traffic
     from controlplane.app import create_app
+    from controlplane.shutdown import GRACE_SECONDS, EndStreamsOnShutdown, Server
 
     # What the control plane writes in the data dir (repos, SQLite, LFS objects) is the operator's alone, also
     # when `serve` runs on its own (a container, a unit file) rather than under `spaceyard up`.
@@ -48,8 +50,9 @@ def cmd_serve(settings: Settings, _args) -> int:
     # Stage changes, builds and deploys are logged at INFO: the operator's record of what happened when.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    uvicorn.run(
-        create_app(settings),
+    app = EndStreamsOnShutdown(create_app(settings))
+    config = uvicorn.Config(
+        app,
         # Behind the proxy: loopback only, on its own port (the proxy holds host:port).
         host=settings.host if settings.proxy == "none" else "127.0.0.1",
         port=settings.internal_port,
@@ -59,7 +62,11 @@ def cmd_serve(settings: Settings, _args) -> int:
         # "auto" logs a failed start-up as "lifespan unsupported" and serves anyway, without build sending or
         # loops; "on" makes the process exit with the real error.
         lifespan="on",
+        timeout_graceful_shutdown=GRACE_SECONDS,
     )
+    if not settings.access_log:
+        drop_app_traffic()
+    Server(config, app).run()
     return 0
 
 
@@ -83,9 +90,16 @@ def ensure_admin(settings: Settings) -> str | None:
 
 
 def cmd_up(settings: Settings, _args) -> int:
-    from controlplane.launcher import Platform
+    """Start every part and supervise them (a part that exits is restarted) until a signal asks to stop."""
+    from controlplane.launcher import Platform, Stopped
 
     platform = Platform({"SPACEYARD_DATA_DIR": str(settings.data_dir.resolve())}, settings.data_dir)
+    try:
+        platform.lock()  # before anything else: a second `up` on this data dir starts nothing
+    except RuntimeError as e:
+        print(f"spaceyard up: {e}", file=sys.stderr)
+        return 1
+    platform.stop_on_signals()
     try:
         print("Spaceyard: starting (Docker engine, Redis, base images, builder, proxy, control plane)...", flush=True)
         token = ensure_admin(settings)
@@ -96,14 +110,15 @@ def cmd_up(settings: Settings, _args) -> int:
         else:
             print(f"  Admin token: in {settings.data_dir / 'admin-token'}")
         print(f"  Logs: {platform.logs}\nPress Ctrl-C to stop.", flush=True)
-        platform.wait()
-    except KeyboardInterrupt:
-        print("\nStopping...", flush=True)
+        platform.supervise()
+    except Stopped as e:
+        print(f"\nStopping ({e})...", flush=True)
     except (RuntimeError, OSError) as e:
-        print(f"spaceyard up: {e}", file=sys.stderr)
+        print(f"spaceyard up: {e}; stopping", file=sys.stderr, flush=True)
         return 1
     finally:
         platform.stop()
+        print("Stopped.", flush=True)
     return 0
 
 

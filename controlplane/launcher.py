@@ -1,26 +1,57 @@
-"""Starts the whole single-host platform: Docker engine check, private Redis, builder worker, control plane.
+"""Starts the whole single-host platform: Docker engine check, private Redis, builder worker, proxy, control plane.
 
-`spaceyard up` and the test suite both use `Platform`, so what the tests run is what users run.
+`spaceyard up` and the test suite both use `Platform`, so what the tests run is what users run. Under `up`,
+`Platform.supervise` keeps the parts running: one that exits is restarted with back-off while the others keep
+serving (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
 from builder.settings import BuilderSettings
+from controlplane import logfiles, part_restarts
+from controlplane.core.config import Settings
 from controlplane.core.files import PRIVATE_UMASK, make_tree_private, private_opener
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# However `up` was started (a terminal, `&` or nohup, which ignore INT or HUP, a service manager), these stop it.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# A part that exits is restarted at once the first time within the restart window, then after this pause, doubled
+# for each further exit, up to the cap.
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 30.0
+# What a stopping part gets before it is killed: a build in progress is re-run after the next start.
+STOP_TIMEOUT = 15.0
+
+
+class Stopped(BaseException):
+    """`up` was asked to stop (a signal). Like KeyboardInterrupt, no `except Exception` (a retry loop) keeps it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+
+
+class PartFailed(RuntimeError):
+    """A part kept exiting: more than restart_limit times within restart_window."""
+
+
+class AlreadyRunning(RuntimeError):
+    pass
 
 
 def free_port() -> int:
@@ -73,27 +104,99 @@ def ensure_docker(log_dir: Path) -> None:
     wait_for(docker_ok, 60, "the Docker engine")
 
 
+def hold_lock(data_dir: Path) -> BinaryIO:
+    """One `spaceyard up` per data dir: an flock on data_dir/up.pid (with its pid), held while the file is open."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = open(data_dir / "up.pid", "a+", opener=private_opener)  # noqa: SIM115 - held until the process ends
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        pid = lock.read().strip() or "unknown"
+        lock.close()
+        raise AlreadyRunning(f"already running on {data_dir} (pid {pid})") from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def describe_exit(code: int) -> str:
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+
 class Platform:
-    """The processes of one Spaceyard instance. Stop kills exactly what start began."""
+    """The processes of one Spaceyard instance. Stop kills exactly what start began.
+
+    A part is one process, named after its log file (`redis`, `builder`, `controlplane`, the proxy's); the
+    supervisor restarts it with the method that first started it."""
 
     def __init__(self, env: dict[str, str], data_dir: Path) -> None:
         self.env = {**os.environ, **env}
         self.data_dir = data_dir.resolve()
         self.logs = self.data_dir / "logs"
         self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.starters: dict[str, Callable[[], object]] = {}
+        self.restarts: dict[str, int] = {}
+        self._exits: dict[str, list[float]] = {}
+        self._starting: Callable[[], object] | None = None
+        self._lock: BinaryIO | None = None
+        self._signals: dict[int, object] = {}
+        self._held_signal: int | None = None
+        self._holding = False
+        self._redis_port: int | None = None
+        self._pumps: list[threading.Thread] = []
 
-    def _spawn(self, name: str, args: list[str], *, private: bool = True,
-               extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-        """private: the process writes the data dir, so what it creates there is 0600/0700."""
+    def settings(self) -> Settings:
+        named = {name: f"SPACEYARD_{name.upper()}" for name in Settings.model_fields}
+        return Settings(**{name: self.env[var] for name, var in named.items() if var in self.env})
+
+    def lock(self) -> None:
+        """Refuse to start (AlreadyRunning, with its pid) while another `up` runs on this data dir."""
+        if self._lock is None:
+            self._lock = hold_lock(self.data_dir)
+
+    def _spawn(
+        self, name: str, args: list[str], *, private: bool = True, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
+        """private: the process writes the data dir, so what it creates there is 0600/0700. Its output goes
+        through a pipe into logs/{name}.log, rotated by size."""
         self.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
-        out = open(self.logs / f"{name}.log", "ab", opener=private_opener)  # noqa: SIM115 - the child owns it
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**self.env, **(extra_env or {})},
-                                start_new_session=True, umask=PRIVATE_UMASK if private else -1)
-        self.procs.append((name, proc))
+        settings = self.settings()
+        # A stop signal that arrives now is taken once the process is on the list, so stop() finds it.
+        self._holding = True
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env={**self.env, **(extra_env or {})},
+                start_new_session=True,
+                umask=PRIVATE_UMASK if private else -1,
+            )
+            self.procs.append((name, proc))
+        finally:
+            self._holding = False
+        self._pumps.append(
+            logfiles.pump(proc.stdout, self.logs / f"{name}.log", settings.log_max_bytes, settings.log_backups)
+        )
+        if self._starting is not None:
+            self.starters[name] = self._starting
+        if self._held_signal is not None:
+            raise Stopped(self._held_signal)
         return proc
 
+    def _part(self, start: Callable[[], object]) -> None:
+        """Run `start` and remember it as the way to restart whatever process it spawns."""
+        self._starting = start
+        try:
+            start()
+        finally:
+            self._starting = None
+
     def start_redis(self) -> str:
-        port = free_port()
+        # A restarted Redis keeps its port: every other part has its URL.
+        self._redis_port = port = self._redis_port or free_port()
         self._spawn(
             "redis",
             [
@@ -118,19 +221,23 @@ class Platform:
         return f"redis://127.0.0.1:{port}/0"
 
     def start(self, *, base_images: bool = True) -> None:
+        self.lock()
         make_tree_private(self.data_dir)
         ensure_docker(self.logs)
         if not self.env.get("SPACEYARD_REDIS_URL"):
-            self.env["SPACEYARD_REDIS_URL"] = self.start_redis()
+            self._part(self._start_private_redis)
         if not self.env.get("SPACEYARD_BUILD_CA_BUNDLE") and HOST_CA_BUNDLE.exists():
             self.env["SPACEYARD_BUILD_CA_BUNDLE"] = str(HOST_CA_BUNDLE)
         if base_images:
             subprocess.run([sys.executable, "-m", "builder.baseimages"], env=self.env, check=True)
-        self.start_builder()
+        self._part(self.start_builder)
         if self.env.setdefault("SPACEYARD_PROXY", "caddy") == "caddy":
-            self.start_proxy()
-            self.start_edge()
-        self.start_controlplane()
+            self._part(self.start_proxy)
+            self._part(self.start_edge)
+        self._part(self.start_controlplane)
+
+    def _start_private_redis(self) -> None:
+        self.env["SPACEYARD_REDIS_URL"] = self.start_redis()
 
     def start_builder(self) -> None:
         # The builder's own default unless the environment sets one (the launcher starts it, so it may ask).
@@ -191,26 +298,45 @@ class Platform:
     def start_controlplane(self) -> None:
         host = self.env.get("SPACEYARD_HOST", "127.0.0.1")
         port = self.env.setdefault("SPACEYARD_PORT", "8000")
-        self._spawn("controlplane", [sys.executable, "-m", "controlplane.cli", "serve"])
+        proc = self._spawn("controlplane", [sys.executable, "-m", "controlplane.cli", "serve"])
         # Through the proxy when there is one: what users reach must answer.
         url = f"http://{host}:{port}/api/health"
-        wait_for(lambda: httpx.get(url, timeout=2).status_code == 200, 60, "The control plane")
+        wait_for(
+            lambda: proc.poll() is not None or httpx.get(url, timeout=2).status_code == 200, 60, "The control plane"
+        )
+        if proc.poll() is not None:
+            raise RuntimeError(f"The control plane {describe_exit(proc.returncode)} while starting; see {self.logs}")
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
-        for n, proc in list(self.procs):
-            if n == name and proc.poll() is None:
-                os.killpg(proc.pid, sig)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-            if n == name:
-                self.procs.remove((n, proc))
+        self._stop([(n, p) for n, p in self.procs if n == name], sig)
 
     def stop(self) -> None:
-        for name, _proc in reversed(list(self.procs)):
-            self.stop_process(name)
+        """Stop every part at once (none waits on another's shutdown), then release the data dir."""
+        self._ignore_signals()
+        self._stop(list(self.procs), signal.SIGTERM)
+        for pump in self._pumps:
+            pump.join(timeout=2)  # the parts' last lines reach their logs
+        self._pumps.clear()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _stop(self, procs: list[tuple[str, subprocess.Popen]], sig: int) -> None:
+        # The whole process group: what a part forked (Celery's pool, a build's helpers) goes with it.
+        for _name, proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for _name, proc in procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        for entry in procs:
+            self.procs.remove(entry)
 
     def remove_engine_objects(self) -> None:
         """Remove every container and image this installation made (for throwaway test and bench platforms)."""
@@ -231,9 +357,58 @@ class Platform:
                     with contextlib.suppress(docker.errors.APIError):
                         client.api.remove_image(tag)
 
-    def wait(self) -> None:
-        """Block until one of the platform's processes dies or the user presses Ctrl-C."""
-        while all(p.poll() is None for _n, p in self.procs):
+    def stop_on_signals(self) -> None:
+        """SIGINT, SIGTERM and SIGHUP raise Stopped in the main thread, however `up` was started (a background
+        job or nohup inherit INT or HUP ignored: the handlers are set explicitly)."""
+
+        def handler(signum: int, _frame) -> None:
+            if self._holding:
+                self._held_signal = signum
+            else:
+                raise Stopped(signum)
+
+        for sig in STOP_SIGNALS:
+            self._signals[sig] = signal.signal(sig, handler)
+
+    def _ignore_signals(self) -> None:
+        # A second Ctrl-C must not cut the stop short and leave processes behind.
+        for sig in self._signals:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def supervise(self) -> None:
+        """Restart every part that exits, with back-off, the others running on; return never. Raises Stopped
+        (a signal, via stop_on_signals) or PartFailed (a part exited more than restart_limit times within
+        restart_window)."""
+        settings = self.settings()
+        self.restarts = dict.fromkeys(self.starters, 0)
+        part_restarts.write_counts(self.data_dir, self.restarts)
+        while True:
+            for name, proc in list(self.procs):
+                if proc.poll() is not None and name in self.starters:
+                    self._restart(name, proc, settings)
             time.sleep(0.5)
-        dead = [n for n, p in self.procs if p.poll() is not None]
-        raise RuntimeError(f"{', '.join(dead)} stopped; see {self.logs}")
+
+    def _restart(self, name: str, proc: subprocess.Popen, settings: Settings) -> None:
+        now = time.monotonic()
+        exits = [t for t in self._exits.get(name, []) if now - t < settings.restart_window] + [now]
+        self._exits[name] = exits
+        how = describe_exit(proc.returncode)
+        log = self.logs / f"{name}.log"
+        if settings.restart_limit and len(exits) > settings.restart_limit:
+            raise PartFailed(
+                f"{name} exited {len(exits)} times within {settings.restart_window:g} s (last: {how}); see {log}"
+            )
+        self._stop([(name, proc)], signal.SIGKILL)  # what it forked goes too (an orphaned Celery pool child)
+        delay = 0.0 if len(exits) == 1 else min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (len(exits) - 2))
+        say(f"{name} exited ({how}); restarting in {delay:g} s (see {log})")
+        time.sleep(delay)
+        try:
+            self._part(self.starters[name])
+        except RuntimeError as e:
+            say(f"{name} did not come back: {e}")  # counted as its next exit when the supervisor sees it gone
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        part_restarts.write_counts(self.data_dir, self.restarts)
+
+
+def say(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} spaceyard up: {message}", flush=True)

@@ -27,8 +27,12 @@ class RotatingLog:
         return open(self.path, "ab", buffering=0, opener=private_opener)  # noqa: SIM115 - kept open, closed in close()
 
     def write(self, data: bytes) -> None:
-        size = self._file.tell()
-        if size and size + len(data) > self.max_bytes:
+        while len(data) > self.max_bytes - self._file.tell():
+            room = self.max_bytes - self._file.tell()
+            # Whole lines where there is a line end; a line longer than a whole file is split.
+            cut = data.rfind(b"\n", 0, room) + 1 or (room if self._file.tell() == 0 else 0)
+            self._file.write(data[:cut])
+            data = data[cut:]
             self._rotate()
         self._file.write(data)
 

@@ -21,6 +21,7 @@ from controlplane.builds import start_build
 from controlplane.lfs.api import router as lfs_router
 from controlplane.models import Space
 from controlplane.repo_access import write_refusal
+from controlplane.repos import RepoError
 from controlplane.services import Services
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,11 @@ async def abort(proc: asyncio.subprocess.Process) -> None:
 
 def after_push(svc: Services, owner: str, name: str, before: str | None) -> None:
     """A push that moved `main` starts a build of the new head."""
-    head = svc.repos.head(owner, name)
+    try:
+        head = svc.repos.head(owner, name)
+    except RepoError as e:  # git failed (a shutdown killed it): say so; the next push or commit builds the head
+        log.error("could not read the head of %s/%s after a push, so no build started: %s", owner, name, e)
+        return
     if head is None or head == before:
         return
     with svc.db.session() as s:

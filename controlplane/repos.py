@@ -87,7 +87,13 @@ def mib(size: int) -> str:
 
 
 class RepoError(Exception):
-    pass
+    def __init__(self, message: str, returncode: int | None = None) -> None:
+        super().__init__(message)
+        self.returncode = returncode  # git's exit status; negative: killed by that signal (a shutdown)
+
+    @property
+    def killed(self) -> bool:
+        return self.returncode is not None and self.returncode < 0
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,7 @@ class Repos:
             ["git", *args], cwd=repo, input=input, capture_output=True, env={**os.environ, **GIT_ENV, **(env or {})}
         )
         if proc.returncode != 0:
-            raise RepoError(proc.stderr.decode(errors="replace").strip())
+            raise RepoError(proc.stderr.decode(errors="replace").strip(), proc.returncode)
         return proc.stdout
 
     def create(self, owner: str, name: str) -> Path:
@@ -195,17 +201,24 @@ class Repos:
         return self.path(owner, name).is_dir()
 
     def head(self, owner: str, name: str, rev: str = BRANCH) -> str | None:
-        try:
-            return (
-                self._git(self.path(owner, name), "rev-parse", "--verify", "-q", f"{rev}^{{commit}}").decode().strip()
-            )
-        except RepoError:
+        """The commit `rev` names; None only when the repo or the revision does not exist. Any other failure of
+        git (killed by a shutdown, a broken repo) raises RepoError: an error, never "not found"."""
+        repo = self.path(owner, name)
+        if not repo.is_dir():
             return None
+        try:
+            return self._git(repo, "rev-parse", "--verify", "-q", f"{rev}^{{commit}}").decode().strip()
+        except RepoError as e:
+            if e.returncode == 1 and not str(e):  # `--verify -q` says "no such revision" with a silent exit 1
+                return None
+            raise
 
     def read(self, owner: str, name: str, path: str, rev: str = BRANCH) -> bytes | None:
         try:
             return self._git(self.path(owner, name), "cat-file", "blob", f"{rev}:{path}")
-        except RepoError:
+        except RepoError as e:
+            if e.killed:
+                raise
             return None
 
     def tree(
@@ -217,7 +230,9 @@ class Repos:
         target = f"{rev}:{path}" if path else rev
         try:
             out = self._git(self.path(owner, name), *args, target)
-        except RepoError:
+        except RepoError as e:
+            if e.killed:
+                raise
             return []
         entries = []
         prefix = f"{path.rstrip('/')}/" if path else ""

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+from controlplane.repos import RepoError
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -38,3 +44,10 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             {"error": f"Invalid request: {problems}"}, status_code=400, headers={"X-Error-Message": problems[:500]}
         )
+
+    @app.exception_handler(RepoError)
+    async def _git_failed(req: Request, exc: RepoError) -> JSONResponse:
+        # git failed (killed by a shutdown, a broken repo): an error, never "not found" (404 is for what is missing).
+        log.error("git failed for %s %s: %s (exit status %s)", req.method, req.url.path, exc, exc.returncode)
+        message = "git failed on this repository; try again, and if it persists the server's log has the details."
+        return JSONResponse({"error": message}, status_code=500, headers={"X-Error-Message": message})

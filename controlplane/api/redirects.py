@@ -30,11 +30,12 @@ REDIRECTED = {401, 404}
 class MovedSpaces:
     def __init__(self, app: ASGIApp, svc: Services) -> None:
         self.app, self.svc = app, svc
+        self.apps_suffix = "." + svc.settings.apps_domain.lower().strip(".")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") or scope.get("path", "").encode()
         match = SPACE_PATH.match(raw.decode("latin-1")) if scope["type"] == "http" else None
-        if match is None:
+        if match is None or self.on_app_host(scope):
             await self.app(scope, receive, send)
             return
         redirected = False
@@ -53,6 +54,11 @@ class MovedSpaces:
                 await send(message)
 
         await self.app(scope, receive, send_or_redirect)
+
+    def on_app_host(self, scope: Scope) -> bool:
+        """An app's own origin: its paths (and its 404s) are the app's, never the platform's."""
+        host = HTTPConnection(scope).headers.get("host", "").lower().rsplit(":", 1)[0]
+        return host.endswith(self.apps_suffix)
 
     def location(self, scope: Scope, match: re.Match) -> str | None:
         kind, owner, name, git, rest = match.groups()

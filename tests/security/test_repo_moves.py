@@ -133,6 +133,9 @@ def test_a_transfer_by_an_admin_hands_the_space_over(web: Web) -> None:
 def test_the_old_name_can_be_taken_again_and_then_stops_redirecting(web: Web) -> None:
     assert move(web, "alice", "alice/demo", "alice/renamed").status_code == 200
     assert web.api().get("/api/spaces/alice/demo", follow_redirects=False).status_code == 307
+    # On an app's own origin the paths are the app's: its 404s never turn into the platform's redirects.
+    on_app = web.api().get("http://nobody-x.localhost:8000/api/spaces/alice/demo", follow_redirects=False)
+    assert on_app.status_code == 404 and "location" not in on_app.headers
     created = web.api("alice").post("/api/repos/create", json={"type": "space", "name": "alice/demo", "sdk": "gradio"})
     assert created.status_code == 200, created.text
     fresh = web.api().get("/api/spaces/alice/demo", follow_redirects=False)

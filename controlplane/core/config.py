@@ -107,6 +107,21 @@ class Settings(BaseSettings):
         "wait in Spaceyard's queue, taken round-robin across owners.",
     )
 
+    # Linked Spaces and push webhooks (docs/webhooks.md)
+    webhook_max_body_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1024,
+        description="Largest push webhook payload; a larger one is a 413 before it is read whole.",
+    )
+    webhook_deliveries_kept: int = Field(
+        default=20, ge=1, description="Webhook deliveries kept (and shown) per linked Space; older ones are deleted."
+    )
+    link_private_addresses: bool = Field(
+        default=False,
+        description="Let linked repository URLs name loopback, private, link-local (cloud metadata) and other "
+        "non-public addresses; off, a Space owner cannot make Spaceyard fetch from the host's own services.",
+    )
+
     # Runtime
     default_startup_timeout: float = Field(default=1800.0, description="Seconds an app may take to listen.")
     health_interval: float = Field(default=0.25, description="Seconds between readiness probes.")

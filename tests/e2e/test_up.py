@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from controlplane.launcher import free_port
+from tests.e2e.up import Up, alive, processes_of
 
 pytestmark = pytest.mark.docker
 
@@ -48,3 +49,30 @@ def test_up_prints_url_and_token_and_ctrl_c_stops_everything(tmp_path):
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child.cmdline()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/api/health")
+
+
+@pytest.mark.parametrize(
+    ("sig", "shell"),
+    [
+        (signal.SIGTERM, "setsid nohup {up} > {out} 2>&1 &"),
+        (signal.SIGHUP, "setsid nohup {up} > {out} 2>&1 &"),
+        # A background job of a script starts with SIGINT ignored.
+        (signal.SIGINT, "{up} > {out} 2>&1 &"),
+    ],
+    ids=["setsid-nohup-SIGTERM", "setsid-nohup-SIGHUP", "background-SIGINT"],
+)
+def test_up_in_the_background_stops_everything_on_a_signal(tmp_path, sig, shell):
+    up = Up(tmp_path, shell=shell).start()
+    parts = []
+    try:
+        up.wait_up()
+        parts = up.descendants()
+        names = " ".join(" ".join(p.cmdline()) for p in parts)
+        assert "redis-server" in names and "celery" in names and "controlplane.cli serve" in names, names
+        up.stop(sig)
+        assert "Stopping" in up.output()
+        assert alive(parts) == [] and processes_of(up.data_dir) == []
+        assert not up.health()
+    finally:
+        for proc in alive(parts) + processes_of(up.data_dir):  # a failed stop must not leave the platform behind
+            proc.kill()

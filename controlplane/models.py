@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -211,3 +212,39 @@ class SpaceRedirect(Base):
 
 
 Index("uq_space_redirects_owner_name_ci", func.lower(SpaceRedirect.owner), func.lower(SpaceRedirect.name), unique=True)
+
+
+class SpaceLink(Base):
+    """The external repository a Space mirrors (docs/webhooks.md): its branch becomes the Space's `main`. The
+    deploy credential and the webhook secret are encrypted like Space secrets and never shown (migration 0005)."""
+
+    __tablename__ = "space_links"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    branch: Mapped[str] = mapped_column(String(255))
+    credential_encrypted: Mapped[str | None] = mapped_column(Text)
+    webhook_secret_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One push webhook received for a linked Space, with what became of it; the last few per Space are kept
+    (settings.webhook_deliveries_kept). The payload is kept for "redeliver" (migration 0005)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("space_id", "provider", "delivery_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str] = mapped_column(String(64))
+    delivery_id: Mapped[str] = mapped_column(String(128))
+    ref: Mapped[str | None] = mapped_column(String(255))
+    commit_sha: Mapped[str | None] = mapped_column(String(64))
+    # accepted (being fetched), building, ignored, fetch failed
+    result: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+    build_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -67,8 +67,9 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-# The NDJSON commit streams and bounds its own body (max_commit_bytes); git is not under /api.
-_OWN_LIMITS = re.compile(r"^/api/spaces/[^/]+/[^/]+/commit/")
+# The NDJSON commit streams and bounds its own body (max_commit_bytes), push webhooks theirs
+# (webhook_max_body_bytes); git is not under /api.
+_OWN_LIMITS = re.compile(r"^/api/(spaces/[^/]+/[^/]+/commit/|webhooks/)")
 VALIDATE_YAML_PATH = "/api/validate-yaml"
 # A README is sent whole to validate-yaml; front matter is a few hundred bytes, long READMEs some tens of KiB.
 VALIDATE_YAML_MAX_BYTES = 256 * 1024

@@ -158,6 +158,16 @@ def test_move_repo_redirects_old_urls_and_the_app_runs_under_its_new_name(platfo
         anonymous(platform).move_repo("mover/after", "mover/stolen", repo_type="space")
     assert err.value.response.status_code == 401
 
+    # Made private, its app is its owner's alone: the proxy's public route goes with the next route push.
+    api.update_repo_settings("mover/after", repo_type="space", private=True)
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{platform.url}/apps/mover/after/").status_code != 404:
+        assert time.monotonic() < deadline, "the app of a Space made private still answers anyone"
+        time.sleep(0.1)
+    assert httpx.get(f"{platform.url}/apps/mover/before/").status_code == 404  # nor does its old name lead there
+    as_owner = httpx.get(f"{platform.url}/apps/mover/after/", headers={"Authorization": f"Bearer {token}"})
+    assert as_owner.status_code == 200 and as_owner.json()["space_id"] == "mover/after"
+
     # Its image was built under the old name (the label says so): deleting the Space removes it too.
     assert space_tags(platform, "mover/before")
     api.delete_repo("mover/after", repo_type="space")

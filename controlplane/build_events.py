@@ -5,7 +5,8 @@ after it started, or the broker lost its task in a restart) is sent again, then 
 The database says which builds are pending, so nothing depends on what Redis kept. A second delivery of a build
 does nothing: the builder's claim (docs/build-contract.md) lets one run it, and a result settles a build once.
 And the dispatcher's clock: a settled build frees a builder for the next one in line (builds.dispatch), and a
-pass every DISPATCH_INTERVAL hands out what a restart or a failed send left waiting.
+pass every DISPATCH_INTERVAL hands out what a restart or a failed send left waiting, and settles a Space left
+BUILDING or RUNNING_BUILDING with no build in the line (the control plane stopped between a result and its deploy).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from controlplane.builds import ACTIVE, dispatch_safely, events_key, send
 from controlplane.deploy import Deployer
@@ -55,12 +57,14 @@ class BuildEventsConsumer:
             self.cursors.pop(gone, None)
             self.last_seen.pop(gone, None)
             await self.settled(gone)
-        if not self.cursors:
-            await asyncio.sleep(0.5)
-            return
         if now >= self.next_dispatch:
             self.next_dispatch = now + DISPATCH_INTERVAL
             await asyncio.to_thread(dispatch_safely, self.svc)
+            for deploy in await asyncio.to_thread(self._stranded, set(self.deployer.starting)):
+                self.deployer.deploy(*deploy)
+        if not self.cursors:
+            await asyncio.sleep(0.5)
+            return
         streams = {events_key(self.instance, b): cursor for b, cursor in self.cursors.items()}
         try:
             replies = await self.redis.xread(streams, block=1000, count=500)
@@ -134,14 +138,33 @@ class BuildEventsConsumer:
                 space.card_data = config["card_data"]
             if ok:
                 return space.id, build.id
-            serving = Stage(space.stage) in SERVING and space.container_id is not None
-            stage = ERROR_STAGE.get(build.error_kind or "", Stage.BUILD_ERROR)
-            message = build.error_message or "The build failed; see the build log."
-            if serving:
-                set_stage(s, space, Stage.RUNNING, f"The last build failed; the previous version still runs. {message}")
-            else:
-                set_stage(s, space, stage, message)
+            show_failure(s, space, build)
             return None
+
+    def _stranded(self, starting: set[int]) -> list[tuple[int, int]]:
+        """Spaces BUILDING or RUNNING_BUILDING with no build queued or running: (Space, build) to deploy when
+        their last build succeeded and does not run; otherwise their stage says how it ended."""
+        deploys = []
+        with self.svc.db.session() as s:
+            building = select(Space).where(Space.stage.in_([Stage.BUILDING, Stage.RUNNING_BUILDING]))
+            for space in s.scalars(building):
+                last = s.scalar(select(Build).where(Build.space_id == space.id).order_by(Build.id.desc()).limit(1))
+                if space.id in starting or (last is not None and last.status in ACTIVE):
+                    continue
+                log.warning("%s was left %s with no build in the line; settling it", space.full_name, space.stage)
+                if last is not None and last.status == "SUCCESS" and last.id != space.running_build_id:
+                    deploys.append((space.id, last.id))
+                elif last is not None and last.status == "FAILED":
+                    show_failure(s, space, last)
+                else:
+                    serving = space.container_id is not None
+                    set_stage(
+                        s,
+                        space,
+                        Stage.RUNNING if serving else Stage.BUILD_ERROR,
+                        None if serving else "The build was lost; push again to build.",
+                    )
+        return deploys
 
     async def watchdog(self) -> None:
         timeout = self.svc.settings.build_heartbeat_timeout
@@ -179,5 +202,14 @@ class BuildEventsConsumer:
                 f"The builder stopped responding during the build (no event for "
                 f"{int(self.svc.settings.build_heartbeat_timeout)} s, {build.attempt} attempts)."
             )
-            serving = Stage(space.stage) in SERVING and space.container_id is not None
-            set_stage(s, space, Stage.RUNNING if serving else Stage.BUILD_ERROR, build.error_message)
+            show_failure(s, space, build)
+
+
+def show_failure(s: Session, space: Space, build: Build) -> None:
+    """A failed build's stage: its error, or RUNNING with a note while the previous version still serves."""
+    serving = Stage(space.stage) in SERVING and space.container_id is not None
+    message = build.error_message or "The build failed; see the build log."
+    if serving:
+        set_stage(s, space, Stage.RUNNING, f"The last build failed; the previous version still runs. {message}")
+    else:
+        set_stage(s, space, ERROR_STAGE.get(build.error_kind or "", Stage.BUILD_ERROR), message)

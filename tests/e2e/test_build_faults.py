@@ -210,3 +210,28 @@ def test_redis_crash_mid_build(faults, tmp_path):
 
     wait_for(serves_commit2, 180, "the next push never went live")
     assert platform.wait_stage("fay/brokerloss", FINAL)["stage"] == "RUNNING"
+
+
+def test_a_space_left_building_with_no_build_in_the_line_is_settled(faults, tmp_path):
+    """The control plane stopped between a build's result and its deploy: the Space must not stay BUILDING."""
+    platform, _broker, _hold = faults
+    create(platform, "fay", "stranded", sdk="static")
+    push(platform, "fay", "stranded", {"README.md": readme("static"), "index.html": "<p>hi</p>\n"}, tmp_path)
+    assert platform.wait_stage("fay/stranded", FINAL)["stage"] == "RUNNING"
+    [build] = builds_of(platform, "fay/stranded")
+    engine = sqlalchemy.create_engine(Settings(data_dir=platform.data_dir).sqlalchemy_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sqlalchemy.text(
+                    "UPDATE spaces SET stage = 'BUILDING', running_build_id = NULL "
+                    "WHERE owner = 'fay' AND name = 'stranded'"
+                )
+            )
+    finally:
+        engine.dispose()
+    assert platform.wait_stage("fay/stranded", FINAL, timeout=90)["stage"] == "RUNNING"
+    assert builds_of(platform, "fay/stranded") == [build]  # deployed again, not built again
+    wait_for(lambda: len(platform.containers("fay/stranded")) == 1, 30, "the replaced instance was not retired")
+    [container] = platform.containers("fay/stranded")
+    assert container.image.labels["spaceyard.build"] == str(build["id"])

@@ -7,9 +7,11 @@ On a private Spaceyard started for the run (its data dir and the file on the sam
 run uploads a fresh random file (a new oid, so the store cannot skip it) as git-lfs does (batch call, PUT to the
 signed href, verify), then downloads it (batch call, GET) to a file. The transfers use curl, a compiled client
 like git-lfs, so the numbers are the server's rather than a Python client's. The upload includes the server's
-sha256 check and rename; the download is written to disk. Goal: each >= 0.5x cp. Two floors put the numbers in
+sha256 check and rename; the download is written to disk. Goal: each >= 0.5x cp. Three floors put the numbers in
 context: curl PUT of the same file to a bare ASGI app on uvicorn that drops it (what any upload through this server
-stack costs), and sha256 of the file in Python (what the upload's check costs). Prints medians of --runs runs.
+stack costs), curl GET of it from that app reading it from disk (the same for downloads), and sha256 of the file in
+Python (what the upload's check costs). The LFS transfers also pass the platform's edge proxy; the floors do not.
+Prints medians of --runs runs.
 """
 
 from __future__ import annotations
@@ -71,10 +73,23 @@ def download(api: httpx.Client, oid: str, size: int, dest: Path) -> float:
     return elapsed
 
 
-# The floor of any upload through this server stack: a bare ASGI app on uvicorn that reads the body and drops it.
+# The floors of any transfer through this server stack: a bare ASGI app on uvicorn that reads a PUT's body and
+# drops it, and answers a GET with the file named in the query, read from disk in 1 MiB pieces.
 BARE_APP = """
+import os
+
+
 async def app(scope, receive, send):
     if scope["type"] != "http":
+        return
+    if scope["method"] == "GET":
+        path = scope["query_string"].decode()
+        length = str(os.path.getsize(path)).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", length)]})
+        with open(path, "rb") as f:
+            while piece := f.read(1 << 20):
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
         return
     while (await receive()).get("more_body"):
         pass
@@ -102,6 +117,12 @@ def bare_server(root: Path) -> tuple[subprocess.Popen, str]:
 def timed_put(path: Path, url: str) -> float:
     start = time.perf_counter()
     curl("-T", str(path), url)
+    return time.perf_counter() - start
+
+
+def timed_get(path: Path, url: str, dest: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["curl", "-sS", "--fail", "-o", str(dest), f"{url}?{path}"], check=True)
     return time.perf_counter() - start
 
 
@@ -149,6 +170,7 @@ def main() -> None:
                 "LFS upload": [],
                 "LFS download": [],
                 "floor: bare PUT": [],
+                "floor: bare GET": [],
                 "floor: sha256": [],
             }
             for run in range(args.runs):
@@ -158,6 +180,7 @@ def main() -> None:
                 times["LFS upload"].append(upload(api, src, oid, size))
                 times["LFS download"].append(download(api, oid, size, root / f"down-{run}"))
                 times["floor: bare PUT"].append(timed_put(src, bare_url))
+                times["floor: bare GET"].append(timed_get(src, bare_url, root / f"down-{run}"))
                 times["floor: sha256"].append(sha256_of(src))
                 for leftover in (src, root / f"copy-{run}", root / f"down-{run}"):
                     leftover.unlink()

@@ -55,9 +55,11 @@ class LfsStore:
         try:
             with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
 
-                def flush(data: bytes) -> None:
-                    digest.update(data)
-                    out.write(data)
+                def flush(parts: list[bytes]) -> None:
+                    # Part by part: joining them first would copy every byte once more.
+                    for part in parts:
+                        digest.update(part)
+                    out.writelines(parts)
 
                 # One piece is hashed and written while the next one is received (double buffering): awaiting
                 # each write would stall the socket, as the server stops reading while the app does not ask.
@@ -72,15 +74,14 @@ class LfsStore:
                         if piece_bytes >= WRITE_PIECE:
                             if writing is not None:
                                 await writing
-                            # One join: a bytearray grown by += and copied out costs 6x more (200 MiB: 0.24 s).
-                            writing = asyncio.ensure_future(asyncio.to_thread(flush, b"".join(piece)))
+                            writing = asyncio.ensure_future(asyncio.to_thread(flush, piece))
                             piece, piece_bytes = [], 0
                 finally:
                     if writing is not None:  # never close the file under a running write
                         await asyncio.gather(writing, return_exceptions=True)
                 if writing is not None:
                     writing.result()  # a failed write (disk full) fails the upload
-                await asyncio.to_thread(flush, b"".join(piece))
+                await asyncio.to_thread(flush, piece)
             if received != size:
                 raise ObjectRefused(f"the upload has {received} bytes, not the announced {size}")
             if digest.hexdigest() != oid:

@@ -47,10 +47,10 @@ class Settings(BaseSettings):
     )
 
     # Data path (docs/router.md): a kept proxy in front, the control plane behind it
-    proxy: Literal["caddy", "none"] = Field(
+    proxy: Literal["haproxy", "none"] = Field(
         default="none",
-        description="'caddy': Caddy (started by `spaceyard up`: an edge on host:port, a routing tier on "
-        "proxy_internal_port) serves running public Spaces directly; the control plane listens on loopback "
+        description="'haproxy': HAProxy (started by `spaceyard up`, on host:port) serves running public Spaces "
+        "directly, its routes changed at run time without reloads; the control plane listens on loopback "
         "controlplane_port behind it and gets the rest. 'none' (the default for `serve` alone, and the Helm chart): "
         "the control plane listens on host:port and routes every app request itself.",
     )
@@ -62,14 +62,9 @@ class Settings(BaseSettings):
         description="Threads the control plane runs blocking database and engine calls in (one bounded pool; "
         "log streams have their own threads).",
     )
-    proxy_internal_port: int | None = Field(
-        default=None,
-        description="Loopback port of the proxy's routing tier (the edge on host:port forwards to it); "
-        "default port + 3.",
-    )
     proxy_activity_port: int | None = Field(
         default=None,
-        description="Loopback UDP port the proxy sends its access log to (requests keep Spaces awake); "
+        description="Loopback UDP port the proxy logs the requests apps answered to (they keep Spaces awake); "
         "default port + 2.",
     )
 
@@ -236,10 +231,6 @@ class Settings(BaseSettings):
     @property
     def activity_port(self) -> int:
         return self.proxy_activity_port or self.port + 2
-
-    @property
-    def proxy_routes_port(self) -> int:
-        return self.proxy_internal_port or self.port + 3
 
     @property
     def path_urls_enabled(self) -> bool:

@@ -4,9 +4,11 @@
     .venv/bin/python bench/router_latency.py --throughput [--duration 5] [--runs 3]
 
 `--throughput`: wrk (Debian's) at 1, 8 and 32 connections against the same app three ways: direct, through
-Caddy as the platform configures it (controlplane/proxy/config.py: the app's route, access log to a UDP port),
-and through the Python router (the control plane's path); req/s with the ratio to direct, p50 and p99; the
-median of `--runs` runs of each cell.
+HAProxy as the platform configures it (controlplane/proxy/config.py: the Space's map entries, its log to a UDP
+port), and through the Python router (the control plane's path); req/s with the ratio to direct, p50 and p99;
+the median of `--runs` runs of each cell. Then an unknown host (HAProxy to the control plane's 404), and route
+changes through the real pusher: replacing every map (`--spaces` entries) and adding one Space, each timed to the
+first request the new table serves.
 
 Loopback only. The app and the router each run as their own uvicorn process (as in production, where the
 app is another container); the client sends requests one at a time over a kept-alive connection, alternating
@@ -113,26 +115,6 @@ def p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20)[-1]
 
 
-def start_caddy(folder: Path, port: int, upstream_port: int, router_port: int, path: str,
-                spaces: int) -> list[subprocess.Popen]:
-    from controlplane.proxy.config import Layout, Route, Table, build, edge
-    from controlplane.proxy.pusher import write_config
-
-    sink = _log_sink()
-    layout = Layout(listen=f"127.0.0.1:{free_port()}", controlplane=f"127.0.0.1:{router_port}",
-                    admin_socket=str(folder / "admin.sock"), storage_dir=str(folder / "storage"),
-                    apps_domain="localhost", path_urls=True, activity=f"127.0.0.1:{sink}",
-                    edge=f"127.0.0.1:{port}")
-    table = Table(1, (*_others(spaces), Route(SPACE, "bench-echo", f"127.0.0.1:{upstream_port}", PREFIX, True)))
-    write_config(folder / "caddy.json", build(table, layout))
-    write_config(folder / "edge.json", edge(layout))
-    processes = [subprocess.Popen(["caddy", "run", "--config", str(folder / name)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for name in ("caddy.json", "edge.json")]
-    _wait_ok(f"http://127.0.0.1:{port}{PREFIX}{path}", processes, "caddy")
-    return processes
-
-
 def _log_sink() -> int:
     """The access log goes somewhere, as on the platform: a UDP socket read and dropped here."""
     import threading
@@ -167,7 +149,7 @@ def _wait_ok(url: str, processes: list[subprocess.Popen], what: str) -> None:
 
 def start_haproxy(folder: Path, port: int, upstream_port: int, router_port: int, path: str,
                   spaces: int) -> list[subprocess.Popen]:
-    from controlplane.proxy.haproxy import Layout, Route, Table, files
+    from controlplane.proxy.config import Layout, Route, Table, files
 
     sink = _log_sink()
     layout = Layout(listen=f"127.0.0.1:{port}", controlplane=f"127.0.0.1:{router_port}", folder=str(folder),
@@ -181,6 +163,46 @@ def start_haproxy(folder: Path, port: int, upstream_port: int, router_port: int,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_ok(f"http://127.0.0.1:{port}{PREFIX}{path}", [process], "haproxy")
     return [process]
+
+
+def route_changes(folder: Path, port: int, upstream_port: int, router_port: int, spaces: int) -> dict[str, float]:
+    """Through the real pusher (controlplane/proxy/pusher.py) on the proxy started above."""
+    import asyncio
+
+    from controlplane.proxy.config import Layout, Route, Table
+    from controlplane.proxy.pusher import Pusher
+
+    layout = Layout(listen=f"127.0.0.1:{port}", controlplane=f"127.0.0.1:{router_port}", folder=str(folder),
+                    socket=str(folder / "admin.sock"), apps_domain="localhost", path_urls=True)
+    base = (*_others(spaces), Route(SPACE, "bench-echo", f"127.0.0.1:{upstream_port}", PREFIX, True))
+    extra = Route("bench/new", "bench-new", f"127.0.0.1:{upstream_port}", "/apps/bench/new", True)
+    routes = list(base)
+    pusher = Pusher(layout, lambda: tuple(routes))
+    pusher.table = Table(1, base)
+
+    async def timed(client: httpx.AsyncClient, force: bool, expect: int) -> float:
+        start = time.perf_counter()
+        await pusher.push(force)
+        while (await client.get(f"http://127.0.0.1:{port}/apps/bench/new/ping")).status_code != expect:
+            pass
+        return (time.perf_counter() - start) * 1000
+
+    async def measure() -> dict[str, float]:
+        out: dict[str, list[float]] = {"replace": [], "add": [], "remove": []}
+        async with httpx.AsyncClient() as client:
+            await client.get(f"http://127.0.0.1:{port}{PREFIX}/ping")  # a kept-alive connection to poll on
+            for _ in range(5):
+                routes[:] = [*base, extra]
+                out["replace"].append(await timed(client, True, 200))
+                routes[:] = base
+                out["remove"].append(await timed(client, False, 404))
+                routes[:] = [*base, extra]
+                out["add"].append(await timed(client, False, 200))
+                routes[:] = base
+                await pusher.push()
+        return {k: statistics.median(v) for k, v in out.items()}
+
+    return asyncio.run(measure())
 
 
 _UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -204,16 +226,14 @@ def wrk(url: str, connections: int, duration: int, host: str | None = None) -> t
 def throughput(duration: int, runs: int, app: str, spaces: int) -> None:
     import tempfile
 
-    upstream_port, router_port, caddy_port, haproxy_port = free_port(), free_port(), free_port(), free_port()
+    upstream_port, router_port, haproxy_port = free_port(), free_port(), free_port()
     path = "/gradio_api/info" if app == "gradio" else "/ping"
     processes = [start("gradio" if app == "gradio" else "upstream", upstream_port)]
     with tempfile.TemporaryDirectory() as tmp:
         try:
             processes.append(start("router", router_port, upstream_port))
-            processes += start_caddy(Path(tmp), caddy_port, upstream_port, router_port, path, spaces)
             processes += start_haproxy(Path(tmp) / "haproxy", haproxy_port, upstream_port, router_port, path, spaces)
             urls = {"direct": f"http://127.0.0.1:{upstream_port}{path}",
-                    "caddy": f"http://127.0.0.1:{caddy_port}{PREFIX}{path}",
                     "haproxy": f"http://127.0.0.1:{haproxy_port}{PREFIX}{path}",
                     "python router": f"http://127.0.0.1:{router_port}{PREFIX}{path}"}
             cells: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
@@ -222,9 +242,9 @@ def throughput(duration: int, runs: int, app: str, spaces: int) -> None:
                     for way, url in urls.items():  # alternating, so drift on the machine hits all alike
                         cells.setdefault((way, connections), []).append(wrk(url, connections, duration))
                 # A host that is no Space: the proxy hands it to the control plane's router, which answers 404.
-                for way, port in (("caddy", caddy_port), ("haproxy", haproxy_port)):
-                    cells.setdefault((f"unknown host, {way}", 1), []).append(
-                        wrk(f"http://127.0.0.1:{port}/", 1, duration, host="nobody-here.localhost"))
+                cells.setdefault(("unknown host", 1), []).append(
+                    wrk(f"http://127.0.0.1:{haproxy_port}/", 1, duration, host="nobody-here.localhost"))
+            changes = route_changes(Path(tmp) / "haproxy", haproxy_port, upstream_port, router_port, spaces)
         finally:
             for process in reversed(processes):
                 process.terminate()
@@ -237,9 +257,11 @@ def throughput(duration: int, runs: int, app: str, spaces: int) -> None:
         for way in urls:
             rps, p50, p99 = (statistics.median(col) for col in zip(*cells[(way, connections)], strict=True))
             print(f"{connections:<12}{way:<15}{rps:>9.0f}{rps / direct:>10.2f}{p50:>9.2f}{p99:>9.2f}")
-    for way in ("caddy", "haproxy"):
-        rps, p50, p99 = (statistics.median(col) for col in zip(*cells[(f"unknown host, {way}", 1)], strict=True))
-        print(f"unknown host through {way}, 1 connection: {rps:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    rps, p50, p99 = (statistics.median(col) for col in zip(*cells[("unknown host", 1)], strict=True))
+    print(f"unknown host through haproxy, 1 connection: {rps:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    print(f"route changes, change to first request served (ms, median of 5): every map replaced "
+          f"({spaces} Spaces) {changes['replace']:.1f}; one Space added {changes['add']:.1f}, removed "
+          f"{changes['remove']:.1f}")
 
 
 def main() -> None:
@@ -249,7 +271,7 @@ def main() -> None:
     parser.add_argument("--serve", choices=["upstream", "router", "gradio"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream-port", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--throughput", action="store_true", help="the wrk table (direct, Caddy, Python router)")
+    parser.add_argument("--throughput", action="store_true", help="the wrk table (direct, HAProxy, Python router)")
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--runs", type=int, default=3, help="wrk runs per cell")
     parser.add_argument("--spaces", type=int, default=1, help="--throughput: Spaces in the proxy's route table")

@@ -124,12 +124,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ]
         threading.Thread(target=watch_instances, args=(svc, deployer, loop), daemon=True, name="instance-watch").start()
         udp = None
-        if settings.proxy == "caddy":
-            routes = pusher.Pusher(pusher.layout(settings), partial(pusher.running_routes, svc.db),
-                                   pusher.config_file(settings))
+        if settings.proxy != "none":
+            routes = pusher.Pusher(pusher.layout(settings), partial(pusher.running_routes, svc.db))
             on_committed_change(routes.changed)
             tasks.append(asyncio.create_task(routes.run(), name="proxy-routes"))
-            reader = activity.ActivityReader(settings.apps_domain, lambda: routes.table, resolver.record)
+            reader = activity.ActivityReader(lambda: routes.table, resolver.record)
             udp = await activity.listen(settings.activity_port, reader)
         try:
             yield

@@ -231,9 +231,8 @@ class Platform:
         if base_images:
             subprocess.run([sys.executable, "-m", "builder.baseimages"], env=self.env, check=True)
         self._part(self.start_builder)
-        if self.env.setdefault("SPACEYARD_PROXY", "caddy") == "caddy":
+        if self.env.setdefault("SPACEYARD_PROXY", "haproxy") == "haproxy":
             self._part(self.start_proxy)
-            self._part(self.start_edge)
         self._part(self.start_controlplane)
 
     def _start_private_redis(self) -> None:
@@ -254,46 +253,28 @@ class Platform:
     def _proxy_settings(self):
         from controlplane.core.config import Settings
 
-        if shutil.which("caddy") is None:
-            raise RuntimeError("Caddy is not installed: run scripts/setup.sh, or set SPACEYARD_PROXY=none.")
-        for var in ("SPACEYARD_CONTROLPLANE_PORT", "SPACEYARD_PROXY_INTERNAL_PORT"):
-            self.env.setdefault(var, str(free_port()))
+        if shutil.which("haproxy") is None:
+            raise RuntimeError("HAProxy is not installed: run scripts/setup.sh, or set SPACEYARD_PROXY=none.")
+        self.env.setdefault("SPACEYARD_CONTROLPLANE_PORT", str(free_port()))
         self.env.setdefault("SPACEYARD_PROXY_ACTIVITY_PORT", str(free_udp_port()))
         named = {name: f"SPACEYARD_{name.upper()}" for name in Settings.model_fields}
         return Settings(**{name: self.env[var] for name, var in named.items() if var in self.env})
 
-    def _caddy(self, name: str, config: Path) -> None:
-        from controlplane.proxy import pusher
-
-        folder = pusher.proxy_dir(self._proxy_settings())
-        # Caddy's own state (autosave is off; storage is set in the config) stays in the data dir, not in ~.
-        env = {"XDG_CONFIG_HOME": str(folder / "xdg-config"), "XDG_DATA_HOME": str(folder / "xdg-data")}
-        self._spawn(name, ["caddy", "run", "--config", str(config)], extra_env=env)
-
     def start_proxy(self) -> None:
-        """The proxy's routing tier (Caddy, loopback). It starts from the last route table the control plane
-        wrote, so apps that were running serve at once; a first start sends everything to the control plane
-        until it pushes its routes."""
+        """The proxy (HAProxy) on host:port. It starts from the route maps the control plane last wrote, so apps
+        that were running serve at once (a first start sends everything to the control plane until it pushes
+        its routes); the rest of its files are static, written at each start, and never reloaded."""
         from controlplane.proxy import config, pusher
 
         settings = self._proxy_settings()
-        path = pusher.config_file(settings)
-        if not path.exists():
-            pusher.write_config(path, config.build(config.Table(0, ()), pusher.layout(settings)))
-        self._caddy("proxy", path)
-        url = f"http://127.0.0.1:{settings.proxy_routes_port}/"
-        wait_for(lambda: httpx.get(url, timeout=2).status_code > 0, 30, "The proxy (Caddy)")
-
-    def start_edge(self) -> None:
-        """The public listener (Caddy, static config): forwards to the routing tier, never reloads."""
-        from controlplane.proxy import config, pusher
-
-        settings = self._proxy_settings()
-        path = pusher.edge_file(settings)
-        pusher.write_config(path, config.edge(pusher.layout(settings)))
-        self._caddy("proxy-edge", path)
+        layout = pusher.layout(settings)
+        for name, text in config.files(config.Table(0, ()), layout).items():
+            path = Path(layout.path(name))
+            if not (name.endswith(".map") and path.exists()):
+                pusher.write_file(path, text)
+        self._spawn("proxy", ["haproxy", "-db", "-f", layout.path("haproxy.cfg")])
         url = f"http://{settings.host}:{settings.port}/"
-        wait_for(lambda: httpx.get(url, timeout=2).status_code > 0, 30, "The proxy's edge (Caddy)")
+        wait_for(lambda: httpx.get(url, timeout=2).status_code > 0, 30, "The proxy (HAProxy)")
 
     def start_controlplane(self) -> None:
         host = self.env.get("SPACEYARD_HOST", "127.0.0.1")

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker.io redis-server git git-lfs debootstrap ca-certificates python3-venv caddy)
+packages=(docker.io redis-server git git-lfs debootstrap ca-certificates python3-venv haproxy)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(chromium postgresql wrk)
@@ -24,7 +24,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# Debian starts packaged Redis, PostgreSQL and Caddy (:80); Spaceyard runs private instances of its own.
+# Debian starts packaged Redis, PostgreSQL and HAProxy (no listener); Spaceyard runs private instances of its own.
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".${extras}"

@@ -1,8 +1,10 @@
-"""The proxy's whole configuration as a pure function of the route table: Caddy JSON, no I/O.
+"""The proxy (HAProxy) as a pure function of the installation and the route table: file contents, no I/O.
 
-Running public Spaces get a route straight to their container; every other request goes to the control plane
-(the activator and authority): the API, dashboard and git, Spaces that are not running or are private, and any
-request carrying a platform credential, which only the control plane may read and strip (docs/router.md).
+One HAProxy process holds the public port. Running public Spaces are data in runtime maps (host -> Space, path
+prefix -> Space) that the pusher changes entry by entry through the runtime API: no reload, so no client
+connection or WebSocket is ever cut. Every other request goes to the control plane (the activator and
+authority): the API, dashboard and git, Spaces that are not running or are private, and any request carrying a
+platform credential, which only the control plane may read and strip (docs/router.md).
 """
 
 from __future__ import annotations
@@ -11,17 +13,14 @@ from dataclasses import dataclass
 
 from controlplane.router.headers import PLATFORM_COOKIES
 
-# The route that carries the table's version: the pusher reads it back (GET /id/...) to learn what is loaded.
-VERSION_ID = "spaceyard-version"
-# Never a real host name (RFC 2606): the route answers no visitor.
-VERSION_HOST = "spaceyard-proxy.invalid"
-ACCESS_LOGGER = "spaceyard"
 _NAMES = sorted(c.decode() for c in PLATFORM_COOKIES)
 # A request carrying one of the platform's cookies (any case, as headers.is_platform_cookie reads them).
-COOKIE_PATTERN = r"(?i)(^|;)\s*(" + "|".join(_NAMES) + r")\s*="
-# An app's Set-Cookie for one of them (the session cookie's __Host- prefix as browsers spell it).
-SET_COOKIE_MATCH = sorted({f"{n}=*" for n in _NAMES} | {f"{n.replace('__host-', '__Host-')}=*" for n in _NAMES})
-_IDLE_4S = 4_000_000_000  # Caddy durations in JSON are nanoseconds
+COOKIE_PATTERN = r"(^|;)\s*(" + "|".join(_NAMES) + r")\s*="
+# An app's answer setting one of them.
+SET_COOKIE_PATTERN = r"^\s*(" + "|".join(_NAMES) + r")\s*="
+VERSION_KEY = "version"
+# Map values: "upstream|prefix|strip" ("127.0.0.1:49153|/apps/o/n|1").
+SEP = "|"
 
 
 @dataclass(frozen=True)
@@ -43,196 +42,172 @@ class Table:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where things listen; fixed for one installation. Two Caddy processes: the edge holds the public port and
-    never reloads; it forwards everything to the routing tier, which takes the pushed route tables (every load
-    closes a Caddy server's idle client connections, and a client reusing one at that moment fails; the edge's
-    own connections to the routing tier are retried by Go's transport instead)."""
+    """Where things are; fixed for one installation."""
 
-    listen: str  # "127.0.0.1:8003": the routing tier (loopback)
+    listen: str  # "127.0.0.1:8000": what users reach
     controlplane: str  # "127.0.0.1:8001"
-    admin_socket: str  # path of the admin API's unix socket
-    storage_dir: str
+    folder: str  # the config, maps and error pages (absolute)
+    socket: str  # the runtime API's unix socket
     apps_domain: str
     path_urls: bool
-    activity: str | None = None  # "127.0.0.1:8002": UDP, the access log (None: no access log)
-    edge: str | None = None  # "127.0.0.1:8000": what users reach (None: the routing tier alone, for tests)
+    activity: str | None = None  # "127.0.0.1:8002": UDP, one log line per request served by an app
+
+    def path(self, name: str) -> str:
+        return f"{self.folder}/{name}"
 
 
-# No "flush_interval": -1. Caddy 2.6 then ends every proxied request in flight when a new config loads; without
-# it, requests finish across a reload, and Caddy still flushes streaming answers (SSE, chunked bodies) as they
-# come. Upgraded connections (WebSockets) are closed on every reload in 2.6 (docs/router.md).
-def _transport() -> dict:
-    # No Accept-Encoding the client never sent; idle upstream connections expire before uvicorn's 5 s.
-    return {"protocol": "http", "compression": False, "keep_alive": {"idle_timeout": _IDLE_4S}}
-
-
-# The edge's X-Forwarded-For/-Proto/-Host are kept (Caddy appends the edge's address to X-Forwarded-For, which the
-# control plane's uvicorn skips as a trusted proxy); anyone else's are replaced.
-_TRUSTED = ["127.0.0.1/32"]
-
-
-def to_controlplane(layout: Layout) -> dict:
-    return {"handler": "reverse_proxy", "upstreams": [{"dial": layout.controlplane}], "transport": _transport(),
-            "trusted_proxies": _TRUSTED}
-
-
-def _back_to_controlplane(layout: Layout) -> list[dict]:
-    """The request as the client sent it (an app route may have rewritten its path), to the control plane."""
-    return [{"handler": "rewrite", "uri": "{http.request.orig_uri}"}, to_controlplane(layout)]
-
-
-# What the lookup of a request's Space sets (Caddy `map` destinations, read back as placeholders).
-UPSTREAM, PREFIX, STRIP = "{sy_upstream}", "{sy_prefix}", "{sy_strip}"
-
-
-def _to_app(layout: Layout, forwarded_prefix: bool) -> dict:
-    request: dict = {"delete": ["X-Forwarded-Prefix"]}
-    if forwarded_prefix:
-        request = {"set": {"X-Forwarded-Prefix": [PREFIX]}}
-    return {
-        "handler": "reverse_proxy",
-        # One handler for every Space: the dial address is the looked-up upstream.
-        "upstreams": [{"dial": UPSTREAM}],
-        "transport": _transport(),
-        "trusted_proxies": _TRUSTED,
-        "headers": {"request": request},
-        # An app setting a platform cookie: its answer is dropped and the request re-run through the control
-        # plane, whose router removes those Set-Cookie values and keeps the app's own.
-        "handle_response": [{"match": {"headers": {"Set-Cookie": SET_COOKIE_MATCH}},
-                             "routes": [{"handle": _back_to_controlplane(layout)}]}],
-    }
-
-
-def _strip(strip: bool) -> dict:
-    return {"vars": {STRIP: ["1" if strip else "0"]}}
-
-
-def _serve(layout: Layout) -> dict:
-    """A request whose Space was found: the per-SDK prefix rule (docs/router.md), then the app."""
-    under = f"{PREFIX}/*"
-    return {
-        "match": [{"not": [{"vars": {UPSTREAM: [""]}}]}],
-        "handle": [{"handler": "subroute", "routes": [
-            # /apps/o/n without the slash (on the app's host): the control plane redirects.
-            {"match": [{"path": [PREFIX]}], "handle": [to_controlplane(layout)], "terminal": True},
-            # /apps/o/n/... (path-based, or an app's own absolute links on its host): as path-based.
-            {"match": [{"path": [under], **_strip(True)}], "terminal": True, "handle": [
-                {"handler": "rewrite", "strip_path_prefix": PREFIX}, _to_app(layout, forwarded_prefix=True)]},
-            {"match": [{"path": [under]}], "terminal": True, "handle": [_to_app(layout, forwarded_prefix=True)]},
-            # Host-based without the prefix: added back for apps that serve under it (Streamlit).
-            {"match": [_strip(False)], "terminal": True, "handle": [
-                {"handler": "rewrite", "uri": PREFIX + "{http.request.uri}"}, _to_app(layout, forwarded_prefix=False)]},
-            {"handle": [_to_app(layout, forwarded_prefix=False)]},
-        ]}],
-        "terminal": True,
-    }
-
-
-def _lookup(source: str, mappings: list[tuple[str, Route]]) -> dict:
-    return {
-        "handler": "map",
-        "source": source,
-        "destinations": [UPSTREAM, PREFIX, STRIP],
-        "mappings": [{"input": key, "outputs": [r.upstream, r.prefix, "1" if r.strip_prefix else "0"]}
-                     for key, r in mappings],
-        "defaults": ["", "", ""],
-    }
-
-
-def _lookups(table: Table, layout: Layout) -> list[dict]:
-    """Find the request's Space, if it is in the table: by host (`{label}.{apps_domain}`, exact, lower case; other
-    spellings take the control plane's path), else by path `/apps/{owner}/{name}/` on any other host. One map
-    per kind, whatever the number of Spaces: the config grows by a line per Space, not by a route."""
-    apps = f"*.{layout.apps_domain}"
-    routes = [{"match": [{"host": [apps]}], "handle": [
-        _lookup("{http.request.host}", [(f"{r.label}.{layout.apps_domain}", r) for r in table.routes])]}]
+def maps(table: Table, layout: Layout) -> dict[str, dict[str, str]]:
+    """The runtime maps' entries, by map file name; the version last, so that a proxy showing a version holds
+    that version's routes."""
+    out = {"hosts.map": {f"{r.label}.{layout.apps_domain}": _value(r) for r in table.routes}}
     if layout.path_urls:
-        routes.append({
-            "match": [{"path_regexp": {"name": "sy", "pattern": "^/apps/([^/]+)/([^/]+)/"}, "not": [{"host": [apps]}]}],
-            "handle": [_lookup("{http.regexp.sy.1}/{http.regexp.sy.2}", [(r.space, r) for r in table.routes])],
-        })
-    return routes
+        out["paths.map"] = {r.prefix: _value(r) for r in table.routes}
+    out["version.map"] = {VERSION_KEY: str(table.version)}
+    return out
 
 
-def _credentials_route(layout: Layout) -> dict:
-    """Any request carrying a platform credential goes to the control plane: it decides what the credential
-    opens and strips it before any app sees it. An app's own Authorization takes that path too (kept there)."""
-    return {
-        "match": [
-            {"header": {"Authorization": []}},
-            {"header": {"X-Hf-Authorization": []}},
-            {"header_regexp": {"Cookie": {"pattern": COOKIE_PATTERN}}},
-            {"query": {"__sign": ["*"]}},
-        ],
-        "handle": [to_controlplane(layout)],
-        "terminal": True,
+def changes(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]], layout: Layout) -> list[str]:
+    """The runtime API commands that turn the proxy's maps `before` into `after` (both as `maps` gives them),
+    entry by entry."""
+    commands = []
+    for name, entries in after.items():
+        path, previous = layout.path(name), before[name]
+        for key, value in entries.items():
+            if key not in previous:
+                commands.append(f"add map {path} {key} {value}")
+            elif previous[key] != value:
+                commands.append(f"set map {path} {key} {value}")
+        commands += [f"del map {path} {key}" for key in previous.keys() - entries.keys()]
+    return commands
+
+
+def _value(r: Route) -> str:
+    return SEP.join((r.upstream, r.prefix, "1" if r.strip_prefix else "0"))
+
+
+def map_text(entries: dict[str, str]) -> str:
+    return "".join(f"{k} {v}\n" for k, v in entries.items())
+
+
+def _lua() -> str:
+    names = ", ".join(f'["{n}"] = true' for n in _NAMES)
+    return f"""-- Apps cannot set the platform's cookies: their Set-Cookie headers go, the app's own stay.
+local platform = {{{names}}}
+core.register_action("strip_platform_cookies", {{"http-res"}}, function(txn)
+  local values = txn.http:res_get_headers()["set-cookie"] or {{}}
+  txn.http:res_del_header("set-cookie")
+  for i = 0, #values do
+    local v = values[i]
+    if v ~= nil then
+      local name = v:match("^%s*([^=]*)"):gsub("%s+$", ""):lower()
+      if not platform[name] then txn.http:res_add_header("set-cookie", v) end
+    end
+  end
+end)
+"""
+
+
+def _page(status: str, message: str) -> str:
+    body = f"<!doctype html><title>{status}</title><h1>{message}</h1>\n"
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+        f"Cache-Control: no-store\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}"
+    )
+
+
+def config(layout: Layout) -> str:
+    """haproxy.cfg: static (the Spaces live in the maps), so it is written once and never reloaded."""
+    hosts, paths, version, lua = (layout.path(n) for n in ("hosts.map", "paths.map", "version.map", "cookies.lua"))
+    app_down, cp_down = layout.path("app-down.http"), layout.path("cp-down.http")
+    log = f"    log {layout.activity} len 1024 format raw local0\n" if layout.activity else ""
+    path_lookup = ""
+    if layout.path_urls:
+        # /apps/{owner}/{name}/ on any host that is not an app's: its prefix is the key.
+        path_lookup = (
+            f"    http-request set-var(txn.sy) path,field(1,/,4),map({paths}) "
+            "if !app_host !credential { path -m reg ^/apps/[^/]+/[^/]+/ }\n"
+        )
+    return f"""# Written by Spaceyard (controlplane/proxy/config.py); the Spaces are in the maps beside it.
+global
+    stats socket {layout.socket} mode 600 level admin
+{log}    lua-load {lua}
+
+defaults
+    mode http
+{"    log global" if layout.activity else "    no log"}
+    # The activity line: the prefix of the Space that served the request (nothing is logged for the rest).
+    log-format "%[var(txn.prefix)]"
+    timeout connect 10s
+    timeout http-request 30s
+    timeout http-keep-alive 5m
+    # No read timeout to speak of: SSE streams and long generations may be silent for minutes.
+    timeout client 1h
+    timeout server 1h
+    timeout tunnel 1h
+    # A kept-alive connection the app closed at the moment it was reused: sent again on a new one.
+    retry-on conn-failure empty-response
+    retries 2
+
+frontend spaceyard
+    bind {layout.listen}
+    # The first proxy: clients' own X-Forwarded-* are replaced.
+    http-request del-header X-Forwarded-For
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request del-header X-Forwarded-Prefix
+
+    # Any platform credential: the control plane decides what it opens and strips it before an app sees it.
+    acl credential req.hdr_cnt(authorization) gt 0
+    acl credential req.hdr_cnt(x-hf-authorization) gt 0
+    acl credential req.hdr(cookie) -m reg -i {COOKIE_PATTERN}
+    acl credential urlp(__sign) -m found
+    # The Space, by host ({{label}}.{layout.apps_domain}) or by path; never path-based on an app's own host.
+    acl app_host req.hdr(host),field(1,:),lower -m end .{layout.apps_domain}
+    http-request set-var(txn.sy) req.hdr(host),field(1,:),lower,map({hosts}) if app_host !credential
+{path_lookup}    acl found var(txn.sy) -m found
+    http-request set-var(txn.prefix) var(txn.sy),field(2,|) if found
+    # /apps/o/n without the slash: the control plane redirects.
+    http-request unset-var(txn.sy) if found {{ path,strcmp(txn.prefix) eq 0 }}
+    http-request unset-var(txn.prefix) if !found
+    # The per-SDK prefix rule (docs/router.md), decided before the path changes.
+    acl under path,field(1,/,4),strcmp(txn.prefix) eq 0
+    acl strip var(txn.sy),field(3,|) -m str 1
+    http-request set-var(txn.rule) str(strip) if found under strip
+    http-request set-var(txn.rule) str(under) if found under !strip
+    http-request set-var(txn.rule) str(prepend) if found !under !strip
+    http-request set-header X-Forwarded-Prefix %[var(txn.prefix)] if {{ var(txn.rule) -m str strip under }}
+    http-request replace-path ^/apps/[^/]+/[^/]+(/.*)$ \\1 if {{ var(txn.rule) -m str strip }}
+    http-request set-path %[var(txn.prefix)]%[path] if {{ var(txn.rule) -m str prepend }}
+    # Straight to the Space's container: the looked-up address becomes the connection's destination.
+    http-request set-dst var(txn.sy),field(1,|),field(1,:) if found
+    http-request set-dst-port var(txn.sy),field(1,|),field(2,:) if found
+    http-request set-log-level silent if !found
+    # The table's version: read by the pusher through the runtime API only.
+    http-request set-var(txn.version) str({VERSION_KEY}),map({version}) if FALSE
+    use_backend app if found
+    default_backend controlplane
+
+backend app
+    server app 0.0.0.0:0
+    http-response lua.strip_platform_cookies if {{ res.hdr(set-cookie) -m reg -i {SET_COOKIE_PATTERN} }}
+    errorfile 503 {app_down}
+
+backend controlplane
+    server controlplane {layout.controlplane}
+    errorfile 503 {cp_down}
+"""
+
+
+def files(table: Table, layout: Layout) -> dict[str, str]:
+    """Every file the proxy starts from, by name in `layout.folder`."""
+    out = {
+        "haproxy.cfg": config(layout),
+        "cookies.lua": _lua(),
+        "app-down.http": _page("502 Bad Gateway", "The app is not answering"),
+        "cp-down.http": _page("502 Bad Gateway", "Spaceyard is not answering; try again in a moment"),
     }
-
-
-def _version_route(version: int) -> dict:
-    return {
-        "@id": VERSION_ID,
-        "match": [{"host": [VERSION_HOST]}],
-        "handle": [{"handler": "static_response", "status_code": 404, "body": str(version)}],
-        "terminal": True,
-    }
-
-
-def loaded_version(version_route: dict) -> int:
-    """The version in the route `GET /id/spaceyard-version` returns."""
-    return int(version_route["handle"][0]["body"])
-
-
-def build(table: Table, layout: Layout) -> dict:
-    """The Caddy config serving `table`. A request to an app's own host is never path-based, as in the Python
-    router."""
-    routes = [_version_route(table.version), _credentials_route(layout), *_lookups(table, layout), _serve(layout),
-              {"handle": [to_controlplane(layout)]}]
-    server: dict = {
-        "listen": [layout.listen],
-        "automatic_https": {"disable": True},
-        "routes": routes,
-        # An app route whose container stopped answering (a route not yet updated): the activator answers.
-        "errors": {"routes": [{"match": [{"expression": "{http.error.status_code} == 502"}],
-                               "handle": _back_to_controlplane(layout)}]},
-    }
-    config: dict = {
-        # Over the unix socket Caddy checks the Host header against `origins`: the pusher sends "localhost".
-        "admin": {"listen": f"unix/{layout.admin_socket}", "origins": ["localhost"], "config": {"persist": False}},
-        "storage": {"module": "file_system", "root": layout.storage_dir},
-        "apps": {"http": {"servers": {"spaceyard": server}}},
-    }
-    if layout.activity:
-        server["logs"] = {"default_logger_name": ACCESS_LOGGER}
-        config["logging"] = {"logs": {
-            "default": {"exclude": [f"http.log.access.{ACCESS_LOGGER}"]},
-            ACCESS_LOGGER: {
-                "writer": {"output": "net", "address": f"udp/{layout.activity}"},
-                "encoder": {"format": "json"},
-                "include": [f"http.log.access.{ACCESS_LOGGER}"],
-            },
-        }}
-    return config
-
-
-def edge(layout: Layout) -> dict:
-    """The edge's config: the public listener. App traffic (app hosts, /apps/) goes to the routing tier; the rest
-    (API, git, dashboard) straight to the control plane, so route-table loads never touch it (a clone running
-    across a load once broke off mid-pack). Static: written once at start and never reloaded, so client
-    connections live across route changes."""
-    assert layout.edge is not None
-    to_routing = [{"handler": "reverse_proxy", "upstreams": [{"dial": layout.listen}], "transport": _transport()}]
-    # No trusted_proxies: the edge is the first proxy, and clients' own X-Forwarded-* are replaced.
-    direct = [{"handler": "reverse_proxy", "upstreams": [{"dial": layout.controlplane}], "transport": _transport()}]
-    return {
-        "admin": {"disabled": True, "config": {"persist": False}},
-        "storage": {"module": "file_system", "root": layout.storage_dir + "-edge"},
-        "apps": {"http": {"servers": {"edge": {
-            "listen": [layout.edge],
-            "automatic_https": {"disable": True},
-            "routes": [
-                {"match": [{"host": [f"*.{layout.apps_domain}"]}, {"path": ["/apps/*"]}], "handle": to_routing},
-                {"handle": direct},
-            ],
-        }}}},
-    }
+    for name, entries in maps(table, layout).items():
+        out[name] = map_text(entries)
+    out.setdefault("paths.map", "")
+    return out

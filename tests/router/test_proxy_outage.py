@@ -82,7 +82,7 @@ def test_a_restarted_proxy_serves_the_last_routes_at_once(plat: RunningPlatform)
 
 
 def test_requests_the_proxy_serves_keep_the_space_awake_and_a_sleeping_one_wakes(plat: RunningPlatform) -> None:
-    """The sleeper hears of requests Caddy served directly (its access log), not only of the control plane's."""
+    """The sleeper hears of requests HAProxy served directly (its log), not only of the control plane's."""
     api = HfApi(endpoint=plat.url, token=plat.user(OWNER))
     api.set_space_sleep_time(SPACE, 3)
     plat.wait_stage(SPACE, {"RUNNING"}, OWNER, timeout=60)
@@ -94,4 +94,5 @@ def test_requests_the_proxy_serves_keep_the_space_awake_and_a_sleeping_one_wakes
         assert client.get(f"/api/spaces/{SPACE}/runtime").json()["stage"] == "RUNNING"
     # Left alone it sleeps; the next visit (through the control plane now) wakes it.
     plat.wait_stage(SPACE, {"STOPPED"}, OWNER, timeout=30)
-    assert httpx.get(f"{plat.url}/apps/{SPACE}/again", timeout=90).status_code == 200
+    again = httpx.get(f"{plat.url}/apps/{SPACE}/again", timeout=90)
+    assert again.status_code == 200, (again.headers, again.text[:300])

@@ -212,6 +212,23 @@ def test_redis_crash_mid_build(faults, tmp_path):
     assert platform.wait_stage("fay/brokerloss", FINAL)["stage"] == "RUNNING"
 
 
+def test_control_plane_killed_mid_build(faults, tmp_path):
+    """The build goes on without the control plane; the restarted one reads its result and deploys it once."""
+    platform, broker, _hold = faults
+    create(platform, "fay", "cpkill", sdk="docker")
+    commit = push(
+        platform, "fay", "cpkill", {"README.md": readme("docker"), "Dockerfile": slow_dockerfile(10)}, tmp_path
+    )
+    build_id = builds_of(platform, "fay/cpkill")[0]["id"]
+    wait_for(lambda: slow_step_reached(broker, platform, build_id), 90, "the build never reached its slow step")
+    platform.platform.stop_process("controlplane", signal.SIGKILL)
+    platform.platform.start_controlplane()
+    build = assert_live_once(platform, "fay/cpkill", commit, started_within=RESEND_AFTER + 180)
+    assert build["attempt"] == 1
+    kinds = event_kinds(platform, broker, build_id)
+    assert kinds.count("started") == 1 and kinds.count("result") == 1, kinds
+
+
 def test_a_space_left_building_with_no_build_in_the_line_is_settled(faults, tmp_path):
     """The control plane stopped between a build's result and its deploy: the Space must not stay BUILDING."""
     platform, _broker, _hold = faults

@@ -152,3 +152,28 @@ def test_a_redis_crash_mid_build_does_not_fail_the_build(restartable_redis, spac
         worker.join(120)
         with contextlib.suppress(docker.errors.ImageNotFound):
             docker_api.remove_image(req.image, force=True)
+
+
+def test_a_worker_whose_claim_was_taken_over_stops_without_a_result(client, space_repo, docker_api) -> None:
+    """Frozen past its lease, a worker finds another delivery building: it stops, and never writes a result."""
+    dockerfile = SLOW_DOCKERFILE.replace("sleep 12", f"sleep 4 && echo {uuid.uuid4().hex}")
+    req = request(
+        space_repo, space_repo.commit({"README.md": "---\nsdk: docker\n---\n", "Dockerfile": dockerfile}), sdk="docker"
+    )
+    outcome: list[Any] = []
+    worker = threading.Thread(target=lambda: outcome.append(run_build(req, BuilderSettings(), "w1")))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("sleep 4" in f.get("line", "") for _id, f in client.xrange(req.events)):
+            assert time.monotonic() < deadline, "the build never reached its slow step"
+            time.sleep(0.1)
+        client.set(f"{req.events}:claim", "the-other-delivery", px=60_000)
+        worker.join(60)
+        assert outcome == [None]
+        assert "result" not in kinds(client, req.events)
+        assert client.get(f"{req.events}:claim") == "the-other-delivery"
+    finally:
+        worker.join(60)
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_api.remove_image(req.image, force=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import Subquery
 
 from controlplane.models import Space, SpaceLike, User
 
@@ -27,9 +27,9 @@ def unlike(s: Session, user: User, space: Space) -> None:
     s.execute(delete(SpaceLike).where(SpaceLike.space_id == space.id, SpaceLike.user_id == user.id))
 
 
-def count_of(space_id: ColumnElement) -> ColumnElement[int]:
-    """The number of likes of the Space `space_id` names, as a column of a query (listing, sorting)."""
-    return select(func.count(SpaceLike.id)).where(SpaceLike.space_id == space_id).scalar_subquery()
+def like_counts() -> Subquery:
+    """(space_id, likes) of every liked Space, to join a listing on (sorting by likes)."""
+    return select(SpaceLike.space_id, func.count(SpaceLike.id).label("likes")).group_by(SpaceLike.space_id).subquery()
 
 
 def counts(s: Session, space_ids: list[int]) -> dict[int, int]:

@@ -14,14 +14,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from controlplane.api.deps import Caller
 from controlplane.api.errors import ApiError
-from controlplane.likes import count_of
+from controlplane.likes import like_counts
 from controlplane.models import Space
 from controlplane.spaces import SDKS
 
 MAX_PAGE = 1000
 # The Hub's sort keys (the client sends these for likes, last_modified, created_at). lastModified orders by the
 # Space row's last change (a commit's build, a stage change), which the database holds for every Space.
-SORTS = {"likes": count_of(Space.id), "lastModified": Space.updated_at, "createdAt": Space.created_at}
+SORTS = ("likes", "lastModified", "createdAt")
 
 
 def readable(who: Caller) -> ColumnElement[bool]:
@@ -59,7 +59,13 @@ def spaces_query(
         raise ApiError(400, f"Unsupported sort {sort!r}: use one of {', '.join(SORTS)}.")
     if direction not in (-1, 1):
         raise ApiError(400, f"Invalid direction {direction}: -1 (descending, the default) or 1.")
-    key, tie = SORTS[sort], Space.id
+    if sort == "likes":
+        # One grouped pass over the likes, joined: a count per Space (a correlated subquery) costs 2x at 10,000.
+        counted = like_counts()
+        q, key = q.outerjoin(counted, counted.c.space_id == Space.id), func.coalesce(counted.c.likes, 0)
+    else:
+        key = Space.updated_at if sort == "lastModified" else Space.created_at
+    tie = Space.id
     return q.order_by(*((key.desc(), tie.desc()) if direction == -1 else (key.asc(), tie.asc())))
 
 

@@ -39,6 +39,7 @@ def cmd_serve(settings: Settings, _args) -> int:
     import logging
 
     import uvicorn
+    from uvicorn.main import STARTUP_FAILURE
 
     from controlplane.access_log import drop_app_traffic
     from controlplane.app import create_app
@@ -66,8 +67,9 @@ def cmd_serve(settings: Settings, _args) -> int:
     )
     if not settings.access_log:
         drop_app_traffic()
-    Server(config, app).run()
-    return 0
+    server = Server(config, app)
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE  # as uvicorn.run: a failed start-up is not a clean exit
 
 
 def ensure_admin(settings: Settings) -> str | None:

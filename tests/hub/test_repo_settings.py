@@ -194,6 +194,16 @@ assert api.space_info("oldset/vis").id == "oldset/moved"
 api.create_repo("oldset/target", repo_type="space", space_sdk="static")
 url = api.duplicate_space("oldset/moved", to_id="oldset/target", exist_ok=True)
 assert url.endswith("/spaces/oldset/target"), url
+# 0.x sends direction=-1 with a sort; a like through the API the Hub's pages use, then the old client's unlike.
+listed = [s.id for s in api.list_spaces(author="oldset", sort="created_at", direction=-1)]
+assert listed == ["oldset/target", "oldset/moved"], listed
+import urllib.request
+urllib.request.urlopen(urllib.request.Request(os.environ["ENDPOINT"] + "/api/spaces/oldset/moved/like", method="POST",
+                                              headers={"Authorization": "Bearer " + os.environ["TOKEN"]}))
+assert [s.id for s in api.list_spaces(author="oldset", sort="likes", direction=-1)][0] == "oldset/moved"
+assert api.list_liked_repos("oldset").spaces == ["oldset/moved"]
+api.unlike("oldset/moved", repo_type="space")
+assert api.space_info("oldset/moved").likes == 0
 print("ok")
 """
 

@@ -15,15 +15,17 @@ import asyncio
 import json
 import logging
 import time
+from datetime import timedelta
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from controlplane.builds import ACTIVE, dispatch_safely, events_key, send
+from controlplane.builds import ACTIVE, dispatch_safely, events_key, send, start_build
 from controlplane.deploy import Deployer
 from controlplane.models import Build, Space, utcnow
+from controlplane.repos import RepoError
 from controlplane.services import Services
 from controlplane.stages import SERVING, Stage, set_stage
 
@@ -142,17 +144,29 @@ class BuildEventsConsumer:
             return None
 
     def _stranded(self, starting: set[int]) -> list[tuple[int, int]]:
-        """Spaces BUILDING or RUNNING_BUILDING with no build queued or running: (Space, build) to deploy when
-        their last build succeeded and does not run; otherwise their stage says how it ended."""
+        """Spaces BUILDING or RUNNING_BUILDING for a whole heartbeat timeout with no build queued or running (the
+        control plane stopped between a result and its deploy, or before an API commit's build began): the head
+        of main is built if no build has it, else the last build deployed if it succeeded and does not run,
+        else the stage says how it ended. Returns the (Space, build) pairs to deploy."""
         deploys = []
+        quiet_since = utcnow() - timedelta(seconds=self.svc.settings.build_heartbeat_timeout)
         with self.svc.db.session() as s:
-            building = select(Space).where(Space.stage.in_([Stage.BUILDING, Stage.RUNNING_BUILDING]))
+            building = select(Space).where(
+                Space.stage.in_([Stage.BUILDING, Stage.RUNNING_BUILDING]), Space.updated_at < quiet_since
+            )
             for space in s.scalars(building):
                 last = s.scalar(select(Build).where(Build.space_id == space.id).order_by(Build.id.desc()).limit(1))
                 if space.id in starting or (last is not None and last.status in ACTIVE):
                     continue
+                try:
+                    head = self.svc.repos.head(space.owner, space.name)
+                except RepoError as e:
+                    log.error("could not read the head of %s to settle its stage: %s", space.full_name, e)
+                    continue
                 log.warning("%s was left %s with no build in the line; settling it", space.full_name, space.stage)
-                if last is not None and last.status == "SUCCESS" and last.id != space.running_build_id:
+                if head is not None and (last is None or last.commit_sha != head):
+                    start_build(self.svc, s, space, head)
+                elif last is not None and last.status == "SUCCESS" and last.id != space.running_build_id:
                     deploys.append((space.id, last.id))
                 elif last is not None and last.status == "FAILED":
                     show_failure(s, space, last)

@@ -22,7 +22,7 @@ import sqlalchemy
 from controlplane.builds import events_key
 from controlplane.core.config import Settings
 from controlplane.launcher import docker_ok, free_port
-from tests.conftest import RunningPlatform, launch
+from tests.conftest import RunningPlatform, git, launch
 from tests.e2e.spaces import create, push, readme
 
 pytestmark = pytest.mark.docker
@@ -229,6 +229,23 @@ def test_control_plane_killed_mid_build(faults, tmp_path):
     assert kinds.count("started") == 1 and kinds.count("result") == 1, kinds
 
 
+def strand(platform: RunningPlatform, space: str) -> None:
+    """What a control plane stopped at the wrong moment leaves: BUILDING, and no build in the line."""
+    owner, name = space.split("/")
+    engine = sqlalchemy.create_engine(Settings(data_dir=platform.data_dir).sqlalchemy_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sqlalchemy.text(
+                    "UPDATE spaces SET stage = 'BUILDING', running_build_id = NULL "
+                    "WHERE owner = :owner AND name = :name"
+                ),
+                {"owner": owner, "name": name},
+            )
+    finally:
+        engine.dispose()
+
+
 def test_a_space_left_building_with_no_build_in_the_line_is_settled(faults, tmp_path):
     """The control plane stopped between a build's result and its deploy: the Space must not stay BUILDING."""
     platform, _broker, _hold = faults
@@ -236,19 +253,34 @@ def test_a_space_left_building_with_no_build_in_the_line_is_settled(faults, tmp_
     push(platform, "fay", "stranded", {"README.md": readme("static"), "index.html": "<p>hi</p>\n"}, tmp_path)
     assert platform.wait_stage("fay/stranded", FINAL)["stage"] == "RUNNING"
     [build] = builds_of(platform, "fay/stranded")
-    engine = sqlalchemy.create_engine(Settings(data_dir=platform.data_dir).sqlalchemy_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                sqlalchemy.text(
-                    "UPDATE spaces SET stage = 'BUILDING', running_build_id = NULL "
-                    "WHERE owner = 'fay' AND name = 'stranded'"
-                )
-            )
-    finally:
-        engine.dispose()
+    strand(platform, "fay/stranded")
     assert platform.wait_stage("fay/stranded", FINAL, timeout=90)["stage"] == "RUNNING"
     assert builds_of(platform, "fay/stranded") == [build]  # deployed again, not built again
     wait_for(lambda: len(platform.containers("fay/stranded")) == 1, 30, "the replaced instance was not retired")
     [container] = platform.containers("fay/stranded")
     assert container.image.labels["spaceyard.build"] == str(build["id"])
+
+
+def test_a_commit_whose_build_never_started_is_built(faults, tmp_path):
+    """An API commit shows BUILDING at once and starts its build a moment later: a control plane stopped in that
+    moment left the commit unbuilt. The head of main is what a Space should run, so it is built."""
+    platform, _broker, _hold = faults
+    create(platform, "fay", "unbuilt", sdk="static")
+    push(platform, "fay", "unbuilt", {"README.md": readme("static"), "index.html": "<p>one</p>\n"}, tmp_path)
+    assert platform.wait_stage("fay/unbuilt", FINAL)["stage"] == "RUNNING"
+    # A commit lands in the repo behind the control plane's back (no push handler, no build), and the Space says
+    # BUILDING as an API commit leaves it.
+    work = tmp_path / "fay-unbuilt"
+    (work / "index.html").write_text("<p>two</p>\n")
+    git("commit", "-qam", "two", cwd=work)
+    bare = Settings(data_dir=platform.data_dir).repos_dir / "fay" / "unbuilt.git"
+    git("push", "-q", str(bare), "HEAD:main", cwd=work)
+    commit = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    strand(platform, "fay/unbuilt")
+
+    def serves_it() -> bool:
+        containers = platform.containers("fay/unbuilt")
+        return len(containers) == 1 and containers[0].image.labels["spaceyard.commit"] == commit
+
+    wait_for(serves_it, RESEND_AFTER + 120, "the unbuilt commit never went live")
+    assert [b["commit_sha"] for b in builds_of(platform, "fay/unbuilt")][-1] == commit

@@ -130,9 +130,11 @@ cluster needs: every tier has exactly one pool, GPU tiers run on GPU pools, buil
 {{- end -}}
 {{- end -}}
 {{- $poolLabels := include "spaceyard.poolLabelValues" . | fromJson -}}
+{{- if .Values.builder.avoidSpacePools -}}
 {{- range $k, $v := .Values.builder.nodeSelector -}}
 {{- if has $v (get $poolLabels $k | default list) -}}
-{{- fail (printf "builder.nodeSelector: %s=%s selects a Space node pool; builds must run on their own nodes" $k $v) -}}
+{{- fail (printf "builder.nodeSelector: %s=%s selects a Space node pool; builds must run on their own nodes (or set builder.avoidSpacePools: false on a one-node cluster)" $k $v) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- include "spaceyard.validateBuilder" . -}}

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+import sqlalchemy
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
@@ -55,6 +56,16 @@ def app_says(platform, path: str, timeout: float = 120) -> dict:
             return resp.json()
         assert time.monotonic() < deadline, f"{path}: {resp.status_code} {resp.text[:300]}"
         time.sleep(0.5)
+
+
+def usage(platform, prefix: str) -> list[tuple[str, bool]]:
+    """(Space name, ended) of the usage intervals whose Space name starts with `prefix`, oldest first."""
+    engine = sqlalchemy.create_engine(f"sqlite:///{platform.data_dir / 'spaceyard.db'}")
+    query = sqlalchemy.text(
+        "SELECT space_name, ended_at IS NOT NULL FROM usage_intervals WHERE space_name LIKE :p ORDER BY id"
+    )
+    with engine.connect() as conn:
+        return [(name, bool(ended)) for name, ended in conn.execute(query, {"p": prefix + "%"})]
 
 
 def test_update_repo_settings_switches_visibility(platform):
@@ -140,6 +151,8 @@ def test_move_repo_redirects_old_urls_and_the_app_runs_under_its_new_name(platfo
     while app_says(platform, "/apps/mover/after/")["space_id"] != "mover/after":
         assert time.monotonic() < deadline, "the app never restarted under its new name"
         time.sleep(0.5)
+    # Usage from the move on is billed under the new name: the interval under the old one ended at the move.
+    assert usage(platform, "mover/") == [("mover/before", True), ("mover/after", False)]
     old = httpx.get(f"{platform.url}/apps/mover/before/x?q=1")
     assert old.status_code == 307 and old.headers["location"] == "/apps/mover/after/x?q=1"
     assert app_says(platform, "/apps/mover/before/x?q=1") == {"space_id": "mover/after", "path": "/x?q=1"}

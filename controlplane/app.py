@@ -30,6 +30,7 @@ from controlplane.api.routes import (
     secrets_vars,
     spaces,
     uploads,
+    webhooks,
     whoami,
 )
 from controlplane.api.views import apps_origin_pattern, host_url
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # hardware before spaces: /api/spaces/hardware is a fixed path, never a Space.
     for module in (hardware, admin, repos, spaces, secrets_vars, likes, logs, whoami, billing, files, uploads, history):
         app.include_router(module.router)
+    app.include_router(webhooks.router)
     app.include_router(git_router)
     dashboard.install(app)
 

@@ -49,6 +49,8 @@ class K8sOptions:
     tls_secret: str | None = None  # e.g. a wildcard certificate for *.apps_domain
     image_pull_secret: str | None = None
     image_pull_policy: str = "IfNotPresent"
+    # Where the builder pushed the images (SPACEYARD_REGISTRY): a build's image is pulled as {registry}/{image}.
+    registry: str | None = None
     http_probe_path: str | None = None  # None: TCP probe, since Docker Spaces may answer 404 on "/"
     # requests = limits × ratio for cpu/memory; 1.0 gives Guaranteed QoS, but a tier sized exactly like
     # its nodes (t4-small on a 4 vCPU/16 GB node) only fits below 1.0 because of system reservations.
@@ -223,6 +225,11 @@ def secret_checksum(spec: AppSpec) -> str:
     return hashlib.sha256(items.encode()).hexdigest()
 
 
+def pulled_image(image: str, settings: K8sOptions) -> str:
+    """The name nodes pull a build's image by: the builder pushes it as {registry}/{image} (builder.tasks._push)."""
+    return f"{settings.registry.rstrip('/')}/{image}" if settings.registry else image
+
+
 def make_deployment(spec: AppSpec, pool: Pool, settings: K8sOptions, start: str = "", replicas: int = 1) -> dict:
     """The Deployment of one start of a build (InstanceKey); replicas=0 keeps it while paused or sleeping."""
     meta = _metadata(spec, settings)
@@ -236,7 +243,7 @@ def make_deployment(spec: AppSpec, pool: Pool, settings: K8sOptions, start: str 
         strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     container = {
         "name": CONTAINER,
-        "image": spec.image,
+        "image": pulled_image(spec.image, settings),
         "imagePullPolicy": settings.image_pull_policy,
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         "env": _env(spec),

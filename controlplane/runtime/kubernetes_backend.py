@@ -91,6 +91,7 @@ class KubernetesBackend(RuntimeBackend):
             ingress_class=settings.ingress_class,
             tls_secret=settings.apps_tls_secret,
             image_pull_secret=settings.image_pull_secret,
+            registry=settings.registry,
             request_ratio=settings.k8s_request_ratio,
         )
         catalog = load_catalog(settings.tiers_file) if settings.tiers_file else default_catalog()

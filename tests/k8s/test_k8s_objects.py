@@ -144,6 +144,15 @@ def test_request_ratio_lowers_requests_not_limits_or_gpus() -> None:
     assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "1"
 
 
+def test_the_pod_pulls_the_image_the_builder_pushed() -> None:
+    # The builder pushes a build's image (spaceyard-<instance>/space-<id>:b<n>) as {SPACEYARD_REGISTRY}/<image>.
+    pushed = K8sOptions(registry="127.0.0.1:5000/spaceyard/")
+    image = container(render("cpu-basic", pushed, image="spaceyard-x/space-1:b2")["Deployment"])["image"]
+    assert image == "127.0.0.1:5000/spaceyard/spaceyard-x/space-1:b2"
+    local = container(render("cpu-basic", image="spaceyard-x/space-1:b2")["Deployment"])["image"]
+    assert local == "spaceyard-x/space-1:b2"
+
+
 @pytest.mark.parametrize("tier", TIERS)
 def test_gpu_tiers_recreate_instead_of_surging(tier: str) -> None:
     strategy = render(tier)["Deployment"]["spec"]["strategy"]

@@ -121,6 +121,15 @@ def hold_lock(data_dir: Path) -> BinaryIO:
     return lock
 
 
+def started_at(pid: int) -> str | None:
+    """When a process started (clock ticks since boot, /proc/PID/stat), None when it is gone: with the pid it
+    names one process, never a later one that reuses the pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def describe_exit(code: int) -> str:
     return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
@@ -156,6 +165,26 @@ class Platform:
         if self._lock is None:
             self._lock = hold_lock(self.data_dir)
 
+    def _record_parts(self) -> None:
+        """The parts' pids in the data dir, so a later `up` can stop what an `up` killed outright left running."""
+        entries = [f"{proc.pid} {started_at(proc.pid)}\n" for _name, proc in self.procs]
+        with open(self.data_dir / "parts.pids", "w", opener=private_opener) as f:
+            f.writelines(entries)
+
+    def _stop_leftovers(self) -> None:
+        """Each part runs in a session of its own, so an `up` that was SIGKILLed leaves them running (holding
+        ports); the lock says no other `up` has them now."""
+        path = self.data_dir / "parts.pids"
+        if not path.exists():
+            return
+        for line in path.read_text().splitlines():
+            pid, started = line.split()
+            if started_at(int(pid)) == started:
+                say(f"stopping process group {pid}, left running by an earlier spaceyard up")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(int(pid), signal.SIGKILL)
+        path.unlink()
+
     def _spawn(
         self, name: str, args: list[str], *, private: bool = True, extra_env: dict[str, str] | None = None
     ) -> subprocess.Popen:
@@ -175,6 +204,7 @@ class Platform:
                 umask=PRIVATE_UMASK if private else -1,
             )
             self.procs.append((name, proc))
+            self._record_parts()
         finally:
             self._holding = False
         self._pumps.append(
@@ -222,6 +252,7 @@ class Platform:
 
     def start(self, *, base_images: bool = True) -> None:
         self.lock()
+        self._stop_leftovers()
         make_tree_private(self.data_dir)
         ensure_docker(self.logs)
         if not self.env.get("SPACEYARD_REDIS_URL"):
@@ -318,6 +349,7 @@ class Platform:
                 os.killpg(proc.pid, signal.SIGKILL)
         for entry in procs:
             self.procs.remove(entry)
+        self._record_parts()
 
     def remove_engine_objects(self) -> None:
         """Remove every container and image this installation made (for throwaway test and bench platforms)."""

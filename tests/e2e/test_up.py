@@ -21,8 +21,13 @@ pytestmark = pytest.mark.docker
 def test_up_prints_url_and_token_and_ctrl_c_stops_everything(tmp_path):
     port = free_port()
     env = {**os.environ, "SPACEYARD_DATA_DIR": str(tmp_path / "data"), "SPACEYARD_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "controlplane.cli", "up"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controlplane.cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 300
@@ -75,4 +80,22 @@ def test_up_in_the_background_stops_everything_on_a_signal(tmp_path, sig, shell)
         assert not up.health()
     finally:
         for proc in alive(parts) + processes_of(up.data_dir):  # a failed stop must not leave the platform behind
+            proc.kill()
+
+
+def test_the_next_up_stops_what_an_up_killed_outright_left_running(tmp_path):
+    first = Up(tmp_path).start().wait_up()
+    parts = first.descendants()
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait_exit(30)
+    assert alive(parts)  # each part has a session of its own: nothing stops them with their supervisor
+    second = Up(tmp_path, port=first.port).start()
+    try:
+        second.wait_up()  # on the same ports
+        assert "left running by an earlier spaceyard up" in second.output()
+        assert alive(parts) == []
+        assert second.health()
+    finally:
+        second.stop()
+        for proc in alive(parts):
             proc.kill()

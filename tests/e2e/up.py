@@ -85,10 +85,12 @@ class Up:
     """`shell`: a command line that starts `up` in the background ({up} and {out} filled in), as with `&` or
     `setsid nohup`; its pid then comes from the pid file `up` writes."""
 
-    def __init__(self, tmp: Path, extra_env: dict[str, str] | None = None, shell: str | None = None) -> None:
+    def __init__(
+        self, tmp: Path, extra_env: dict[str, str] | None = None, shell: str | None = None, port: int | None = None
+    ) -> None:
         self.data_dir = tmp / "data"
         self.out = tmp / "up.out"
-        self.port = free_port()
+        self.port = port or free_port()
         self.env = {
             "SPACEYARD_DATA_DIR": str(self.data_dir),
             "SPACEYARD_PORT": str(self.port),

@@ -91,8 +91,8 @@ def check_url(url: object, *, private_ok: bool) -> Target:
 def address_refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, private_ok: bool) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
-    # Link-local holds the clouds' metadata services (169.254.169.254, fd00:ec2::254 is also private): never.
-    if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+    # Link-local holds the clouds' metadata services (169.254.169.254; fd00:ec2::254 is also private): never.
+    if ip.is_link_local or ip.is_multicast or ip.is_unspecified or (ip.is_reserved and not ip.is_loopback):
         return "a link-local, multicast or reserved address (cloud metadata lives there)"
     if not ip.is_global and not private_ok:
         return "a loopback or private address; an operator can allow those with SPACEYARD_LINK_PRIVATE_ADDRESSES"

@@ -31,8 +31,8 @@ def save_link(
     new_secret: bool = False,
 ) -> str | None:
     """Link `space` (or change its link). Returns the webhook secret when Spaceyard generated one (shown once)."""
-    check_url(url, private_ok=svc.settings.link_private_addresses)
     check_branch(branch)
+    check_url(url, private_ok=svc.settings.link_private_addresses)
     link = link_of(s, space)
     generated = None
     if webhook_secret not in (None, ""):

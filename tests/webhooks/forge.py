@@ -23,12 +23,15 @@ from tests.conftest import git
 class Forge:
     """Repos under `root`, served at http://127.0.0.1:PORT/{name}.git; `token` (if set) is required for every
     request. Every Authorization header received is kept in `seen_auth` (the tests check the credential arrived,
-    and only as a header)."""
+    and only as a header). Hostile modes for the attacker tests: `redirect_to` answers every request with a
+    redirect there; `reflect_auth` refuses with a git error message quoting the credential it was sent."""
 
     def __init__(self, root: Path, token: str | None = None) -> None:
         self.root, self.token = root, token
         self.seen_auth: list[str] = []
         self.paths: list[str] = []
+        self.redirect_to: str | None = None
+        self.reflect_auth = False
         forge = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,6 +58,15 @@ class Forge:
         auth = req.headers.get("Authorization")
         if auth:
             self.seen_auth.append(auth)
+        if self.redirect_to is not None:
+            req.send_response(302)
+            req.send_header("Location", self.redirect_to + req.path)
+            req.send_header("Content-Length", "0")
+            req.end_headers()
+            return
+        if self.reflect_auth:
+            self.reflect(req, auth or "")
+            return
         if self.token is not None:
             expected = "Basic " + base64.b64encode(f"x-access-token:{self.token}".encode()).decode()
             if auth != expected:
@@ -93,6 +105,21 @@ class Forge:
         req.send_header("Content-Length", str(len(payload)))
         req.end_headers()
         req.wfile.write(payload)
+
+    @staticmethod
+    def reflect(req: BaseHTTPRequestHandler, auth: str) -> None:
+        """A git protocol error (`fatal: remote error: ...`) quoting the header and the token inside it."""
+        decoded = base64.b64decode(auth.split(" ", 1)[-1]).decode(errors="replace") if auth else ""
+
+        def pkt(text: str) -> bytes:
+            return f"{len(text.encode()) + 4:04x}".encode() + text.encode()
+
+        body = pkt("# service=git-upload-pack\n") + b"0000" + pkt(f"ERR you sent {auth} ({decoded})\n")
+        req.send_response(200)
+        req.send_header("Content-Type", "application/x-git-upload-pack-advertisement")
+        req.send_header("Content-Length", str(len(body)))
+        req.end_headers()
+        req.wfile.write(body)
 
     def create(self, name: str, files: dict[str, str], branch: str = "main") -> Upstream:
         bare = self.root / f"{name}.git"

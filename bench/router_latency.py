@@ -129,8 +129,10 @@ def _others(spaces: int) -> tuple:
     """Other Spaces in the table (their containers need not exist: only the lookup is measured)."""
     from controlplane.proxy.config import Route
 
-    return tuple(Route(f"u{i}/s{i}", f"u{i}-s{i}", f"127.0.0.1:{1 + i % 60000}", f"/apps/u{i}/s{i}", i % 2 == 0)
-                 for i in range(spaces - 1))
+    return tuple(
+        Route(f"u{i}/s{i}", f"u{i}-s{i}", f"127.0.0.1:{1 + i % 60000}", f"/apps/u{i}/s{i}", i % 2 == 0)
+        for i in range(spaces - 1)
+    )
 
 
 def _wait_ok(url: str, processes: list[subprocess.Popen], what: str) -> None:
@@ -147,33 +149,49 @@ def _wait_ok(url: str, processes: list[subprocess.Popen], what: str) -> None:
     raise RuntimeError(f"{what} did not start")
 
 
-def start_haproxy(folder: Path, port: int, upstream_port: int, router_port: int, path: str,
-                  spaces: int) -> list[subprocess.Popen]:
+def start_haproxy(
+    folder: Path, port: int, upstream_port: int, router_port: int, path: str, spaces: int
+) -> list[subprocess.Popen]:
     from controlplane.proxy.config import Layout, Route, Table, files
 
     sink = _log_sink()
-    layout = Layout(listen=f"127.0.0.1:{port}", controlplane=f"127.0.0.1:{router_port}", folder=str(folder),
-                    socket=str(folder / "admin.sock"), apps_domain="localhost", path_urls=True,
-                    activity=f"127.0.0.1:{sink}")
+    layout = Layout(
+        listen=f"127.0.0.1:{port}",
+        controlplane=f"127.0.0.1:{router_port}",
+        folder=str(folder),
+        socket=str(folder / "admin.sock"),
+        apps_domain="localhost",
+        path_urls=True,
+        activity=f"127.0.0.1:{sink}",
+    )
     table = Table(1, (*_others(spaces), Route(SPACE, "bench-echo", f"127.0.0.1:{upstream_port}", PREFIX, True)))
     folder.mkdir(exist_ok=True)
     for name, text in files(table, layout).items():
         (folder / name).write_text(text)
-    process = subprocess.Popen(["haproxy", "-db", "-f", str(folder / "haproxy.cfg")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(folder / "haproxy.cfg")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _wait_ok(f"http://127.0.0.1:{port}{PREFIX}{path}", [process], "haproxy")
     return [process]
 
 
-def route_changes(folder: Path, port: int, upstream_port: int, router_port: int, spaces: int) -> dict[str, float]:
+def route_changes(
+    folder: Path, port: int, upstream_port: int, router_port: int, path: str, spaces: int
+) -> dict[str, float]:
     """Through the real pusher (controlplane/proxy/pusher.py) on the proxy started above."""
     import asyncio
 
     from controlplane.proxy.config import Layout, Route, Table
     from controlplane.proxy.pusher import Pusher
 
-    layout = Layout(listen=f"127.0.0.1:{port}", controlplane=f"127.0.0.1:{router_port}", folder=str(folder),
-                    socket=str(folder / "admin.sock"), apps_domain="localhost", path_urls=True)
+    layout = Layout(
+        listen=f"127.0.0.1:{port}",
+        controlplane=f"127.0.0.1:{router_port}",
+        folder=str(folder),
+        socket=str(folder / "admin.sock"),
+        apps_domain="localhost",
+        path_urls=True,
+    )
     base = (*_others(spaces), Route(SPACE, "bench-echo", f"127.0.0.1:{upstream_port}", PREFIX, True))
     extra = Route("bench/new", "bench-new", f"127.0.0.1:{upstream_port}", "/apps/bench/new", True)
     routes = list(base)
@@ -183,14 +201,14 @@ def route_changes(folder: Path, port: int, upstream_port: int, router_port: int,
     async def timed(client: httpx.AsyncClient, force: bool, expect: int) -> float:
         start = time.perf_counter()
         await pusher.push(force)
-        while (await client.get(f"http://127.0.0.1:{port}/apps/bench/new/ping")).status_code != expect:
+        while (await client.get(f"http://127.0.0.1:{port}/apps/bench/new{path}")).status_code != expect:
             pass
         return (time.perf_counter() - start) * 1000
 
     async def measure() -> dict[str, float]:
         out: dict[str, list[float]] = {"replace": [], "add": [], "remove": []}
         async with httpx.AsyncClient() as client:
-            await client.get(f"http://127.0.0.1:{port}{PREFIX}/ping")  # a kept-alive connection to poll on
+            await client.get(f"http://127.0.0.1:{port}{PREFIX}{path}")  # a kept-alive connection to poll on
             for _ in range(5):
                 routes[:] = [*base, extra]
                 out["replace"].append(await timed(client, True, 200))
@@ -213,8 +231,12 @@ def wrk(url: str, connections: int, duration: int, host: str | None = None) -> t
     import re
 
     extra = ["-H", f"Host: {host}"] if host else []
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
     def percentile(p: int) -> float:
         value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
@@ -233,9 +255,11 @@ def throughput(duration: int, runs: int, app: str, spaces: int) -> None:
         try:
             processes.append(start("router", router_port, upstream_port))
             processes += start_haproxy(Path(tmp) / "haproxy", haproxy_port, upstream_port, router_port, path, spaces)
-            urls = {"direct": f"http://127.0.0.1:{upstream_port}{path}",
-                    "haproxy": f"http://127.0.0.1:{haproxy_port}{PREFIX}{path}",
-                    "python router": f"http://127.0.0.1:{router_port}{PREFIX}{path}"}
+            urls = {
+                "direct": f"http://127.0.0.1:{upstream_port}{path}",
+                "haproxy": f"http://127.0.0.1:{haproxy_port}{PREFIX}{path}",
+                "python router": f"http://127.0.0.1:{router_port}{PREFIX}{path}",
+            }
             cells: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
             for _ in range(runs):
                 for connections in (1, 8, 32):
@@ -243,14 +267,17 @@ def throughput(duration: int, runs: int, app: str, spaces: int) -> None:
                         cells.setdefault((way, connections), []).append(wrk(url, connections, duration))
                 # A host that is no Space: the proxy hands it to the control plane's router, which answers 404.
                 cells.setdefault(("unknown host", 1), []).append(
-                    wrk(f"http://127.0.0.1:{haproxy_port}/", 1, duration, host="nobody-here.localhost"))
-            changes = route_changes(Path(tmp) / "haproxy", haproxy_port, upstream_port, router_port, spaces)
+                    wrk(f"http://127.0.0.1:{haproxy_port}/", 1, duration, host="nobody-here.localhost")
+                )
+            changes = route_changes(Path(tmp) / "haproxy", haproxy_port, upstream_port, router_port, path, spaces)
         finally:
             for process in reversed(processes):
                 process.terminate()
                 process.wait(10)
-    print(f"wrk -t1 -d{duration}s, GET {path} ({app}), loopback, {spaces} Spaces in the route table; "
-          f"median of {runs} runs")
+    print(
+        f"wrk -t1 -d{duration}s, GET {path} ({app}), loopback, {spaces} Spaces in the route table; "
+        f"median of {runs} runs"
+    )
     print(f"{'connections':<12}{'way':<15}{'req/s':>9}{'x direct':>10}{'p50 ms':>9}{'p99 ms':>9}")
     for connections in (1, 8, 32):
         direct = statistics.median(r[0] for r in cells[("direct", connections)])
@@ -259,9 +286,11 @@ def throughput(duration: int, runs: int, app: str, spaces: int) -> None:
             print(f"{connections:<12}{way:<15}{rps:>9.0f}{rps / direct:>10.2f}{p50:>9.2f}{p99:>9.2f}")
     rps, p50, p99 = (statistics.median(col) for col in zip(*cells[("unknown host", 1)], strict=True))
     print(f"unknown host through haproxy, 1 connection: {rps:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-    print(f"route changes, change to first request served (ms, median of 5): every map replaced "
-          f"({spaces} Spaces) {changes['replace']:.1f}; one Space added {changes['add']:.1f}, removed "
-          f"{changes['remove']:.1f}")
+    print(
+        f"route changes, change to first request served (ms, median of 5): every map replaced "
+        f"({spaces} Spaces) {changes['replace']:.1f}; one Space added {changes['add']:.1f}, removed "
+        f"{changes['remove']:.1f}"
+    )
 
 
 def main() -> None:
@@ -275,8 +304,12 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--runs", type=int, default=3, help="wrk runs per cell")
     parser.add_argument("--spaces", type=int, default=1, help="--throughput: Spaces in the proxy's route table")
-    parser.add_argument("--app", choices=["gradio", "starlette"], default="gradio",
-                        help="--throughput's app: Gradio's /gradio_api/info, or a bare Starlette /ping")
+    parser.add_argument(
+        "--app",
+        choices=["gradio", "starlette"],
+        default="gradio",
+        help="--throughput's app: Gradio's /gradio_api/info, or a bare Starlette /ping",
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.upstream_port)

@@ -52,8 +52,11 @@ class Proxy:
 
     def start_haproxy(self) -> None:
         """As the launcher does: from the map files on disk."""
-        self.proc = subprocess.Popen(["haproxy", "-db", "-f", self.layout.path("haproxy.cfg")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["haproxy", "-db", "-f", self.layout.path("haproxy.cfg")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _wait(lambda: httpx.get(self.url + "/", timeout=1).status_code != 502)
 
 
@@ -72,9 +75,15 @@ def _wait(check, timeout: float = 10) -> float:
 @pytest.fixture(scope="module")
 def proxy(router: str, upstream: ServerThread, tmp_path_factory) -> Iterator[Proxy]:
     tmp = tmp_path_factory.mktemp("haproxy")
-    layout = Layout(listen=f"127.0.0.1:{free_port()}", controlplane=router.removeprefix("http://"),
-                    folder=str(tmp), socket=str(tmp / "admin.sock"), apps_domain=APPS_DOMAIN, path_urls=True,
-                    activity=f"127.0.0.1:{free_port()}")
+    layout = Layout(
+        listen=f"127.0.0.1:{free_port()}",
+        controlplane=router.removeprefix("http://"),
+        folder=str(tmp),
+        socket=str(tmp / "admin.sock"),
+        apps_domain=APPS_DOMAIN,
+        path_urls=True,
+        activity=f"127.0.0.1:{free_port()}",
+    )
     for name, text in files(Table(0, ()), layout).items():
         (tmp / name).write_text(text)
     routes = [route(upstream, "alice", "echo"), route(upstream, "alice", "rooted", strip=False)]
@@ -85,7 +94,8 @@ def proxy(router: str, upstream: ServerThread, tmp_path_factory) -> Iterator[Pro
     reader = ActivityReader(lambda: pusher.table, seen.__setitem__)
     udp_port = int(layout.activity.rsplit(":", 1)[1])
     asyncio.run_coroutine_threadsafe(
-        loop.create_datagram_endpoint(lambda: reader, local_addr=("127.0.0.1", udp_port)), loop).result(5)
+        loop.create_datagram_endpoint(lambda: reader, local_addr=("127.0.0.1", udp_port)), loop
+    ).result(5)
     p = Proxy(f"http://{layout.listen}", layout, pusher, loop, routes, None, seen)  # type: ignore[arg-type]
     p.start_haproxy()
     task = asyncio.run_coroutine_threadsafe(pusher.run(), loop)
@@ -103,8 +113,12 @@ def served_by_app(resp: httpx.Response) -> dict:
 
 
 def test_host_based_goes_straight_to_the_app_with_host_and_forwarded_headers(proxy: Proxy) -> None:
-    seen = served_by_app(httpx.get(f"{proxy.url}/x?q=1", headers={
-        **proxy.host("alice-echo"), "X-Forwarded-Prefix": "/spoofed", "X-Forwarded-Host": "spoofed"}))
+    seen = served_by_app(
+        httpx.get(
+            f"{proxy.url}/x?q=1",
+            headers={**proxy.host("alice-echo"), "X-Forwarded-Prefix": "/spoofed", "X-Forwarded-Host": "spoofed"},
+        )
+    )
     assert seen["raw_path"] == "/x" and seen["query"] == "q=1"
     assert seen["headers"]["host"] == proxy.host("alice-echo")["Host"]
     assert seen["headers"]["x-forwarded-host"] == proxy.host("alice-echo")["Host"]
@@ -135,12 +149,15 @@ def test_the_rest_goes_to_the_control_plane(proxy: Proxy) -> None:
     assert httpx.get(f"{proxy.url}/apps/carol/paused/").status_code == 503
 
 
-@pytest.mark.parametrize("headers", [
-    {"Authorization": "Bearer sy_platformtoken"},
-    {"x-hf-authorization": "Bearer sy_platformtoken"},
-    {"Cookie": "app=1; spaceyard_session=sy_platformtoken"},
-    {"Cookie": "app=1; SPACEYARD_CSRF=sy_platformtoken"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer sy_platformtoken"},
+        {"x-hf-authorization": "Bearer sy_platformtoken"},
+        {"Cookie": "app=1; spaceyard_session=sy_platformtoken"},
+        {"Cookie": "app=1; SPACEYARD_CSRF=sy_platformtoken"},
+    ],
+)
 def test_platform_credentials_never_reach_the_app(proxy: Proxy, headers: dict[str, str]) -> None:
     for where, extra in (("/apps/alice/echo/p", {}), ("/p", proxy.host("alice-echo"))):
         seen = served_by_app(httpx.get(proxy.url + where, headers={**extra, **headers}))
@@ -155,8 +172,12 @@ def test_a_platform_cookie_in_a_second_cookie_header_is_caught_too(proxy: Proxy)
 
 
 def test_an_apps_own_authorization_and_cookies_reach_it(proxy: Proxy) -> None:
-    seen = served_by_app(httpx.get(f"{proxy.url}/apps/alice/echo/", headers={
-        "Authorization": "Bearer app-own", "Cookie": "app=1; not_spaceyard_session=2"}))
+    seen = served_by_app(
+        httpx.get(
+            f"{proxy.url}/apps/alice/echo/",
+            headers={"Authorization": "Bearer app-own", "Cookie": "app=1; not_spaceyard_session=2"},
+        )
+    )
     assert seen["headers"]["authorization"] == "Bearer app-own"
     assert seen["headers"]["cookie"] == "app=1; not_spaceyard_session=2"
 

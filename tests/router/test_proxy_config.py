@@ -17,14 +17,21 @@ from controlplane.proxy.config import Layout, Route, Table, changes, config, fil
 from controlplane.proxy.pusher import running_routes
 from controlplane.stages import SLEEPING
 
-LAYOUT = Layout(listen="127.0.0.1:9000", controlplane="127.0.0.1:9001", folder="/x/proxy",
-                socket="/x/proxy/admin.sock", apps_domain="apps.example", path_urls=True,
-                activity="127.0.0.1:9002")
+LAYOUT = Layout(
+    listen="127.0.0.1:9000",
+    controlplane="127.0.0.1:9001",
+    folder="/x/proxy",
+    socket="/x/proxy/admin.sock",
+    apps_domain="apps.example",
+    path_urls=True,
+    activity="127.0.0.1:9002",
+)
 
 
 def routes(n: int) -> tuple[Route, ...]:
-    return tuple(Route(f"u{i}/s{i}", f"u{i}-s{i}", f"127.0.0.1:{20000 + i}", f"/apps/u{i}/s{i}", i % 2 == 0)
-                 for i in range(n))
+    return tuple(
+        Route(f"u{i}/s{i}", f"u{i}-s{i}", f"127.0.0.1:{20000 + i}", f"/apps/u{i}/s{i}", i % 2 == 0) for i in range(n)
+    )
 
 
 def test_the_config_is_static_and_the_spaces_are_map_entries() -> None:
@@ -43,8 +50,12 @@ def test_path_urls_off_means_no_path_lookup() -> None:
 
 def test_credentials_go_to_the_control_plane_before_any_lookup_and_platform_set_cookies_are_dropped() -> None:
     text = config(LAYOUT)
-    for rule in ("req.hdr_cnt(authorization) gt 0", "req.hdr_cnt(x-hf-authorization) gt 0", "urlp(__sign)",
-                 "req.hdr(cookie) -m reg -i"):
+    for rule in (
+        "req.hdr_cnt(authorization) gt 0",
+        "req.hdr_cnt(x-hf-authorization) gt 0",
+        "urlp(__sign)",
+        "req.hdr(cookie) -m reg -i",
+    ):
         assert f"acl credential {rule}" in text
     lookups = [line for line in text.splitlines() if "http-request set-var(txn.sy)" in line]
     assert lookups and all(line.endswith("!credential") or "!credential {" in line for line in lookups)
@@ -91,8 +102,20 @@ def test_the_table_holds_only_running_public_spaces(tmp_path: Path) -> None:
     ]
     with db.session() as s:
         for owner, name, stage, private, endpoint, detail in rows:
-            s.add(Space(owner=owner, name=name, stage=stage, private=private, endpoint=endpoint, detail=detail,
-                        hardware_requested="cpu-basic", strip_prefix=True))
+            s.add(
+                Space(
+                    owner=owner,
+                    name=name,
+                    stage=stage,
+                    private=private,
+                    endpoint=endpoint,
+                    detail=detail,
+                    hardware_requested="cpu-basic",
+                    strip_prefix=True,
+                )
+            )
     table = running_routes(db)
     assert [(r.space, r.upstream) for r in table] == [
-        ("alice/up-x", "127.0.0.1:1001"), ("alice/new-version-starting", "127.0.0.1:1002")]
+        ("alice/up-x", "127.0.0.1:1001"),
+        ("alice/new-version-starting", "127.0.0.1:1002"),
+    ]

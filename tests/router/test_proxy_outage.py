@@ -40,8 +40,12 @@ def timed(url: str, **kwargs) -> tuple[httpx.Response, float]:
 def test_closed_log_streams_leave_the_router_free(plat: RunningPlatform) -> None:
     token = plat.user(OWNER)
     for _ in range(6):
-        with httpx.stream("GET", f"{plat.url}/api/spaces/{SPACE}/logs/run?follow=true",
-                          headers={"Authorization": f"Bearer {token}"}, timeout=10) as resp:
+        with httpx.stream(
+            "GET",
+            f"{plat.url}/api/spaces/{SPACE}/logs/run?follow=true",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ) as resp:
             assert resp.status_code == 200
     # A Space the router has not cached yet (path-based), and hosts that are no Space at all.
     times = []

@@ -21,8 +21,10 @@ start_test_cluster() {
     if ! { [[ -f $pid ]] && kill -0 "$(cat "$pid")" 2>/dev/null; }; then
       trap "bash $k8s/stop.sh || echo 'stopping the test cluster failed' >&2" EXIT
     fi
-    echo "Kubernetes tests: starting the local cluster ($k8s/start.sh)"
-    bash "$k8s/start.sh"  # bash: a copied shared/ may have lost the execute bits
+    echo "Kubernetes tests: starting the local cluster ($k8s/start.sh --registry)"
+    # --registry: a plain-HTTP registry on 127.0.0.1:5000 that Docker pushes to and the node pulls from, where
+    # tests/helm/test_helm_e2e.py puts the platform's images and the in-cluster builder the Space images.
+    bash "$k8s/start.sh" --registry  # bash: a copied shared/ may have lost the execute bits
     export KUBECONFIG=$state/admin.kubeconfig
     # Preloaded on its node: a static HTTP server on 8080 as uid 1000, so Space pods get to "running".
     export SPACEYARD_K8S_TEST_IMAGE=${SPACEYARD_K8S_TEST_IMAGE:-localhost/spaceyard-hello:1}

@@ -1,0 +1,359 @@
+"""The chart installed as a user installs it on one machine, end to end, against the cluster KUBECONFIG names.
+
+What a user does after `helm install -f helm/spaceyard/examples/local-cluster.yaml` on ../shared/k8s (one real node,
+a plain-HTTP registry on the node at 127.0.0.1:5000, no ingress controller, no storage provisioner): the images built
+from docker/*.Dockerfile are pushed to that registry; the control plane, builder, Redis and PostgreSQL pods reach
+Ready; a Space is created through the in-cluster API and its app `git push`ed; the in-cluster builder builds it on the
+build node's Docker engine (builder.engine=node: this machine's engine, the one this test talks to) and pushes it; the
+Space runs as a pod on node1 (pool cpu) and answers through the control plane's router (its Host header, at the
+control plane's NodePort); a t4-small Space is bound to the fake T4 node and a second one waits for hardware with the
+scheduler's message until the first pauses; `helm uninstall` plus the documented removal of the Spaces namespace
+leave nothing behind. The images are built once per engine (docker's cache) and pushed under a content tag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import git
+
+helm = pytest.importorskip("helm_python", reason="needs helm-python-sdk (pip install helm-python-sdk)")
+docker = pytest.importorskip("docker")
+
+pytestmark = [
+    pytest.mark.k8s,
+    pytest.mark.docker,
+    pytest.mark.timeout(1500),
+    pytest.mark.skipif(not os.environ.get("KUBECONFIG"), reason="no Kubernetes cluster: set KUBECONFIG to run"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "spaceyard"
+LOCAL_VALUES = CHART / "examples" / "local-cluster.yaml"
+# The node's registry (../shared/k8s/start.sh --registry): Docker pushes to it and node1's containerd pulls from it.
+REGISTRY = "127.0.0.1:5000"
+RELEASE = "spaceyard"
+RUN = uuid.uuid4().hex[:6]
+NAMESPACE = f"sye2e-{RUN}"
+SPACES = f"{NAMESPACE}-spaces"
+PLATFORM = ("controlplane", "builder", "redis", "postgresql")
+
+
+def timed(label: str, started: float) -> None:
+    print(f"\n[e2e] {label}: {time.monotonic() - started:.1f} s", flush=True)
+
+
+def until(what: str, check: Callable[[], object], timeout: float, every: float = 1.0, detail=lambda: "") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s\n{detail()}")
+        time.sleep(every)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[docker.DockerClient]:
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        pytest.skip("the build node's engine is mounted by its unix socket; DOCKER_HOST is not one")
+    try:
+        client = docker.from_env(timeout=900)
+        client.ping()
+    except Exception as exc:
+        pytest.skip(f"no Docker engine reachable ({exc})")
+    try:
+        httpx.get(f"http://{REGISTRY}/v2/", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        pytest.skip(f"no registry at {REGISTRY} ({exc}): start the cluster with ../shared/k8s/start.sh --registry")
+    yield client
+    client.close()
+
+
+def push(client: docker.DockerClient, image_id: str, name: str) -> dict[str, str]:
+    """Push under a tag naming the content (IfNotPresent then never runs a stale image); keep `:e2e` for the cache."""
+    repository, tag = f"{REGISTRY}/spaceyard-e2e/{name}", image_id.split(":")[1][:12]
+    client.api.tag(image_id, repository, "e2e")
+    client.api.tag(image_id, repository, tag)
+    for chunk in client.api.push(repository, tag, stream=True, decode=True):
+        assert "error" not in chunk, chunk
+    client.api.remove_image(f"{repository}:{tag}")  # the untag only: :e2e keeps the image and its build cache
+    return {"repository": repository, "tag": tag}
+
+
+@pytest.fixture(scope="module")
+def images(engine) -> dict[str, dict[str, str]]:
+    from tests.images.test_platform_images import BASE_IMAGE, build
+
+    try:
+        engine.api.inspect_image(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.skip(f"{BASE_IMAGE} is missing: build it with `python -m builder.baseimages` (./dev.sh test does)")
+    started = time.monotonic()
+    pushed = {}
+    for name in ("controlplane", "builder"):
+        tag, _seconds, _log = build(engine, name)
+        image_id = engine.api.inspect_image(tag)["Id"]
+        pushed[name] = push(engine, image_id, name)
+        engine.api.remove_image(tag)
+    dockerfile = (ROOT / "docker" / "datastores.Dockerfile").read_bytes()
+    for chunk in engine.api.build(
+        fileobj=io.BytesIO(dockerfile), buildargs={"BASE_IMAGE": BASE_IMAGE}, rm=True, forcerm=True, decode=True
+    ):
+        assert "error" not in chunk, chunk
+        if "aux" in chunk:
+            datastores = chunk["aux"]["ID"]
+    pushed["datastores"] = push(engine, datastores, "datastores")
+    timed("images built and pushed", started)
+    return pushed
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from controlplane.runtime.kubernetes_backend import load_api_client
+
+    api = load_api_client()
+    yield api
+    api.close()
+
+
+def node_address(core) -> str:
+    node = core.read_node("node1")
+    return next(a.address for a in node.status.addresses if a.type == "InternalIP")
+
+
+@pytest.fixture(scope="module")
+def release(cluster, engine, images, tmp_path_factory) -> Iterator[dict]:
+    """The chart installed with examples/local-cluster.yaml; uninstalled and its namespaces deleted at the end."""
+    from kubernetes import client
+
+    from tests.images.test_platform_images import ca_bundle
+
+    core = client.CoreV1Api(cluster)
+    node_port = 30000 + int(uuid.uuid4().hex[:3], 16) % 2000
+    url = f"http://{node_address(core)}:{node_port}"
+    values = yaml.safe_load(LOCAL_VALUES.read_text())
+    socket = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
+    values["domains"]["publicUrl"] = url
+    values["controlplane"]["service"] = {"nodePort": node_port}
+    values["spaces"]["namespace"] = SPACES
+    values["storage"]["hostPath"] = str(tmp_path_factory.mktemp("hostpath"))
+    values["registry"]["external"]["address"] = f"{REGISTRY}/{NAMESPACE}"
+    values["images"] |= {
+        "controlplane": images["controlplane"],
+        "builder": images["builder"],
+        "redis": images["datastores"],
+        "postgresql": images["datastores"],
+    }
+    values["builder"]["nodeEngine"] = {"socket": socket, "groupId": 0}
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
+    config = helm.Config(kubeconfig_path=os.environ["KUBECONFIG"], namespace=NAMESPACE)
+    installed = None
+    try:
+        bundle = ca_bundle()
+        if bundle is not None:
+            # The CA bundle the builds on this machine trust (as dev.sh gives the builder): Space images get it,
+            # and the SDK base images it labels stay the ones the other platforms on this engine use.
+            core.create_namespaced_config_map(
+                NAMESPACE,
+                client.V1ConfigMap(
+                    metadata=client.V1ObjectMeta(name="build-ca"), data={"ca-certificates.crt": bundle.read_text()}
+                ),
+            )
+            values["builder"]["caBundle"] = {"configMap": "build-ca", "key": "ca-certificates.crt"}
+        started = time.monotonic()
+        with helm.Chart.load(CHART) as chart:
+            installed = config.install(chart, RELEASE, values, namespace=NAMESPACE, timeout=120)
+        assert installed["status"] == "deployed"
+        yield {"url": url, "values": values, "config": config, "manifest": installed["manifest"], "started": started}
+    finally:
+        with contextlib.suppress(Exception):
+            config.uninstall(RELEASE, timeout=120)
+        config.close()
+        for ns in (SPACES, NAMESPACE):
+            with contextlib.suppress(client.ApiException):
+                core.delete_namespace(ns)
+        remove_space_images(engine)
+
+
+def remove_space_images(engine: docker.DockerClient) -> None:
+    """The Space images this run's builder made on the engine (pushed as {REGISTRY}/{NAMESPACE}/...)."""
+    for image in engine.images.list():
+        if any(t.startswith(f"{REGISTRY}/{NAMESPACE}/") for t in image.tags):
+            with contextlib.suppress(docker.errors.APIError):
+                engine.api.remove_image(image.id, force=True)
+
+
+def pods_ready(core, namespace: str) -> dict[str, bool]:
+    out = {}
+    for pod in core.list_namespaced_pod(namespace).items:
+        component = (pod.metadata.labels or {}).get("app.kubernetes.io/component", pod.metadata.name)
+        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+        out[component] = out.get(component, False) or ready
+    return out
+
+
+def describe(core, namespace: str) -> str:
+    lines = [
+        f"{p.metadata.name}: {p.status.phase} on {p.spec.node_name}" for p in core.list_namespaced_pod(namespace).items
+    ]
+    events = core.list_namespaced_event(namespace).items[-15:]
+    return "\n".join(lines + [f"  {e.involved_object.name}: {e.reason} {e.message}" for e in events])
+
+
+def exec_in(cluster, namespace: str, pod: str, command: list[str]) -> str:
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    return stream(
+        client.CoreV1Api(cluster).connect_get_namespaced_pod_exec,
+        pod,
+        namespace,
+        command=command,
+        container="controlplane",
+        stderr=False,
+        stdin=False,
+        stdout=True,
+        tty=False,
+    )
+
+
+def space_pods(core, name: str) -> list:
+    return [p for p in core.list_namespaced_pod(SPACES).items if p.metadata.name.startswith(f"space-alice-{name}-")]
+
+
+def push_app(url: str, token: str, name: str, tmp_path: Path) -> None:
+    repo = tmp_path / name
+    git("clone", "-q", url.replace("http://", f"http://alice:{token}@") + f"/spaces/alice/{name}", str(repo))
+    (repo / "index.html").write_text(f"<p>{name} on Kubernetes</p>\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "page", cwd=repo)
+    git("push", "-q", "origin", "HEAD:main", cwd=repo)
+
+
+def test_install_build_serve_schedule_uninstall(cluster, release, tmp_path) -> None:
+    from huggingface_hub import HfApi
+    from kubernetes import client
+
+    core = client.CoreV1Api(cluster)
+    url = release["url"]
+    total = release["started"]
+
+    # 1. The platform's pods reach Ready on the node (images pulled from the node's registry).
+    until(
+        "platform pods Ready",
+        lambda: all(pods_ready(core, NAMESPACE).get(c) for c in PLATFORM),
+        420,
+        2,
+        lambda: describe(core, NAMESPACE),
+    )
+    timed("install to all platform pods Ready", total)
+    until(
+        "control plane answering on its NodePort",
+        lambda: httpx.get(f"{url}/api/spaces", timeout=5).status_code == 200,
+        60,
+    )
+
+    # 2. A user, made as the install notes say (spaceyard user add in the control plane pod).
+    (pod,) = [
+        p.metadata.name
+        for p in core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/component=controlplane").items
+        if p.status.phase == "Running"
+    ]
+    token = exec_in(cluster, NAMESPACE, pod, ["spaceyard", "user", "add", "alice"]).strip().splitlines()[-1]
+    api = HfApi(endpoint=url, token=token)
+
+    # 3. A Space pushed with git, built in the cluster, served from a pod on the cpu pool through the router.
+    started = time.monotonic()
+    api.create_repo("alice/hello", repo_type="space", space_sdk="static")
+    push_app(url, token, "hello", tmp_path)
+    runtime = api.wait_for_space("alice/hello", timeout=300, poll_interval=1)
+    assert runtime.stage == "RUNNING", runtime.raw
+    timed("git push to RUNNING", started)
+    (pod,) = space_pods(core, "hello")
+    assert pod.spec.node_name == "node1"
+    assert pod.spec.containers[0].image.startswith(f"{REGISTRY}/{NAMESPACE}/")  # what the in-cluster builder pushed
+    host = runtime.raw["spaceyard"]["hostUrl"].removeprefix("http://")
+    page = httpx.get(url, headers={"Host": host}, timeout=30)
+    assert page.status_code == 200 and "hello on Kubernetes" in page.text, (page.status_code, page.text[:500])
+
+    # 4. GPU Spaces: the first is bound to the (fake) T4 node; the second waits with the scheduler's message.
+    started = time.monotonic()
+    for name in ("gpu1", "gpu2"):
+        api.create_repo(f"alice/{name}", repo_type="space", space_sdk="static", space_hardware="t4-small")
+        push_app(url, token, name, tmp_path)
+    bound = until(
+        "gpu1 bound to a node",
+        lambda: [p.spec.node_name for p in space_pods(core, "gpu1") if p.spec.node_name],
+        300,
+        2,
+        lambda: describe(core, SPACES),
+    )
+    assert bound == ["gpu-t4-1"]
+    waiting = until(
+        "gpu2 waiting for hardware with the scheduler's message",
+        lambda: "Insufficient nvidia.com/gpu" in httpx.get(f"{url}/api/spaces/alice/gpu2/runtime", timeout=10).text,
+        300,
+        2,
+        lambda: httpx.get(f"{url}/api/spaces/alice/gpu2/runtime", timeout=10).text,
+    )
+    assert waiting
+    assert [p.spec.node_name for p in space_pods(core, "gpu2")] == [None]
+    timed("GPU Spaces bound / waiting", started)
+    # ...and is placed once the first one pauses and gives the GPU back.
+    api.pause_space("alice/gpu1")
+    until(
+        "gpu2 bound once gpu1 paused",
+        lambda: [p.spec.node_name for p in space_pods(core, "gpu2")] == ["gpu-t4-1"],
+        120,
+        2,
+        lambda: describe(core, SPACES),
+    )
+
+    # 5. helm uninstall: the platform's objects go; the Spaces namespace stays on purpose (running Spaces survive
+    # an uninstall), and deleting it as docs/install-kubernetes.md says leaves nothing behind.
+    release["config"].uninstall(RELEASE, timeout=120)
+    until("platform pods gone", lambda: not core.list_namespaced_pod(NAMESPACE).items, 120, 2)
+    kept = [
+        f"{d['kind']}/{d['metadata']['name']}"
+        for d in yaml.safe_load_all(release["manifest"])
+        if d and d["kind"] != "Namespace" and exists(cluster, d)
+    ]
+    assert kept == []
+    core.delete_namespace(SPACES)
+    core.delete_namespace(NAMESPACE)
+
+    def gone(ns: str) -> bool:
+        try:
+            core.read_namespace(ns)
+            return False
+        except client.ApiException as e:
+            return e.status == 404
+
+    until("namespaces deleted", lambda: gone(SPACES) and gone(NAMESPACE), 180, 2)
+    timed("whole test", total)
+
+
+def exists(api, obj: dict) -> bool:
+    from kubernetes import dynamic
+    from kubernetes.dynamic.exceptions import NotFoundError
+
+    resource = dynamic.DynamicClient(api).resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    meta = obj["metadata"]
+    try:
+        resource.get(name=meta["name"], namespace=meta.get("namespace", NAMESPACE) if resource.namespaced else None)
+        return True
+    except NotFoundError:
+        return False

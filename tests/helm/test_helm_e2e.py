@@ -234,6 +234,14 @@ def space_pods(core, name: str) -> list:
     return [p for p in core.list_namespaced_pod(SPACES).items if p.metadata.name.startswith(f"space-alice-{name}-")]
 
 
+def ok_page(url: str, host: str) -> httpx.Response | None:
+    with contextlib.suppress(httpx.HTTPError):
+        page = httpx.get(url, headers={"Host": host}, timeout=10)
+        if page.status_code == 200:
+            return page
+    return None
+
+
 def push_app(url: str, token: str, name: str, tmp_path: Path) -> None:
     repo = tmp_path / name
     git("clone", "-q", url.replace("http://", f"http://alice:{token}@") + f"/spaces/alice/{name}", str(repo))
@@ -289,7 +297,32 @@ def test_install_build_serve_schedule_uninstall(cluster, release, tmp_path) -> N
     page = httpx.get(url, headers={"Host": host}, timeout=30)
     assert page.status_code == 200 and "hello on Kubernetes" in page.text, (page.status_code, page.text[:500])
 
-    # 4. GPU Spaces: the first is bound to the (fake) T4 node; the second waits with the scheduler's message.
+    # 4. helm upgrade with a running Space: the control plane is replaced (a new setting), the Space's pod is not,
+    # and the new control plane routes to it.
+    started = time.monotonic()
+    (old_cp,) = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/component=controlplane").items
+    values = {
+        **release["values"],
+        "controlplane": {
+            **release["values"]["controlplane"],
+            "extraEnv": [{"name": "SPACEYARD_WAKE_TIMEOUT", "value": "5"}],
+        },
+    }
+    with helm.Chart.load(CHART) as chart:
+        upgraded = release["config"].upgrade(chart, RELEASE, values, namespace=NAMESPACE, timeout=120)
+    assert (upgraded["status"], upgraded["revision"]) == ("deployed", 2)
+
+    def new_controlplane_ready() -> bool:
+        pods = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/component=controlplane").items
+        return [p.metadata.uid for p in pods] != [old_cp.metadata.uid] and pods_ready(core, NAMESPACE)["controlplane"]
+
+    until("the upgraded control plane Ready", new_controlplane_ready, 180, 2, lambda: describe(core, NAMESPACE))
+    page = until("the Space answering through the new control plane", lambda: ok_page(url, host), 60)
+    assert "hello on Kubernetes" in page.text
+    assert [p.metadata.uid for p in space_pods(core, "hello")] == [pod.metadata.uid]
+    timed("helm upgrade to serving again", started)
+
+    # 5. GPU Spaces: the first is bound to the (fake) T4 node; the second waits with the scheduler's message.
     started = time.monotonic()
     for name in ("gpu1", "gpu2"):
         api.create_repo(f"alice/{name}", repo_type="space", space_sdk="static", space_hardware="t4-small")
@@ -322,7 +355,7 @@ def test_install_build_serve_schedule_uninstall(cluster, release, tmp_path) -> N
         lambda: describe(core, SPACES),
     )
 
-    # 5. helm uninstall: the platform's objects go; the Spaces namespace stays on purpose (running Spaces survive
+    # 6. helm uninstall: the platform's objects go; the Spaces namespace stays on purpose (running Spaces survive
     # an uninstall), and deleting it as docs/install-kubernetes.md says leaves nothing behind.
     release["config"].uninstall(RELEASE, timeout=120)
     until("platform pods gone", lambda: not core.list_namespaced_pod(NAMESPACE).items, 120, 2)

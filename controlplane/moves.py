@@ -41,7 +41,10 @@ def move(svc: Services, s: Session, who: Caller, payload: dict) -> Space:
     if taken is not None and taken.id != space.id:
         raise name_taken(svc, to_owner, to_name, taken.full_name)
     old_owner, old_name = space.owner, space.name
-    release_redirect(s, to_owner, to_name)  # the new name may have redirected elsewhere (or here) until now
+    # The new name may have redirected elsewhere (or here) until now; the old one may already redirect here in
+    # another case (after a case-only rename): one row per name.
+    release_redirect(s, to_owner, to_name)
+    release_redirect(s, old_owner, old_name)
     s.add(SpaceRedirect(owner=old_owner, name=old_name, space_id=space.id))
     space.owner, space.name = to_owner, to_name
     try:

@@ -117,6 +117,15 @@ def test_a_moved_private_space_discloses_nothing(web: Web) -> None:
     assert resp.status_code == 307 and resp.headers["location"] == "/api/spaces/alice/hidden/tree/main?recursive=1"
 
 
+def test_case_only_renames_and_moves_after_them_keep_every_old_url(web: Web) -> None:
+    assert move(web, "alice", "alice/demo", "alice/Demo").status_code == 200
+    assert move(web, "alice", "alice/Demo", "alice/final").status_code == 200
+    for old in ("demo", "Demo"):
+        resp = web.api().get(f"/api/spaces/alice/{old}", follow_redirects=False)
+        assert resp.status_code == 307 and resp.headers["location"] == "/api/spaces/alice/final", old
+    assert web.api().get("/api/spaces/alice/final").json()["id"] == "alice/final"
+
+
 def test_a_transfer_by_an_admin_hands_the_space_over(web: Web) -> None:
     assert move(web, "root", "alice/demo", "bob/demo").status_code == 200
     assert web.api("bob").put("/api/spaces/bob/demo/settings", json={"visibility": "private"}).status_code == 200

@@ -122,15 +122,25 @@ def images(engine) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def cluster():
+    from kubernetes import client
+
     from controlplane.runtime.kubernetes_backend import load_api_client
 
     api = load_api_client()
+    node_address(client.CoreV1Api(api))  # skips at once on another cluster
     yield api
     api.close()
 
 
 def node_address(core) -> str:
-    node = core.read_node("node1")
+    from kubernetes import client
+
+    try:
+        node = core.read_node("node1")
+    except client.ApiException as e:
+        if e.status != 404:
+            raise
+        pytest.skip("needs ../shared/k8s: its node1 is this machine, whose Docker engine and registry the test uses")
     return next(a.address for a in node.status.addresses if a.type == "InternalIP")
 
 

@@ -68,7 +68,7 @@ _DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 def space_label(owner: str, name: str) -> str:
     """The host label of a Space, as the Hub builds it: `{owner}-{name}`, lower-cased, '.' and '_' as '-'.
 
-    The router, the Caddy routes, SPACE_HOST and the Kubernetes Ingress all use this one label. One DNS
+    The router, the proxy's host map, SPACE_HOST and the Kubernetes Ingress all use this one label. One DNS
     would refuse (longer than 63 characters, or edged with '-') is cut to fit and ends in a hash of the whole
     label, so two long names that share a beginning keep apart."""
     label = re.sub(r"[._]", "-", f"{owner}-{name}".lower())

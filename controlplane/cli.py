@@ -232,6 +232,36 @@ def cmd_usage(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_link(settings: Settings, args) -> int:
+    """Link a Space to a repository (or show or remove its link). The credential is read from stdin or
+    $SPACEYARD_LINK_CREDENTIAL, never from the command line, where other users of the host could read it."""
+    path = f"/api/spaces/{args.space}/link"
+    with _api(settings, args.token) as api:
+        if args.remove:
+            _check(api.delete(path))
+            print(f"{args.space} is no longer linked; it keeps its code.")
+            return 0
+        if args.url is None:
+            out = _check(api.get(path))
+        else:
+            body: dict = {"url": args.url, "branch": args.branch, "new_webhook_secret": args.new_webhook_secret}
+            credential = (
+                sys.stdin.readline().strip() if args.credential_stdin else os.environ.get("SPACEYARD_LINK_CREDENTIAL")
+            )
+            if credential is not None:
+                body["credential"] = credential
+            out = _check(api.put(path, json=body))
+    print(f"{args.space} follows {out['url']} ({out['branch']}){' with a credential' if out['hasCredential'] else ''}")
+    if sync := out.get("sync"):
+        print(f"  sync: {sync['result']}: {sync['detail']}")
+    print("  webhook URLs (content type application/json, push events):")
+    for provider, url in out["webhooks"].items():
+        print(f"    {provider:8} {url}")
+    if secret := out.get("webhookSecret"):
+        print(f"  webhook secret (shown once): {secret}")
+    return 0
+
+
 def cmd_agent_token(settings: Settings, _args) -> int:
     print(settings.gpu_agent_credential())
     return 0
@@ -287,6 +317,14 @@ def parser() -> argparse.ArgumentParser:
     usage.add_argument("--owner", help="admins: another owner, or 'all'")
     usage.add_argument("--csv", action="store_true")
     usage.set_defaults(func=cmd_usage)
+    link = with_token(sub.add_parser("link", help="link a Space to a repository that deploys on push"))
+    link.add_argument("space", help="owner/name")
+    link.add_argument("url", nargs="?", help="http(s) URL of the repository; omitted: show the link")
+    link.add_argument("--branch", default="main")
+    link.add_argument("--credential-stdin", action="store_true", help="read a deploy token (or user:token)")
+    link.add_argument("--new-webhook-secret", action="store_true", help="replace the webhook secret")
+    link.add_argument("--remove", action="store_true", help="unlink (the Space keeps its code)")
+    link.set_defaults(func=cmd_link)
     sub.add_parser("agent-token", help="print the GPU agent's credential").set_defaults(func=cmd_agent_token)
     # Listed for --help; main() hands its arguments to the agent's own parser untouched.
     sub.add_parser("gpu-agent", help="sample this node's GPUs and report them (spaceyard gpu-agent --help)")

@@ -1,8 +1,9 @@
-"""A Space's settings: hardware, sleep time, pause/restart/rebuild, secrets and variables, visibility, delete."""
+"""A Space's settings: hardware, sleep time, pause/restart/rebuild, secrets and variables, linked repository and
+webhook deliveries, visibility, delete."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,10 +16,13 @@ from controlplane.dashboard.forms import checked_form
 from controlplane.dashboard.hardware import tier_choices
 from controlplane.dashboard.web import PageError, member, redirect, render, space_for
 from controlplane.lifecycle import change_hardware, delete, pause, restart
+from controlplane.links import link_of, sync
 from controlplane.models import Space, SpaceSecret, SpaceVariable
 from controlplane.secrets_vars import apply_change, delete_key, set_secret, set_variable
 from controlplane.services import Services
 from controlplane.stages import Stage, set_stage
+from controlplane.webhooks import deliveries
+from controlplane.webhooks.linking import KEEP, save_link, unlink, view, webhook_urls
 
 router = APIRouter()
 
@@ -35,6 +39,16 @@ def _settings_context(svc: Services, s: Session, space: Space) -> dict:
         "sleep_choices": SLEEP_CHOICES,
         "secrets": _rows(s, SpaceSecret, space),
         "variables": _rows(s, SpaceVariable, space),
+        **_link_context(svc, s, space),
+    }
+
+
+def _link_context(svc: Services, s: Session, space: Space) -> dict:
+    link = link_of(s, space)
+    return {
+        "link": view(svc, space, link) if link else None,
+        "webhook_urls": webhook_urls(svc, space),
+        "deliveries": [deliveries.view(row) for row in deliveries.listing(s, space)] if link else [],
     }
 
 
@@ -108,6 +122,70 @@ async def control(
     except ApiError as e:
         raise PageError(e.status, e.message) from e
     return redirect(f"/spaces/{owner}/{name}")
+
+
+@router.post("/spaces/{owner}/{name}/settings/link/set")
+def set_link(
+    owner: str,
+    name: str,
+    request: Request,
+    form: FormData = Depends(checked_form),
+    who: Caller = Depends(member),
+    svc: Services = Depends(services),
+) -> Response:
+    """Link (or relink) and mirror the branch at once, as the API's PUT .../link; a webhook secret Spaceyard
+    generates is shown in this answer only. A blank credential keeps the stored one."""
+    credential = str(form.get("credential") or "")
+    try:
+        with svc.db.session() as s:
+            space = space_for(s, who, owner, name, write=True)
+            generated = save_link(
+                svc,
+                s,
+                space,
+                str(form.get("url") or "").strip(),
+                str(form.get("branch") or "main").strip(),
+                None if form.get("remove_credential") else credential or KEEP,
+                str(form.get("webhook_secret") or "") or None,
+                bool(form.get("new_webhook_secret")),
+            )
+            space_id = space.id
+    except ApiError as e:
+        raise PageError(e.status, e.message) from e
+    result, detail, _build = sync(svc, space_id)
+    with svc.db.session() as s:
+        space = s.get(Space, space_id)
+        context = _settings_context(svc, s, space)
+        return render(request, "settings.html", who, new_webhook_secret=generated, sync=(result, detail), **context)
+
+
+@router.post("/spaces/{owner}/{name}/settings/link/delete")
+def delete_link(
+    owner: str, name: str, form: FormData = Depends(checked_form), who: Caller = Depends(member),
+    svc: Services = Depends(services),
+) -> Response:
+    with svc.db.session() as s:
+        unlink(s, space_for(s, who, owner, name, write=True))
+    return _back(owner, name, "#link")
+
+
+@router.post("/spaces/{owner}/{name}/settings/link/redeliver")
+def redeliver(
+    owner: str, name: str, background: BackgroundTasks, form: FormData = Depends(checked_form),
+    who: Caller = Depends(member), svc: Services = Depends(services),
+) -> Response:
+    """Process a stored delivery again (as the API's .../redeliver)."""
+    delivery = str(form.get("delivery") or "")
+    if not delivery.isdigit():
+        raise PageError(400, f"Unknown delivery {delivery[:40]!r}.")
+    try:
+        with svc.db.session() as s:
+            row = deliveries.redeliver(svc, s, space_for(s, who, owner, name, write=True), int(delivery))
+    except ApiError as e:
+        raise PageError(e.status, e.message) from e
+    if row.result == "accepted":
+        background.add_task(deliveries.process, svc, row.id)
+    return _back(owner, name, "#link")
 
 
 @router.post("/spaces/{owner}/{name}/settings/visibility/set")

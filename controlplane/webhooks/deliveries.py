@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 from controlplane.api.errors import ApiError
 from controlplane.api.views import iso
 from controlplane.links import SHA_RE, sync
-from controlplane.models import Space, SpaceLink, WebhookDelivery
+from controlplane.models import Space, WebhookDelivery
 from controlplane.services import Services
+from controlplane.webhooks.linking import require_link
 from controlplane.webhooks.providers import PROVIDERS
 
 DELETED = "0" * 40
@@ -106,12 +107,17 @@ def process(svc: Services, delivery_id: int) -> None:
             row.result, row.detail, row.build_id = result, detail, build_id
 
 
-def redeliver(svc: Services, space: Space, link: SpaceLink, original: WebhookDelivery) -> WebhookDelivery:
+def redeliver(svc: Services, s: Session, space: Space, delivery: int) -> WebhookDelivery:
     """Process a stored payload again, as a new delivery (the owner's "redeliver"), against today's link."""
-    decision = decide(original.provider, original.event, json.loads(original.payload), link.branch)
-    decision = Decision(
-        decision.result, f"Redelivery of {original.delivery_id}. {decision.detail}", decision.ref, decision.commit
+    link = require_link(s, space)
+    original = s.scalar(
+        select(WebhookDelivery).where(WebhookDelivery.id == delivery, WebhookDelivery.space_id == space.id)
     )
+    if original is None:
+        raise ApiError(404, f"No delivery {delivery} for {space.full_name} (only the last few are kept).")
+    decision = decide(original.provider, original.event, json.loads(original.payload), link.branch)
+    detail = f"Redelivery of {original.delivery_id}. {decision.detail}"
+    decision = Decision(decision.result, detail, decision.ref, decision.commit)
     again = f"redeliver-{uuid.uuid4().hex[:16]}"
     row = record(svc, space.id, original.provider, original.event, again, decision, original.payload)
     assert row is not None  # a fresh id

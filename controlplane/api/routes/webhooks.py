@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect
 from controlplane.api.deps import Caller, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.links import link_of, sync
-from controlplane.models import Space, WebhookDelivery
+from controlplane.models import Space
 from controlplane.services import Services
 from controlplane.webhooks import deliveries
 from controlplane.webhooks.linking import KEEP, require_link, save_link, unlink, view
@@ -91,14 +91,7 @@ def redeliver(
     svc: Services = Depends(services),
 ) -> dict:
     with svc.db.session() as s:
-        space = owned_space(s, who, owner, name)
-        link = require_link(s, space)
-        original = s.scalar(
-            select(WebhookDelivery).where(WebhookDelivery.id == delivery, WebhookDelivery.space_id == space.id)
-        )
-        if original is None:
-            raise ApiError(404, f"No delivery {delivery} for {owner}/{name} (only the last few are kept).")
-        row = deliveries.redeliver(svc, space, link, original)
+        row = deliveries.redeliver(svc, s, owned_space(s, who, owner, name), delivery)
     if row.result == "accepted":
         background.add_task(deliveries.process, svc, row.id)
     return deliveries.view(row)

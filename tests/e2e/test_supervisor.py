@@ -25,13 +25,16 @@ from tests.e2e.up import FINAL, UP, Up, alive, builds_of, processes_of, slow_doc
 
 pytestmark = pytest.mark.docker
 API_BACK_WITHIN = 10  # seconds, from the kill of the control plane
+LOG_MAX_BYTES = 8192
 
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory) -> Iterator[Up]:
     if not docker_ok():
         pytest.skip("no Docker engine reachable (./dev.sh test starts one)")
-    running = Up(tmp_path_factory.mktemp("supervised")).start().wait_up()
+    # Small logs, so the run rotates them.
+    env = {"SPACEYARD_LOG_MAX_BYTES": str(LOG_MAX_BYTES), "SPACEYARD_LOG_BACKUPS": "2"}
+    running = Up(tmp_path_factory.mktemp("supervised"), env).start().wait_up()
     yield running
     if running.alive():
         running.stop()
@@ -40,7 +43,7 @@ def up(tmp_path_factory) -> Iterator[Up]:
 
 def assert_built_once_and_live(up: Up, space: str, commit: str) -> None:
     runtime = up.platform().wait_stage(space, FINAL, timeout=300)
-    assert runtime["stage"] == "RUNNING", runtime
+    assert runtime["stage"] == "RUNNING", (runtime.get("errorMessage"), builds_of(up.data_dir, space), up.output())
     assert builds_of(up.data_dir, space) == [("SUCCESS", commit)]  # built once
     [container] = up.platform().containers(space)
     assert container.image.labels["spaceyard.commit"] == commit
@@ -68,11 +71,12 @@ def test_killed_control_plane_comes_back_by_itself_and_the_build_in_progress_goe
     create(platform, "sam", "survivor", sdk="docker")
     files = {"README.md": readme("docker"), "Dockerfile": slow_dockerfile(15)}
     commit = push(platform, "sam", "survivor", files, tmp_path)
-    wait_until(
-        lambda: [status for status, _commit in builds_of(up.data_dir, "sam/survivor")] == ["RUNNING"],
-        120,
-        "the build never started",
-    )
+
+    def in_slow_step() -> bool:  # past the source fetch (from the control plane): in `docker build`
+        with platform.api("sam") as api:
+            return "slow step" in api.get("/api/spaces/sam/survivor/logs/build", params={"follow": "false"}).text
+
+    wait_until(in_slow_step, 120, "the build never reached its slow step")
     builder = up.part("builder").pid
     up.part("controlplane").kill()
     killed = time.monotonic()
@@ -107,9 +111,22 @@ def test_app_requests_stay_out_of_the_access_log_api_requests_do_not(up):
     app = httpx.get(f"{up.url}{app_path}", headers={"Host": f"nobody-nothing.localhost:{up.port}"})
     assert app.status_code == 404
     assert httpx.get(f"{up.url}/api/health", params={"probe": api_probe}).status_code == 200
-    log = up.data_dir / "logs" / "controlplane.log"
-    wait_until(lambda: api_probe in log.read_text(), 10, "the API request was not logged")
-    assert app_path not in log.read_text()
+
+    def logged() -> str:  # the log and its rotated files
+        return "".join(log.read_text() for log in (up.data_dir / "logs").glob("controlplane.log*"))
+
+    wait_until(lambda: api_probe in logged(), 10, "the API request was not logged")
+    assert app_path not in logged()
+
+
+def test_the_parts_logs_rotate_by_size(up):
+    logs = up.data_dir / "logs"
+    for n in range(200):  # each call is a line of the control plane's log
+        httpx.get(f"{up.url}/api/health", params={"n": n})
+    wait_until(lambda: (logs / "controlplane.log.1").exists(), 10, "the control plane's log never rotated")
+    assert not (logs / "controlplane.log.3").exists()  # two backups kept
+    for log in logs.glob("*.log*"):
+        assert log.stat().st_size <= LOG_MAX_BYTES, log
 
 
 def test_stop_with_an_open_log_stream_is_prompt_and_leaves_no_process(up, tmp_path):
@@ -132,7 +149,8 @@ def test_stop_with_an_open_log_stream_is_prompt_and_leaves_no_process(up, tmp_pa
     for where, stream in streams.items():
         assert stream.ended.wait(5), f"the log stream ({where}) was left open"
     assert streams["control plane"].error is None  # ended as a stream ends, not cut off
-    assert "graceful shutdown exceeded" not in (up.data_dir / "logs" / "controlplane.log").read_text()
+    logs = up.data_dir.glob("logs/controlplane.log*")
+    assert not any("graceful shutdown exceeded" in log.read_text() for log in logs)  # not cut off by the timeout
     assert alive(parts) == [] and processes_of(up.data_dir) == []
 
 

@@ -31,7 +31,7 @@ def slow_dockerfile(seconds: int) -> str:
     """A Docker Space whose build takes `seconds` in a fresh step (a cached layer would skip it)."""
     return (
         "FROM spaceyard/base:py3.11\n"
-        f"RUN echo {uuid.uuid4().hex} && sleep {seconds}\n"
+        f"RUN echo slow step {uuid.uuid4().hex} && sleep {seconds}\n"
         'CMD ["python3", "-m", "http.server", "7860"]\n'
     )
 

@@ -108,16 +108,25 @@ def images(engine) -> dict[str, dict[str, str]]:
         image_id = engine.api.inspect_image(tag)["Id"]
         pushed[name] = push(engine, image_id, name)
         engine.api.remove_image(tag)
-    dockerfile = (ROOT / "docker" / "datastores.Dockerfile").read_bytes()
+    pushed["datastores"] = build_alone(engine, "datastores")
+    timed("images built and pushed", started)
+    return pushed
+
+
+def build_alone(engine: docker.DockerClient, name: str) -> dict[str, str]:
+    """Build docker/{name}.Dockerfile, which needs no context, on the base image; push it."""
+    from tests.images.test_platform_images import BASE_IMAGE
+
+    dockerfile = (ROOT / "docker" / f"{name}.Dockerfile").read_bytes()
+    image_id = None
     for chunk in engine.api.build(
         fileobj=io.BytesIO(dockerfile), buildargs={"BASE_IMAGE": BASE_IMAGE}, rm=True, forcerm=True, decode=True
     ):
         assert "error" not in chunk, chunk
         if "aux" in chunk:
-            datastores = chunk["aux"]["ID"]
-    pushed["datastores"] = push(engine, datastores, "datastores")
-    timed("images built and pushed", started)
-    return pushed
+            image_id = chunk["aux"]["ID"]
+    assert image_id is not None
+    return push(engine, image_id, name)
 
 
 @pytest.fixture(scope="module")
@@ -144,23 +153,16 @@ def node_address(core) -> str:
     return next(a.address for a in node.status.addresses if a.type == "InternalIP")
 
 
-@pytest.fixture(scope="module")
-def release(cluster, engine, images, tmp_path_factory) -> Iterator[dict]:
-    """The chart installed with examples/local-cluster.yaml; uninstalled and its namespaces deleted at the end."""
-    from kubernetes import client
-
-    from tests.images.test_platform_images import ca_bundle
-
-    core = client.CoreV1Api(cluster)
+def local_values(core, images: dict, hostpath: Path, namespace: str) -> dict:
+    """examples/local-cluster.yaml, as this run installs it: its images, namespaces, a free NodePort, this engine."""
     node_port = 30000 + int(uuid.uuid4().hex[:3], 16) % 2000
-    url = f"http://{node_address(core)}:{node_port}"
     values = yaml.safe_load(LOCAL_VALUES.read_text())
     socket = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
-    values["domains"]["publicUrl"] = url
+    values["domains"]["publicUrl"] = f"http://{node_address(core)}:{node_port}"
     values["controlplane"]["service"] = {"nodePort": node_port}
-    values["spaces"]["namespace"] = SPACES
-    values["storage"]["hostPath"] = str(tmp_path_factory.mktemp("hostpath"))
-    values["registry"]["external"]["address"] = f"{REGISTRY}/{NAMESPACE}"
+    values["spaces"]["namespace"] = f"{namespace}-spaces"
+    values["storage"]["hostPath"] = str(hostpath)
+    values["registry"]["external"]["address"] = f"{REGISTRY}/{namespace}"
     values["images"] |= {
         "controlplane": images["controlplane"],
         "builder": images["builder"],
@@ -168,16 +170,26 @@ def release(cluster, engine, images, tmp_path_factory) -> Iterator[dict]:
         "postgresql": images["datastores"],
     }
     values["builder"]["nodeEngine"] = {"socket": socket, "groupId": 0}
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-    config = helm.Config(kubeconfig_path=os.environ["KUBECONFIG"], namespace=NAMESPACE)
-    installed = None
+    return values
+
+
+@contextlib.contextmanager
+def helm_release(cluster, values: dict, namespace: str) -> Iterator[dict]:
+    """The chart installed in `namespace`; uninstalled and its namespaces deleted at the end, also on failure."""
+    from kubernetes import client
+
+    from tests.images.test_platform_images import ca_bundle
+
+    core = client.CoreV1Api(cluster)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    config = helm.Config(kubeconfig_path=os.environ["KUBECONFIG"], namespace=namespace)
     try:
         bundle = ca_bundle()
         if bundle is not None:
             # The CA bundle the builds on this machine trust (as dev.sh gives the builder): Space images get it,
             # and the SDK base images it labels stay the ones the other platforms on this engine use.
             core.create_namespaced_config_map(
-                NAMESPACE,
+                namespace,
                 client.V1ConfigMap(
                     metadata=client.V1ObjectMeta(name="build-ca"), data={"ca-certificates.crt": bundle.read_text()}
                 ),
@@ -185,16 +197,33 @@ def release(cluster, engine, images, tmp_path_factory) -> Iterator[dict]:
             values["builder"]["caBundle"] = {"configMap": "build-ca", "key": "ca-certificates.crt"}
         started = time.monotonic()
         with helm.Chart.load(CHART) as chart:
-            installed = config.install(chart, RELEASE, values, namespace=NAMESPACE, timeout=120)
+            installed = config.install(chart, RELEASE, values, namespace=namespace, timeout=120)
         assert installed["status"] == "deployed"
-        yield {"url": url, "values": values, "config": config, "manifest": installed["manifest"], "started": started}
+        yield {
+            "url": values["domains"]["publicUrl"],
+            "values": values,
+            "config": config,
+            "manifest": installed["manifest"],
+            "started": started,
+        }
     finally:
         with contextlib.suppress(Exception):
             config.uninstall(RELEASE, timeout=120)
         config.close()
-        for ns in (SPACES, NAMESPACE):
+        for ns in (values["spaces"]["namespace"], namespace):
             with contextlib.suppress(client.ApiException):
                 core.delete_namespace(ns)
+
+
+@pytest.fixture(scope="module")
+def release(cluster, engine, images, tmp_path_factory) -> Iterator[dict]:
+    from kubernetes import client
+
+    values = local_values(client.CoreV1Api(cluster), images, tmp_path_factory.mktemp("hostpath"), NAMESPACE)
+    try:
+        with helm_release(cluster, values, NAMESPACE) as installed:
+            yield installed
+    finally:
         remove_space_images(engine)
 
 
@@ -223,7 +252,7 @@ def describe(core, namespace: str) -> str:
     return "\n".join(lines + [f"  {e.involved_object.name}: {e.reason} {e.message}" for e in events])
 
 
-def exec_in(cluster, namespace: str, pod: str, command: list[str]) -> str:
+def exec_in(cluster, namespace: str, pod: str, command: list[str], container: str = "controlplane") -> str:
     from kubernetes import client
     from kubernetes.stream import stream
 
@@ -232,7 +261,7 @@ def exec_in(cluster, namespace: str, pod: str, command: list[str]) -> str:
         pod,
         namespace,
         command=command,
-        container="controlplane",
+        container=container,
         stderr=False,
         stdin=False,
         stdout=True,
@@ -400,3 +429,51 @@ def exists(api, obj: dict) -> bool:
         return True
     except NotFoundError:
         return False
+
+
+# As the builder worker (uid 10001) runs it: the engine behind DOCKER_HOST answers and builds.
+DIND_CHECK = """
+import io, os, time
+import docker
+client = docker.from_env()
+for _ in range(60):
+    try:
+        client.ping()
+        break
+    except Exception:
+        time.sleep(1)
+image, _ = client.images.build(fileobj=io.BytesIO(b"FROM scratch\\nLABEL dev.spaceyard.check=dind\\n"), rm=True)
+print(os.getuid(), client.version()["Version"], image.labels["dev.spaceyard.check"])
+"""
+
+
+def test_the_default_dind_builder_runs(cluster, engine, images, tmp_path_factory) -> None:
+    """builder.engine: dind, the chart's default, on the same cluster. docker:27-dind cannot be pulled here, so
+    images.dind is docker/dind.Dockerfile (Debian's Docker Engine): the privileged sidecar starts its daemon and the
+    unprivileged worker drives it through the shared socket (dockerd --group=10001)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(cluster)
+    namespace = f"sye2e-dind-{RUN}"
+    started = time.monotonic()
+    values = local_values(core, images, tmp_path_factory.mktemp("dind"), namespace)
+    # baseImageSource registry: the worker runs as uid 10001, so the socket's group is what lets it in.
+    values["builder"] |= {"engine": "dind", "baseImageSource": "registry"}
+    values["images"]["dind"] = build_alone(engine, "dind")
+    with helm_release(cluster, values, namespace):
+        until(
+            "the builder pod Ready",
+            lambda: pods_ready(core, namespace).get("builder"),
+            300,
+            2,
+            lambda: describe(core, namespace),
+        )
+        (pod,) = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=builder").items
+        assert {c.name: bool(c.security_context and c.security_context.privileged) for c in pod.spec.containers} == {
+            "builder": False,
+            "dind": True,
+        }
+        out = exec_in(cluster, namespace, pod.metadata.name, ["python", "-c", DIND_CHECK], container="builder")
+        uid, version, label = out.split()[-3:]
+        assert (uid, label) == ("10001", "dind") and version.startswith("20.10"), out
+    timed("DinD builder: install to a build on its engine", started)

@@ -89,11 +89,11 @@ class BuildEventsConsumer:
             return {build_id: sent is not None for build_id, sent in rows}
 
     async def settled(self, build_id: int) -> None:
-        """Mark a build that left the active set done for the builders (unless a delivery holds it), so a
-        superseded build's task still in the broker is never built."""
+        """Mark a build that left the active set done for the builders: a superseded build's task still in the
+        broker is never built, and a worker building it stops at its next line (its claim is gone)."""
         key = f"{events_key(self.instance, build_id)}:claim"
         try:
-            await self.redis.set(key, "done", nx=True, ex=STREAM_TTL)
+            await self.redis.set(key, "done", ex=STREAM_TTL)
         except RedisError:
             log.warning("could not mark build %s done for the builders; a late delivery may build it", build_id)
 

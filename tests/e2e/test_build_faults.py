@@ -284,3 +284,28 @@ def test_a_commit_whose_build_never_started_is_built(faults, tmp_path):
 
     wait_for(serves_it, RESEND_AFTER + 120, "the unbuilt commit never went live")
     assert [b["commit_sha"] for b in builds_of(platform, "fay/unbuilt")][-1] == commit
+
+
+def test_a_superseded_build_stops(faults, tmp_path):
+    """A newer push supersedes a build in progress: its worker stops at its next line instead of finishing it."""
+    platform, broker, _hold = faults
+    create(platform, "fay", "superseded", sdk="docker")
+    ticking = slow_dockerfile(1).replace("sleep 1", "for i in $(seq 1 120); do echo tick $i; sleep 0.5; done")
+    push(platform, "fay", "superseded", {"README.md": readme("docker"), "Dockerfile": ticking}, tmp_path)
+    old = builds_of(platform, "fay/superseded")[0]["id"]
+    key = events_key(Settings(data_dir=platform.data_dir).instance, old)
+
+    def ticks() -> list[str]:
+        return [f["line"] for _id, f in broker.client().xrange(key) if f.get("line", "").startswith("tick")]
+
+    wait_for(lambda: len(ticks()) >= 3, 90, "the build never started ticking")
+    commit = push(platform, "fay", "superseded", {"Dockerfile": slow_dockerfile(1)}, tmp_path)
+    runtime = platform.wait_stage("fay/superseded", FINAL, timeout=RESEND_AFTER + 150)
+    assert runtime["stage"] == "RUNNING", runtime
+    seen = len(ticks())
+    time.sleep(3)
+    assert len(ticks()) == seen < 120, "the superseded build went on"
+    assert "result" not in event_kinds(platform, broker, old)
+    assert [b["status"] for b in builds_of(platform, "fay/superseded")] == ["CANCELLED", "SUCCESS"]
+    [container] = platform.containers("fay/superseded")
+    assert container.image.labels["spaceyard.commit"] == commit

@@ -49,8 +49,19 @@ SPACES = f"{NAMESPACE}-spaces"
 PLATFORM = ("controlplane", "builder", "redis", "postgresql")
 
 
+_config: list[pytest.Config] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_to(pytestconfig) -> None:
+    _config[:] = [pytestconfig]
+
+
 def timed(label: str, started: float) -> None:
-    print(f"\n[e2e] {label}: {time.monotonic() - started:.1f} s", flush=True)
+    """Print a step's time in the test run's output even when pytest captures it (CI shows the times)."""
+    capture = _config[0].pluginmanager.getplugin("capturemanager") if _config else None
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print(f"\n[e2e] {label}: {time.monotonic() - started:.1f} s", flush=True)
 
 
 def until(what: str, check: Callable[[], object], timeout: float, every: float = 1.0, detail=lambda: "") -> object:
@@ -85,7 +96,14 @@ def engine() -> Iterator[docker.DockerClient]:
 def push(client: docker.DockerClient, image_id: str, name: str) -> dict[str, str]:
     """Push under a tag naming the content (IfNotPresent then never runs a stale image); keep `:e2e` for the cache."""
     repository, tag = f"{REGISTRY}/spaceyard-e2e/{name}", image_id.split(":")[1][:12]
+    try:
+        previous = client.api.inspect_image(f"{repository}:e2e")["Id"]
+    except docker.errors.ImageNotFound:
+        previous = None
     client.api.tag(image_id, repository, "e2e")
+    if previous not in (None, image_id):
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_image(previous)  # the last run's, now untagged; its layers the new one shares stay
     client.api.tag(image_id, repository, tag)
     for chunk in client.api.push(repository, tag, stream=True, decode=True):
         assert "error" not in chunk, chunk

@@ -19,9 +19,12 @@ import ipaddress
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -31,7 +34,7 @@ from controlplane.api.errors import ApiError
 from controlplane.build_events import show_failure
 from controlplane.builds import start_build
 from controlplane.models import Build, Space, SpaceLink, utcnow
-from controlplane.repos import BRANCH
+from controlplane.repos import BRANCH, mib
 from controlplane.services import Services
 
 MAX_URL = 2048
@@ -39,6 +42,9 @@ FETCH_TIMEOUT = 600
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 BRANCH_RE = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)(?!.*@\{)(?!.*\.lock$)(?!.*/$)[A-Za-z0-9._/+-]{1,255}$")
 MASK = "****"
+# One sync per Space at a time, so two pushes cannot interleave their fetch and the move of `main`.
+_locks: dict[int, threading.Lock] = {}
+_locks_guard = threading.Lock()
 
 
 class LinkError(Exception):
@@ -136,6 +142,8 @@ def git_env(target: Target, credential: str | None) -> dict[str, str]:
         "http.curloptResolve": f"{target.host}:{target.port}:{pinned}",
         "http.lowSpeedLimit": "1000",
         "http.lowSpeedTime": "60",
+        # Always one pack (index-pack), never loose objects: a cut-off fetch leaves one tmp pack to remove.
+        "fetch.unpackLimit": "1",
         "credential.helper": "",
         "core.askPass": "",
     }
@@ -167,14 +175,20 @@ def mirror(svc: Services, space: Space, link: SpaceLink, commit: str | None) -> 
     except ApiError as e:
         raise LinkError(f"Could not fetch from {link.url}: {e.message}") from e
     env = git_env(target, credential)
+    limit = svc.settings.max_repo_bytes
+    too_large = f"the repository is larger than this Space's limit of {mib(limit)} (SPACEYARD_MAX_REPO_BYTES)"
+    # No file git writes (a received pack) may pass the repo limit: a huge repository cannot fill the disk.
+    bound = ["prlimit", f"--fsize={limit}", "--"] if shutil.which("prlimit") else []
 
     def git(*args: str) -> str:
         try:
-            proc = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, timeout=FETCH_TIMEOUT)
+            proc = subprocess.run([*bound, "git", *args], cwd=repo, env=env, capture_output=True, timeout=FETCH_TIMEOUT)
         except subprocess.TimeoutExpired as e:
             raise LinkError(f"Could not fetch from {link.url}: git took longer than {FETCH_TIMEOUT} s.") from e
         if proc.returncode != 0:
             message = scrub(proc.stderr.decode(errors="replace").strip()) or f"git exited with {proc.returncode}"
+            if reached(repo, limit):  # git itself only says "invalid index-pack output"
+                message = too_large
             raise LinkError(f"Could not fetch {commit or link.branch} from {link.url}: {message}")
         return proc.stdout.decode().strip()
 
@@ -188,11 +202,13 @@ def mirror(svc: Services, space: Space, link: SpaceLink, commit: str | None) -> 
         if not has_commit(env, repo, commit):
             raise LinkError(f"Could not fetch {commit} from {link.url}: the repository did not send that commit.")
         head = commit
+    if svc.repos.size(space.owner, space.name) > limit:
+        raise LinkError(f"Could not fetch {head} from {link.url}: {too_large}.")
     git("update-ref", f"refs/heads/{BRANCH}", head)
     return head
 
 
-def has_commit(env: dict[str, str], repo, commit: str) -> bool:
+def has_commit(env: dict[str, str], repo: Path, commit: str) -> bool:
     proc = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=repo, env=env, capture_output=True)
     return proc.returncode == 0
 
@@ -210,18 +226,34 @@ def sync(svc: Services, space_id: int, commit: str | None = None) -> tuple[str, 
             return "ignored", "The Space is no longer linked.", None
         s.expunge(link)
         s.expunge(space)
-    try:
-        head = mirror(svc, space, link, commit)
-    except LinkError as e:
+    with _locks_guard:
+        lock = _locks.setdefault(space_id, threading.Lock())
+    with lock:
+        try:
+            head = mirror(svc, space, link, commit)
+        except LinkError as e:
+            drop_partial_packs(svc.repos.path(space.owner, space.name))
+            with svc.db.session() as s:
+                space = s.get(Space, space_id)
+                build = failed_build(s, space, commit or space.head_sha or "", str(e))
+                return "fetch failed", str(e), build.id
         with svc.db.session() as s:
             space = s.get(Space, space_id)
-            build = failed_build(s, space, commit or space.head_sha or "", str(e))
-            return "fetch failed", str(e), build.id
-    with svc.db.session() as s:
-        space = s.get(Space, space_id)
-        build = start_build(svc, s, space, head)
-        s.flush()
-        return "building", f"Building {head[:7]} from {link.branch}.", build.id
+            build = start_build(svc, s, space, head)
+            s.flush()
+            return "building", f"Building {head[:7]} from {link.branch}.", build.id
+
+
+def reached(repo: Path, limit: int) -> bool:
+    """Whether a fetch's pack was cut off at the file size bound."""
+    return any(f.stat().st_size >= limit for f in (repo / "objects" / "pack").glob("tmp_*"))
+
+
+def drop_partial_packs(repo: Path) -> None:
+    """What a cut-off fetch left (up to the repo limit each time). Pushes write theirs in quarantine dirs
+    (objects/incoming-*), and fetches of this Space hold its lock, so every tmp pack here is a failed fetch's."""
+    for partial in (repo / "objects" / "pack").glob("tmp_*"):
+        partial.unlink(missing_ok=True)
 
 
 def failed_build(s: Session, space: Space, commit: str, message: str) -> Build:

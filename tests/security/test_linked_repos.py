@@ -5,15 +5,16 @@ never come back out (API, logs, build log, database, git's messages); the webhoo
 from __future__ import annotations
 
 import base64
+import os
 import sqlite3
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningPlatform
+from tests.conftest import RunningPlatform, git
 from tests.e2e.spaces import create
-from tests.webhooks.conftest import linked_platform, new_forge  # noqa: F401 (a fixture)
+from tests.webhooks.conftest import MAX_REPO, linked_platform, new_forge  # noqa: F401 (a fixture)
 from tests.webhooks.forge import PUSH, deliver, static_files
 from tests.webhooks.spaces import build_log, deliveries, link, wait_delivery, wait_serving
 
@@ -183,5 +184,22 @@ def test_webhook_secret_is_write_only_and_rotates(linked_platform: RunningPlatfo
             assert api.get(f"/api/spaces/{space}/link").status_code == 404
         # Unlinked: the webhook URL no longer exists for anyone.
         assert deliver(linked_platform.url, "gitlab", space, payload, "chosen-by-owner").status_code == 404
+    finally:
+        forge.close()
+
+
+def test_a_huge_repository_cannot_fill_the_disk(linked_platform: RunningPlatform, tmp_path):  # noqa: F811
+    """No file a fetch writes may pass the repo limit (8 MiB here): a 12 MiB pack is cut off, its partial
+    pack removed, `main` left alone, and the failure says why."""
+    forge = new_forge(tmp_path / "forge")
+    try:
+        up = forge.create("huge", {**static_files("x"), "blob.bin": os.urandom(12 * 2**20)})
+        linked = link(linked_platform, "huge", "app", up)
+        assert linked["sync"]["result"] == "fetch failed", linked
+        assert "larger than this Space's limit of 8.00 MiB" in linked["sync"]["detail"], linked
+        repo = linked_platform.data_dir / "repos" / "huge" / "app.git"
+        assert sum(f.stat().st_size for f in repo.rglob("*") if f.is_file()) < MAX_REPO // 4
+        with linked_platform.api("huge") as api:
+            assert api.get("/api/spaces/huge/app").json()["sha"] != git("rev-parse", "HEAD", cwd=up.work).stdout.strip()
     finally:
         forge.close()

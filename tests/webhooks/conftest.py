@@ -13,6 +13,8 @@ from tests.webhooks.forge import Forge
 
 # Small enough that the 413 test sends little; the documented payloads are a few KiB.
 MAX_BODY = 65536
+# Small enough that the test of a too large repository sends little.
+MAX_REPO = 8 * 2**20
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +23,7 @@ def linked_platform(tmp_path_factory) -> Iterator[RunningPlatform]:
     if not docker_ok():
         pytest.skip("no Docker engine reachable (./dev.sh test starts one)")
     env = {"SPACEYARD_LINK_PRIVATE_ADDRESSES": "true", "SPACEYARD_WEBHOOK_MAX_BODY_BYTES": str(MAX_BODY),
-           "SPACEYARD_WEBHOOK_DELIVERIES_KEPT": "6"}
+           "SPACEYARD_WEBHOOK_DELIVERIES_KEPT": "6", "SPACEYARD_MAX_REPO_BYTES": str(MAX_REPO)}
     running = launch(tmp_path_factory.mktemp("linked"), extra_env=env)
     yield running
     running.platform.stop()

@@ -121,7 +121,7 @@ class Forge:
         req.end_headers()
         req.wfile.write(body)
 
-    def create(self, name: str, files: dict[str, str], branch: str = "main") -> Upstream:
+    def create(self, name: str, files: dict[str, str | bytes], branch: str = "main") -> Upstream:
         bare = self.root / f"{name}.git"
         git("init", "-q", "--bare", f"--initial-branch={branch}", str(bare))
         work = self.root.parent / f"work-{name}"
@@ -141,14 +141,17 @@ class Upstream:
     def url(self) -> str:
         return f"{self.forge.url}/{self.name}.git"
 
-    def commit(self, files: dict[str, str], message: str, branch: str = "main") -> tuple[str, str]:
+    def commit(self, files: dict[str, str | bytes], message: str, branch: str = "main") -> tuple[str, str]:
         """Commit and push to `branch`; returns (before, after)."""
         before = git("rev-parse", "-q", "--verify", f"origin/{branch}", cwd=self.work, check=False).stdout.strip()
         git("checkout", "-q", "-B", branch, *([f"origin/{branch}"] if before else []), cwd=self.work)
         for path, content in files.items():
             target = self.work / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content)
         git("add", "-A", cwd=self.work)
         git("commit", "-q", "--allow-empty", "-m", message, cwd=self.work)
         git("push", "-q", "origin", f"HEAD:refs/heads/{branch}", cwd=self.work)

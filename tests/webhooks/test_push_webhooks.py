@@ -186,3 +186,16 @@ def test_first_sync_failure_is_build_error(linked_platform, forge):
     assert linked["sync"]["result"] == "fetch failed" and up.url in linked["sync"]["detail"]
     runtime = linked_platform.wait_stage(space, {"BUILD_ERROR"})
     assert up.url in runtime["errorMessage"] and "not found" in runtime["errorMessage"]
+
+
+def test_only_the_last_deliveries_are_kept(linked_platform, forge):
+    owner, name = "hooks", "kept"
+    space = f"{owner}/{name}"
+    up = forge.create(name, static_files("k"))
+    secret = link(linked_platform, owner, name, up)["webhookSecret"]
+    sent = [str(uuid.uuid4()) for _ in range(9)]
+    for delivery in sent:
+        resp = deliver(linked_platform.url, "github", space, github_ping(up), secret, event="ping", delivery=delivery)
+        assert resp.status_code == 200, resp.text
+    # SPACEYARD_WEBHOOK_DELIVERIES_KEPT=6 on this platform: the newest six, newest first.
+    assert [d["deliveryId"] for d in deliveries(linked_platform, owner, space)] == sent[::-1][:6]

@@ -391,6 +391,39 @@ def test_builder_runs_celery_with_docker_in_docker(chart):
     assert pod["automountServiceAccountToken"] is False
 
 
+def test_builder_on_the_build_nodes_engine(chart):
+    # builder.engine=node: the node's Docker socket instead of a privileged sidecar (and its registry forwarder).
+    values = {"builder": {"engine": "node", "nodeEngine": {"socket": "/run/docker.sock", "groupId": 998}}}
+    pod = one(render(chart, values), "Deployment", "spaceyard-builder")["spec"]["template"]["spec"]
+    (builder,) = pod["containers"]
+    assert env_of(builder)["DOCKER_HOST"]["value"] == "unix:///run/dind/docker.sock"
+    assert builder["volumeMounts"] == [{"name": "dind-socket", "mountPath": "/run/dind/docker.sock"}]
+    assert pod["volumes"] == [{"name": "dind-socket", "hostPath": {"path": "/run/docker.sock", "type": "Socket"}}]
+    assert pod["securityContext"] == {"supplementalGroups": [998]}
+    assert builder["securityContext"]["runAsUser"] == 10001 and "privileged" not in builder["securityContext"]
+
+
+def test_one_node_cluster_example(chart):
+    objects = render(chart, yaml.safe_load((CHART / "examples" / "local-cluster.yaml").read_text()))
+    pod = one(objects, "Deployment", "spaceyard-builder")["spec"]["template"]["spec"]
+    # Builds may share the only node with the Spaces there: no affinity keeping them off the cpu pool.
+    assert pod["nodeSelector"] == {"spaceyard.dev/pool": "cpu"} and "affinity" not in pod
+    service = one(objects, "Service", "spaceyard-controlplane")["spec"]
+    assert service["type"] == "NodePort" and service["ports"][0]["nodePort"] == 30080
+    assert find(objects, "Ingress") == [] and find(objects, "PersistentVolumeClaim") == []
+
+
+@pytest.mark.parametrize("values", [None, "gpu-pools"])
+def test_platform_pods_get_no_service_links(chart, values):
+    # A Service named spaceyard-controlplane would set SPACEYARD_CONTROLPLANE_PORT=tcp://..., which the control plane
+    # reads as its setting controlplane_port (prefix SPACEYARD_) and refuses: it crash-looped on a real install.
+    objects = render(chart, example_values() if values else None)
+    for name in ("spaceyard-controlplane", "spaceyard-builder"):
+        assert one(objects, "Deployment", name)["spec"]["template"]["spec"]["enableServiceLinks"] is False
+    for agent in find(objects, "DaemonSet", "spaceyard-gpu-agent"):
+        assert agent["spec"]["template"]["spec"]["enableServiceLinks"] is False
+
+
 def test_builder_settings_reach_the_worker(chart):
     values = {
         "builder": {

@@ -211,6 +211,7 @@ def test_notes_tell_the_urls_and_the_admin_token(chart):
     text = notes(chart, example_values())
     assert "https://spaceyard.acme.dev/" in text
     assert "https://{owner}-{name}.apps.acme.dev/" in text
+    assert "/apps/{owner}" not in text  # path URLs are off once a real apps domain is set (SPACEYARD_PATH_URLS)
     assert "spaceyard user add" in text and "get secret spaceyard" in text
     assert "example.com" not in text
 

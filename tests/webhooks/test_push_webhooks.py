@@ -199,3 +199,21 @@ def test_only_the_last_deliveries_are_kept(linked_platform, forge):
         assert resp.status_code == 200, resp.text
     # SPACEYARD_WEBHOOK_DELIVERIES_KEPT=6 on this platform: the newest six, newest first.
     assert [d["deliveryId"] for d in deliveries(linked_platform, owner, space)] == sent[::-1][:6]
+
+
+def test_github_form_encoded_delivery(linked_platform, forge):
+    """GitHub's other content type: payload=<url-encoded JSON>, signed over the form body as sent."""
+    from urllib.parse import urlencode
+
+    owner, name = "hooks", "form"
+    space = f"{owner}/{name}"
+    up = forge.create(name, static_files("form one"))
+    secret = link(linked_platform, owner, name, up)["webhookSecret"]
+    wait_serving(linked_platform, space, "form one")
+    before, after = up.commit(static_files("form two"), "two")
+    body = urlencode({"payload": json.dumps(PUSH["github"](up, "main", before, after, "two"))}).encode()
+    headers = signed_headers("github", body, secret, "push", str(uuid.uuid4()))
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    resp = httpx.post(f"{linked_platform.url}/api/webhooks/github/{space}", content=body, headers=headers)
+    assert resp.status_code == 202 and resp.json()["commit"] == after, resp.text
+    wait_serving(linked_platform, space, "form two")

@@ -234,11 +234,13 @@ def sync(svc: Services, space_id: int, commit: str | None = None) -> tuple[str, 
         except LinkError as e:
             drop_partial_packs(svc.repos.path(space.owner, space.name))
             with svc.db.session() as s:
-                space = s.get(Space, space_id)
+                if (space := s.get(Space, space_id)) is None:
+                    return "ignored", "The Space was deleted meanwhile.", None
                 build = failed_build(s, space, commit or space.head_sha or "", str(e))
                 return "fetch failed", str(e), build.id
         with svc.db.session() as s:
-            space = s.get(Space, space_id)
+            if (space := s.get(Space, space_id)) is None:
+                return "ignored", "The Space was deleted meanwhile.", None
             build = start_build(svc, s, space, head)
             s.flush()
             return "building", f"Building {head[:7]} from {link.branch}.", build.id

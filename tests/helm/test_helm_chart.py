@@ -655,6 +655,11 @@ def test_refuses_builder_on_a_space_pool(chart):
     assert "builder.nodeSelector: spaceyard.dev/pool=t4 selects a Space node pool" in message
 
 
+def test_refuses_node_engine_without_the_sockets_group(chart):
+    message = render_error(chart, {"builder": {"engine": "node"}})
+    assert "builder.nodeEngine.groupId" in message
+
+
 def test_refuses_shared_build_cache_across_replicas(chart):
     values = {"builder": {"replicas": 2, "dind": {"cache": {"persistence": True}}}}
     assert "builder.dind.cache.persistence" in render_error(chart, values)

@@ -141,6 +141,9 @@ cluster needs: every tier has exactly one pool, GPU tiers run on GPU pools, buil
 {{- end -}}
 
 {{- define "spaceyard.validateBuilder" -}}
+{{- if and (eq .Values.builder.engine "node") (ne .Values.builder.baseImageSource "debootstrap") (not .Values.builder.nodeEngine.groupId) -}}
+{{- fail "builder.nodeEngine.groupId: the worker runs as uid 10001 and reaches the node's Docker socket only through its group; set the gid of the socket (e.g. the node's docker group)" -}}
+{{- end -}}
 {{- if and .Values.builder.dind.cache.persistence (gt (int .Values.builder.replicas) 1) -}}
 {{- fail "builder.dind.cache.persistence: a persistent build cache is one ReadWriteOnce volume; set builder.replicas to 1 or turn persistence off" -}}
 {{- end -}}

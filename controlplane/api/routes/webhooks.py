@@ -97,7 +97,7 @@ def redeliver(
     return deliveries.view(row)
 
 
-@router.post("/api/webhooks/{provider}/{owner}/{name}", include_in_schema=True)
+@router.post("/api/webhooks/{provider}/{owner}/{name}")
 async def receive(
     provider: str,
     owner: str,

@@ -20,6 +20,7 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from controlplane.builds import ACTIVE, dispatch_safely, events_key, send, start_build
@@ -76,10 +77,15 @@ class BuildEventsConsumer:
             raise
         for key, entries in replies or []:
             build_id = int(key.rsplit(":", 1)[1])
-            self.cursors[build_id] = entries[-1][0]
             self.last_seen[build_id] = time.monotonic()
-            for _entry_id, fields in entries:
-                await self.handle(build_id, fields)
+            for entry_id, fields in entries:
+                try:
+                    await self.handle(build_id, fields)
+                except (RedisError, OperationalError):
+                    raise  # the database or Redis is away: this entry is read again on the next pass
+                except Exception:
+                    log.exception("build %s: its event %s could not be handled; skipped", build_id, entry_id)
+                self.cursors[build_id] = entry_id
         await self.watchdog()
 
     def _active_builds(self) -> dict[int, bool]:

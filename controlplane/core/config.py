@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     default_startup_timeout: float = Field(default=1800.0, description="Seconds an app may take to listen.")
     health_interval: float = Field(default=0.25, description="Seconds between readiness probes.")
     reconcile_interval: float = Field(default=30.0, description="Seconds between reconciler passes.")
+    drain_timeout: float = Field(
+        default=300.0,
+        description="After a redeploy, the most seconds the old instance keeps serving the requests, streams and "
+        "WebSockets open on it (and the client sessions pinned to it) before it is stopped; it stops earlier, once "
+        "none is left.",
+    )
     cpu_basic_sleep_seconds: int = Field(default=48 * 3600, description="Default sleep time on cpu-basic.")
     wake_timeout: float = Field(
         default=4.0,

@@ -122,7 +122,10 @@ class Up:
 
     def part(self, needle: str) -> psutil.Process:
         for child in psutil.Process(self.proc.pid).children():
-            if needle in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+            if needle not in " ".join(child.cmdline()) or child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            # The control plane's spare (serve --standby) listens on nothing until it takes over.
+            if "serve" not in needle or any(c.status == psutil.CONN_LISTEN for c in child.net_connections("tcp")):
                 return child
         raise RuntimeError(f"no {needle!r} under spaceyard up")
 

@@ -35,7 +35,7 @@ def _check(resp: httpx.Response) -> dict | list:
     return resp.json()
 
 
-def cmd_serve(settings: Settings, _args) -> int:
+def cmd_serve(settings: Settings, args) -> int:
     import logging
 
     import uvicorn
@@ -68,6 +68,9 @@ def cmd_serve(settings: Settings, _args) -> int:
     if not settings.access_log:
         drop_app_traffic()
     server = Server(config, app)
+    # `up`'s spare: everything above done ahead, it serves once told (a line), or ends with `up` (end of input).
+    if args.standby and not sys.stdin.readline():
+        return 0
     server.run()
     return 0 if server.started else STARTUP_FAILURE  # as uvicorn.run: a failed start-up is not a clean exit
 
@@ -271,9 +274,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spaceyard", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start the whole platform on this host").set_defaults(func=cmd_up)
-    sub.add_parser("serve", help="run only the control plane (API, git, router, dashboard)").set_defaults(
-        func=cmd_serve
-    )
+    serve = sub.add_parser("serve", help="run only the control plane (API, git, router, dashboard)")
+    serve.add_argument("--standby", action="store_true", help=argparse.SUPPRESS)  # spaceyard up's spare
+    serve.set_defaults(func=cmd_serve)
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="create a user and print an API token")
     add.add_argument("name")

@@ -39,6 +39,13 @@ MAX_BACKOFF = 30.0
 STOP_TIMEOUT = 15.0
 
 
+# A spare control plane under `up`: started ahead, its imports done, it serves once the running one exits, so
+# a restart costs the app's start-up (a second or two) and not Python's imports as well (many seconds on a
+# loaded host).
+STANDBY = "controlplane-standby"
+SERVE = [sys.executable, "-m", "controlplane.cli", "serve"]
+
+
 class Stopped(BaseException):
     """`up` was asked to stop (a signal). Like KeyboardInterrupt, no `except Exception` (a retry loop) keeps it."""
 
@@ -155,6 +162,7 @@ class Platform:
         self._holding = False
         self._redis_port: int | None = None
         self._pumps: list[threading.Thread] = []
+        self._standby_wanted = False
 
     def settings(self) -> Settings:
         named = {name: f"SPACEYARD_{name.upper()}" for name in Settings.model_fields}
@@ -186,10 +194,17 @@ class Platform:
         path.unlink()
 
     def _spawn(
-        self, name: str, args: list[str], *, private: bool = True, extra_env: dict[str, str] | None = None
+        self,
+        name: str,
+        args: list[str],
+        *,
+        private: bool = True,
+        extra_env: dict[str, str] | None = None,
+        standby: bool = False,
     ) -> subprocess.Popen:
         """private: the process writes the data dir, so what it creates there is 0600/0700. Its output goes
-        through a pipe into logs/{name}.log, rotated by size."""
+        through a pipe into logs/{name}.log, rotated by size. standby: it waits for a line on its stdin, and its
+        output is logged from when it takes over."""
         self.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
         settings = self.settings()
         # A stop signal that arrives now is taken once the process is on the list, so stop() finds it.
@@ -197,6 +212,7 @@ class Platform:
         try:
             proc = subprocess.Popen(
                 args,
+                stdin=subprocess.PIPE if standby else None,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 env={**self.env, **(extra_env or {})},
@@ -207,14 +223,18 @@ class Platform:
             self._record_parts()
         finally:
             self._holding = False
-        self._pumps.append(
-            logfiles.pump(proc.stdout, self.logs / f"{name}.log", settings.log_max_bytes, settings.log_backups)
-        )
-        if self._starting is not None:
+        if not standby:
+            self._log(proc, name, settings)
+        if self._starting is not None and not standby:
             self.starters[name] = self._starting
         if self._held_signal is not None:
             raise Stopped(self._held_signal)
         return proc
+
+    def _log(self, proc: subprocess.Popen, name: str, settings: Settings) -> None:
+        self._pumps.append(
+            logfiles.pump(proc.stdout, self.logs / f"{name}.log", settings.log_max_bytes, settings.log_backups)
+        )
 
     def _part(self, start: Callable[[], object]) -> None:
         """Run `start` and remember it as the way to restart whatever process it spawns."""
@@ -310,7 +330,7 @@ class Platform:
     def start_controlplane(self) -> None:
         host = self.env.get("SPACEYARD_HOST", "127.0.0.1")
         port = self.env.setdefault("SPACEYARD_PORT", "8000")
-        proc = self._spawn("controlplane", [sys.executable, "-m", "controlplane.cli", "serve"])
+        proc = self._standby_takes_over() or self._spawn("controlplane", SERVE)
         # Through the proxy when there is one: what users reach must answer.
         url = f"http://{host}:{port}/api/health"
         wait_for(
@@ -318,6 +338,24 @@ class Platform:
         )
         if proc.poll() is not None:
             raise RuntimeError(f"The control plane {describe_exit(proc.returncode)} while starting; see {self.logs}")
+        if self._standby_wanted:
+            self._spawn(STANDBY, [*SERVE, "--standby"], standby=True)
+
+    def _standby_takes_over(self) -> subprocess.Popen | None:
+        entry = next(((n, p) for n, p in self.procs if n == STANDBY), None)
+        if entry is None:
+            return None
+        proc = entry[1]
+        try:
+            proc.stdin.write(b"serve\n")
+            proc.stdin.close()
+        except OSError:  # it died
+            self._stop([entry], signal.SIGKILL)
+            return None
+        self.procs[self.procs.index(entry)] = ("controlplane", proc)
+        self._log(proc, "controlplane", self.settings())
+        say("the standby control plane takes over")
+        return proc
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
         self._stop([(n, p) for n, p in self.procs if n == name], sig)
@@ -395,6 +433,9 @@ class Platform:
         settings = self.settings()
         self.restarts = dict.fromkeys(self.starters, 0)
         part_restarts.write_counts(self.data_dir, self.restarts)
+        if "controlplane" in self.starters:
+            self._standby_wanted = True
+            self._spawn(STANDBY, [*SERVE, "--standby"], standby=True)
         while True:
             for name, proc in list(self.procs):
                 if proc.poll() is not None and name in self.starters:

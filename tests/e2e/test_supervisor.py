@@ -80,12 +80,12 @@ def test_killed_control_plane_comes_back_by_itself_and_the_build_in_progress_goe
     builder = up.part("builder").pid
     up.part("controlplane").kill()
     killed = time.monotonic()
-    wait_until(lambda: not up.health(), 10, "the control plane did not go down")
-    wait_until(up.health, 120, "the control plane never came back")
+    wait_until(up.health, 120, "the control plane never came back")  # (the proxy may hold a request meanwhile)
     back = time.monotonic() - killed
     print(f"API answered again {back:.1f} s after the control plane was SIGKILLed")
     assert back <= API_BACK_WITHIN
     assert "controlplane exited (killed by SIGKILL)" in up.output()
+    assert "the standby control plane takes over" in up.output()
     assert up.part("builder").pid == builder  # the builder went on with the build
     assert_built_once_and_live(up, "sam/survivor", commit)
     assert restarts(up, "controlplane") == 1

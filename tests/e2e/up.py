@@ -70,6 +70,10 @@ def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return found
 
 
+def listens(proc: psutil.Process) -> bool:
+    return any(c.status == psutil.CONN_LISTEN for c in proc.net_connections(kind="tcp"))
+
+
 def processes_of(data_dir: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter():
@@ -155,7 +159,8 @@ class Up:
         needle = {"controlplane": "controlplane.cli serve", "builder": "celery", "redis": "redis-server"}[name]
         for child in psutil.Process(self.pid).children():
             try:
-                if needle in " ".join(child.cmdline()):
+                # Two control planes while `up` supervises: the one serving, and a spare that listens on nothing.
+                if needle in " ".join(child.cmdline()) and (name != "controlplane" or listens(child)):
                     return child
             except psutil.Error:  # gone, or a zombie `up` has not reaped yet
                 continue

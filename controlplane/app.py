@@ -44,6 +44,7 @@ from controlplane.loops import forever
 from controlplane.metering.intervals import on_stage_change
 from controlplane.proxy import activity, pusher
 from controlplane.reconciler import Reconciler
+from controlplane.router.affinity import Affinity
 from controlplane.router.proxy import RouterMiddleware
 from controlplane.routing import SpaceResolver
 from controlplane.runtime.base import RuntimeBackend
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     svc = Services.create(settings)
     resolver = SpaceResolver(svc)
+    svc.extras["affinity"] = affinity = Affinity()  # client sessions across redeploys, on the Python router's path
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -127,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         udp = None
         if settings.proxy != "none":
             routes = pusher.Pusher(pusher.layout(settings), partial(pusher.running_routes, svc.db))
+            svc.extras["proxy_routes"] = routes
             on_committed_change(routes.changed)
             tasks.append(asyncio.create_task(routes.run(), name="proxy-routes"))
             reader = activity.ActivityReader(lambda: routes.table, resolver.record)
@@ -156,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         host_url=partial(host_url, settings),
         secrets=frozenset(s.encode("latin-1") for s in service_secrets if s),
         secure_cookies=settings.secure_cookies_enabled,
+        affinity=affinity,
     )
     # Outside the router too: an old path-based app URL of a moved Space redirects like its API and git URLs.
     app.add_middleware(MovedSpaces, svc=svc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 import httpx
 from sqlalchemy import select
@@ -20,8 +21,22 @@ from controlplane.spending import blocks_start
 from controlplane.stages import SERVING, Stage, set_stage
 
 log = logging.getLogger(__name__)
-# Old instances keep serving this long after traffic moves, so requests already in flight finish.
-DRAIN_SECONDS = 2.0
+# A replaced instance is stopped once nothing was open on it for this long (a Gradio client's queue/join has
+# answered but its queue/data stream may not have arrived yet), or after SPACEYARD_DRAIN_TIMEOUT.
+QUIET_SECONDS = 2.0
+# How often the draining instance's open requests are counted.
+DRAIN_POLL = 0.5
+
+
+class Drain(Protocol):
+    """What routes to app instances (the proxy's pusher, the Python router's affinity): keeps a replaced instance
+    reachable for the sessions pinned to it, and counts what is open on it."""
+
+    def drain(self, upstream: str) -> None: ...
+
+    def retired(self, upstream: str) -> None: ...
+
+    async def open_streams(self, upstream: str) -> int: ...
 
 
 def app_env(svc: Services, s: Session, space: Space, config: dict) -> tuple[dict[str, str], dict[str, str]]:
@@ -60,10 +75,11 @@ class Deployer:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.starting: dict[int, asyncio.Task] = {}
+        self.retiring: dict[str, asyncio.Task] = {}  # replaced instance id -> its drain, then stop
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(3.0))
 
     async def close(self) -> None:
-        for task in self.starting.values():
+        for task in [*self.starting.values(), *self.retiring.values()]:
             task.cancel()
         await self.http.aclose()
 
@@ -108,13 +124,36 @@ class Deployer:
             await asyncio.to_thread(svc.runtime.stop, inst.id)
             await asyncio.to_thread(self._fail, space_id, serving, ready)
             return
-        found, old = await asyncio.to_thread(self._serve, space_id, build_id, spec, strip, ready)
+        found, old, old_endpoint = await asyncio.to_thread(self._serve, space_id, build_id, spec, strip, ready)
         if not found:
             await asyncio.to_thread(svc.runtime.stop, inst.id)
             return
         if old and old != ready.id:
-            await asyncio.sleep(DRAIN_SECONDS)
-            await asyncio.to_thread(svc.runtime.stop, old)
+            # Its own task: a newer deploy cancelling this one must not leave the old instance running.
+            task = asyncio.create_task(self._retire(old, old_endpoint), name=f"retire-{old[:12]}")
+            self.retiring[old] = task
+            task.add_done_callback(lambda _: self.retiring.pop(old, None))
+
+    def _drains(self) -> list[Drain]:
+        return [d for d in (self.svc.extras.get("affinity"), self.svc.extras.get("proxy_routes")) if d is not None]
+
+    async def _retire(self, instance_id: str, upstream: str | None) -> None:
+        """Stop a replaced instance once nothing was open on it (the sessions pinned to it have ended) for
+        QUIET_SECONDS, or after SPACEYARD_DRAIN_TIMEOUT."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.svc.settings.drain_timeout
+        quiet_since = loop.time()
+        try:
+            while loop.time() < deadline:
+                await asyncio.sleep(DRAIN_POLL)
+                if upstream and any([await d.open_streams(upstream) for d in self._drains()]):
+                    quiet_since = loop.time()
+                elif loop.time() - quiet_since >= QUIET_SECONDS:
+                    break
+        finally:
+            for d in self._drains() if upstream else ():
+                d.retired(upstream)
+        await asyncio.to_thread(self.svc.runtime.stop, instance_id)
 
     def _plan(self, space_id: int, build_id: int) -> tuple[AppSpec, bool, bool, str] | None:
         """(what to start, whether an older instance serves meanwhile, strip_prefix, readiness probe path), or
@@ -157,20 +196,23 @@ class Deployer:
         return spec, serving, strip, probe_path
 
     def _serve(self, space_id: int, build_id: int, spec: AppSpec, strip: bool,
-               ready: Instance) -> tuple[bool, str | None]:
-        """Move traffic to `ready`: (the Space still exists, the instance it replaces)."""
+               ready: Instance) -> tuple[bool, str | None, str | None]:
+        """Move traffic to `ready`: (the Space still exists, the instance it replaces, that one's address)."""
         with self.svc.db.session() as s:
             space = s.get(Space, space_id)
             if space is None:
-                return False, None
-            old = space.container_id
+                return False, None, None
+            old, old_endpoint = space.container_id, space.endpoint
+            if old and old_endpoint and old != ready.id:
+                for d in self._drains():  # before the switch commits: sessions on it keep reaching it
+                    d.drain(old_endpoint)
             space.container_id, space.endpoint = ready.id, ready.endpoint
             space.running_build_id, space.image, space.strip_prefix = build_id, spec.image, strip
             if space.hardware_current and space.hardware_current != space.hardware_requested:
                 on_tier_change(s, space, space.hardware_requested, now=utcnow())
             space.hardware_current = space.hardware_requested
             set_stage(s, space, Stage.RUNNING, None)
-        return True, old
+        return True, old, old_endpoint
 
     def _start(self, spec: AppSpec, resume: str | None) -> Instance:
         if resume:

@@ -50,7 +50,7 @@ class Reconciler:
         for space_id, message in await asyncio.to_thread(over_limit_spaces, self.svc):
             await pause(self.svc, self.deployer, space_id, message)
         for inst in instances:
-            if inst.id not in wanted:
+            if inst.id not in wanted and inst.id not in self.deployer.retiring:  # a redeploy's old one drains
                 log.info("reconcile: removing orphan instance %s of %s", inst.id[:12], inst.space)
                 await asyncio.to_thread(self.svc.runtime.stop, inst.id)
 

@@ -63,3 +63,9 @@ async def map_value(socket: str, path: str, key: str) -> str | None:
     out = await send(socket, f"get map {path} {key}")
     found = re.search(r'found=yes.*value="([^"]*)"', out)
     return found.group(1) if found else None
+
+
+async def table_use(socket: str, table: str, key: str) -> int:
+    """How many requests (streams, WebSockets) are tracking `key` in a stick table now."""
+    found = re.search(r"\buse=(\d+)", await send(socket, f"show table {table} key {key}"))
+    return int(found.group(1)) if found else 0

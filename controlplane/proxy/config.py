@@ -9,6 +9,7 @@ platform credential, which only the control plane may read and strip (docs/route
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from controlplane.router.headers import PLATFORM_COOKIES
@@ -19,8 +20,10 @@ COOKIE_PATTERN = r"(^|;)\s*(" + "|".join(_NAMES) + r")\s*="
 # An app's answer setting one of them.
 SET_COOKIE_PATTERN = r"^\s*(" + "|".join(_NAMES) + r")\s*="
 VERSION_KEY = "version"
-# Map values: "upstream|prefix|strip" ("127.0.0.1:49153|/apps/o/n|1").
+# Map values: "upstream|prefix|strip|instance" ("127.0.0.1:49153|/apps/o/n|1|2813417602").
 SEP = "|"
+# Stick tables: a client session (Gradio's session_hash) -> its instance, and the requests open per instance.
+SESSIONS_TABLE, INSTANCES_TABLE = "sessions", "instances"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Route:
 class Table:
     version: int  # increases with every table the control plane computes; the proxy never goes back
     routes: tuple[Route, ...]
+    # Upstreams replaced by a redeploy that still serve the sessions pinned to them until they are stopped.
+    draining: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ def maps(table: Table, layout: Layout) -> dict[str, dict[str, str]]:
     out = {"hosts.map": {f"{r.label}.{layout.apps_domain}": _value(r) for r in table.routes}}
     if layout.path_urls:
         out["paths.map"] = {r.prefix: _value(r) for r in table.routes}
+    live = {r.upstream for r in table.routes} | table.draining
+    out["instances.map"] = {str(instance_key(u)): u for u in sorted(live)}
     out["version.map"] = {VERSION_KEY: str(table.version)}
     return out
 
@@ -77,12 +84,18 @@ def changes(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]],
                 commands.append(f"add map {path} {key} {value}")
             elif previous[key] != value:
                 commands.append(f"set map {path} {key} {value}")
-        commands += [f"del map {path} {key}" for key in previous.keys() - entries.keys()]
+        commands += [f"del map {path} {key}" for key in sorted(previous.keys() - entries.keys())]
     return commands
 
 
+def instance_key(upstream: str) -> int:
+    """The number a session's stick-table entry keeps for its instance (stick tables store integers only); 0 is
+    HAProxy's "none"."""
+    return zlib.crc32(upstream.encode()) or 1
+
+
 def _value(r: Route) -> str:
-    return SEP.join((r.upstream, r.prefix, "1" if r.strip_prefix else "0"))
+    return SEP.join((r.upstream, r.prefix, "1" if r.strip_prefix else "0", str(instance_key(r.upstream))))
 
 
 def map_text(entries: dict[str, str]) -> str:
@@ -117,7 +130,9 @@ def _page(status: str, message: str) -> str:
 
 def config(layout: Layout) -> str:
     """haproxy.cfg: static (the Spaces live in the maps), so it is written once and never reloaded."""
-    hosts, paths, version, lua = (layout.path(n) for n in ("hosts.map", "paths.map", "version.map", "cookies.lua"))
+    hosts, paths, version, lua, instances = (
+        layout.path(n) for n in ("hosts.map", "paths.map", "version.map", "cookies.lua", "instances.map")
+    )
     app_down, cp_down = layout.path("app-down.http"), layout.path("cp-down.http")
     log = f"    log {layout.activity} len 1024 format raw local0\n" if layout.activity else ""
     path_lookup = ""
@@ -179,9 +194,29 @@ frontend spaceyard
     http-request set-header X-Forwarded-Prefix %[var(txn.prefix)] if {{ var(txn.rule) -m str strip under }}
     http-request replace-path ^/apps/[^/]+/[^/]+(/.*)$ \\1 if {{ var(txn.rule) -m str strip }}
     http-request set-path %[var(txn.prefix)]%[path] if {{ var(txn.rule) -m str prepend }}
+    # Sessions survive redeploys (docs/router.md): Gradio's queue/join (session_hash in the JSON body) and the
+    # queue/data stream that follows (in the query) go to the instance the session is on while that one lives.
+    acl join method POST
+    acl join path -m end /queue/join
+    acl data path -m end /queue/data
+    http-request wait-for-body time 5s if found join
+    http-request set-var(txn.session) req.body,json_query('$.session_hash') if found join
+    http-request set-var(txn.session) url_param(session_hash) if found data
+    http-request track-sc1 var(txn.session) table {SESSIONS_TABLE} if {{ var(txn.session) -m found }}
+    http-request set-var(txn.upstream) var(txn.sy),field(1,|) if found
+    http-request set-var(txn.instance) var(txn.sy),field(4,|) if found
+    # A join moves to the current instance unless a stream of its session is open (it counts itself).
+    acl pinned sc_get_gpt0(1),map({instances}) -m found
+    http-request set-var(txn.stay) bool(1) if pinned data || pinned join {{ sc_trackers(1) gt 1 }}
+    acl stay var(txn.stay) -m bool
+    http-request set-var(txn.instance) sc_get_gpt0(1) if stay
+    http-request set-var(txn.upstream) var(txn.instance),map({instances}) if stay
+    http-request sc-set-gpt0(1) var(txn.instance) if found join {{ var(txn.session) -m found }}
+    # What is open on each instance (not Gradio's endless heartbeat): a redeploy stops the old one once it is 0.
+    http-request track-sc2 var(txn.upstream) table {INSTANCES_TABLE} if found !{{ path -m sub /heartbeat/ }}
     # Straight to the Space's container: the looked-up address becomes the connection's destination.
-    http-request set-dst var(txn.sy),field(1,|),field(1,:) if found
-    http-request set-dst-port var(txn.sy),field(1,|),field(2,:) if found
+    http-request set-dst var(txn.upstream),field(1,:) if found
+    http-request set-dst-port var(txn.upstream),field(2,:) if found
     http-request set-log-level silent if !found
     # The table's version: read by the pusher through the runtime API only.
     http-request set-var(txn.version) str({VERSION_KEY}),map({version}) if FALSE
@@ -196,6 +231,12 @@ backend app
 backend controlplane
     server controlplane {layout.controlplane}
     errorfile 503 {cp_down}
+
+backend {SESSIONS_TABLE}
+    stick-table type string len 64 size 1m expire 1h store gpt0
+
+backend {INSTANCES_TABLE}
+    stick-table type string len 64 size 100k expire 1h
 """
 
 

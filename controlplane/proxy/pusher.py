@@ -23,7 +23,7 @@ from controlplane.core.config import Settings
 from controlplane.core.db import Database
 from controlplane.models import Space
 from controlplane.proxy import admin
-from controlplane.proxy.config import VERSION_KEY, Layout, Route, Table, changes, map_text, maps
+from controlplane.proxy.config import INSTANCES_TABLE, VERSION_KEY, Layout, Route, Table, changes, map_text, maps
 from controlplane.router.resolver import path_prefix, space_label
 from controlplane.stages import SERVING, SLEEPING
 
@@ -92,6 +92,7 @@ class Pusher:
         self.table = Table(0, ())
         self._entries = maps(self.table, layout)  # the table's map entries
         self.pushed: int | None = None  # the version the proxy holds, as far as this pusher knows
+        self.draining: set[str] = set()  # upstreams a redeploy replaced, until they are stopped (deploy.py)
         self._wanted = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -118,14 +119,32 @@ class Pusher:
             except Exception as e:  # proxy down or restarting: the next check pushes again
                 log.warning("pushing routes to the proxy failed: %s", e)
 
+    def drain(self, upstream: str) -> None:
+        """Keep `upstream` reachable for the sessions pinned to it (any thread; before the switch commits)."""
+        self.draining.add(upstream)
+        self.changed()
+
+    def retired(self, upstream: str) -> None:
+        self.draining.discard(upstream)
+        self.changed()
+
+    async def open_streams(self, upstream: str) -> int:
+        """Requests, streams and WebSockets the proxy has open on `upstream` (none when it is not answering)."""
+        try:
+            return await admin.table_use(self.layout.socket, INSTANCES_TABLE, upstream)
+        except (OSError, TimeoutError):
+            return 0
+
     async def push(self, force: bool = False) -> Table:
         routes = await asyncio.to_thread(self.load_routes)
-        if not force and self.pushed == self.table.version and routes == self.table.routes:
+        draining = frozenset(self.draining)
+        current = (self.table.routes, self.table.draining)
+        if not force and self.pushed == self.table.version and (routes, draining) == current:
             return self.table
         # Only entry changes on top of a table the proxy is known to hold; else every map is replaced.
         previous = (self.table.version, self._entries) if not force and self.pushed == self.table.version else None
         # Nanoseconds since the epoch, and always above the last one: a restarted control plane keeps growing it.
-        table = Table(max(time.time_ns(), self.table.version + 1), routes)
+        table = Table(max(time.time_ns(), self.table.version + 1), routes, draining)
         entries = maps(table, self.layout)
         self.table, self._entries, self.pushed = table, entries, None
         # The files a restarted proxy starts from, written meanwhile (a proxy restarting from the older ones is

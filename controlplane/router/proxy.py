@@ -6,6 +6,8 @@ Everything else goes to the wrapped app untouched.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from urllib.parse import unquote
 import httpx
 from starlette.datastructures import Headers as HeaderView
 
+from controlplane.router.affinity import MAX_JOIN_BODY, Affinity, gradio_call, query_session
 from controlplane.router.headers import (
     SPACE_ACCESS_COOKIE,
     SPACE_ACCESS_PARAM,
@@ -59,8 +62,10 @@ class RouterMiddleware:
         host_url: Callable[[str, str], str] | None = None,
         secrets: frozenset[bytes] = frozenset(),
         secure_cookies: bool = False,
+        affinity: Affinity | None = None,
     ) -> None:
         self.app = app
+        self.affinity = affinity or Affinity()
         self.resolver = resolver
         self._host_suffix = "." + apps_domain.lower().strip(".")
         self._path_urls = path_urls
@@ -139,16 +144,22 @@ class RouterMiddleware:
         if query := _without_grant(scope.get("query_string", b"")):
             path += b"?" + query
         self.resolver.touched(resolution.space)
-        if websocket:
-            touch = lambda: self.resolver.touched(resolution.space)  # noqa: E731
-            await proxy_websocket(
-                scope, receive, send, resolution.upstream, path.decode("latin-1"), forwarded_prefix, touch,
-                self._secrets,
-            )
-        else:
-            url = f"http://{resolution.upstream}{path.decode('latin-1')}"
-            headers = upstream_request_headers(scope, forwarded_prefix, secrets=self._secrets)
-            await proxy_http(self.client, scope, receive, send, url, headers)
+        # A client session stays on its instance across a redeploy (affinity.py).
+        call = None if websocket else gradio_call(scope["method"], raw_path)
+        session = query_session(scope.get("query_string", b"")) if call == "data" else None
+        if call == "join":
+            receive, session = await _join_session(receive)
+        upstream = self.affinity.choose(resolution.upstream, session, call == "join")
+        with self.affinity.opened(upstream, session, call):
+            if websocket:
+                touch = lambda: self.resolver.touched(resolution.space)  # noqa: E731
+                await proxy_websocket(
+                    scope, receive, send, upstream, path.decode("latin-1"), forwarded_prefix, touch, self._secrets
+                )
+            else:
+                url = f"http://{upstream}{path.decode('latin-1')}"
+                headers = upstream_request_headers(scope, forwarded_prefix, secrets=self._secrets)
+                await proxy_http(self.client, scope, receive, send, url, headers)
 
     async def _to_own_origin(self, scope: Scope, send: Send, address: _Address) -> None:
         """Path-based URLs are off: the same place on the app's own origin. Nothing is looked up, so a private
@@ -184,6 +195,30 @@ async def _keep_access_grant(scope: Scope, send: Send, secure_cookies: bool) -> 
     cookie = SPACE_ACCESS_COOKIE.encode() + b"=" + grant + b"; Path=/; HttpOnly; " + attributes
     location = _raw_path(scope) + (b"?" + rest if rest else b"")
     await redirect(send, location.decode("latin-1"), [(b"set-cookie", cookie), (b"cache-control", b"no-store")])
+
+
+async def _join_session(receive: Receive) -> tuple[Receive, str | None]:
+    """Gradio's `session_hash` from a queue/join body (read up to MAX_JOIN_BODY), and a `receive` that gives the
+    body again from its start."""
+    messages: list[MutableMapping[str, Any]] = []
+    size, complete = 0, False
+    while size <= MAX_JOIN_BODY:
+        message = await receive()
+        messages.append(message)
+        size += len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            complete = message["type"] == "http.request"
+            break
+    session = None
+    if complete:
+        with contextlib.suppress(ValueError, AttributeError):
+            session = json.loads(b"".join(m.get("body", b"") for m in messages)).get("session_hash")
+    pending = iter(messages)
+
+    async def replay() -> MutableMapping[str, Any]:
+        return next(pending, None) or await receive()
+
+    return replay, session if isinstance(session, str) else None
 
 
 def _without_grant(query: bytes) -> bytes:

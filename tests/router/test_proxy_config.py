@@ -13,7 +13,7 @@ import pytest
 from controlplane.core.config import Settings
 from controlplane.core.db import Database, migrate
 from controlplane.models import Space
-from controlplane.proxy.config import Layout, Route, Table, changes, config, files, maps
+from controlplane.proxy.config import Layout, Route, Table, changes, config, files, instance_key, maps
 from controlplane.proxy.pusher import running_routes
 from controlplane.stages import SLEEPING
 
@@ -34,12 +34,16 @@ def routes(n: int) -> tuple[Route, ...]:
     )
 
 
+def value(upstream: str, prefix: str, strip: int) -> str:
+    return f"{upstream}|{prefix}|{strip}|{instance_key(upstream)}"
+
+
 def test_the_config_is_static_and_the_spaces_are_map_entries() -> None:
     small, large = files(Table(1, routes(1)), LAYOUT), files(Table(2, routes(10_000)), LAYOUT)
     assert small["haproxy.cfg"] == large["haproxy.cfg"] == config(LAYOUT)
     assert large["hosts.map"].count("\n") == large["paths.map"].count("\n") == 10_000
-    assert "u3-s3.apps.example 127.0.0.1:20003|/apps/u3/s3|0\n" in large["hosts.map"]
-    assert "/apps/u4/s4 127.0.0.1:20004|/apps/u4/s4|1\n" in large["paths.map"]
+    assert f"u3-s3.apps.example {value('127.0.0.1:20003', '/apps/u3/s3', 0)}\n" in large["hosts.map"]
+    assert f"/apps/u4/s4 {value('127.0.0.1:20004', '/apps/u4/s4', 1)}\n" in large["paths.map"]
     assert large["version.map"] == "version 2\n"
 
 
@@ -66,15 +70,25 @@ def test_a_change_is_a_few_entries_and_the_version_comes_last() -> None:
     a, b, c = routes(3)
     moved = Route(b.space, b.label, "127.0.0.1:1", b.prefix, b.strip_prefix)
     commands = changes(maps(Table(1, (a, b)), LAYOUT), maps(Table(2, (moved, c)), LAYOUT), LAYOUT)
+    key = {u: instance_key(u) for u in ("127.0.0.1:1", "127.0.0.1:20000", "127.0.0.1:20001", "127.0.0.1:20002")}
     assert commands == [
-        "set map /x/proxy/hosts.map u1-s1.apps.example 127.0.0.1:1|/apps/u1/s1|0",
-        "add map /x/proxy/hosts.map u2-s2.apps.example 127.0.0.1:20002|/apps/u2/s2|1",
+        f"set map /x/proxy/hosts.map u1-s1.apps.example {value('127.0.0.1:1', '/apps/u1/s1', 0)}",
+        f"add map /x/proxy/hosts.map u2-s2.apps.example {value('127.0.0.1:20002', '/apps/u2/s2', 1)}",
         "del map /x/proxy/hosts.map u0-s0.apps.example",
-        "set map /x/proxy/paths.map /apps/u1/s1 127.0.0.1:1|/apps/u1/s1|0",
-        "add map /x/proxy/paths.map /apps/u2/s2 127.0.0.1:20002|/apps/u2/s2|1",
+        f"set map /x/proxy/paths.map /apps/u1/s1 {value('127.0.0.1:1', '/apps/u1/s1', 0)}",
+        f"add map /x/proxy/paths.map /apps/u2/s2 {value('127.0.0.1:20002', '/apps/u2/s2', 1)}",
         "del map /x/proxy/paths.map /apps/u0/s0",
+        f"add map /x/proxy/instances.map {key['127.0.0.1:1']} 127.0.0.1:1",
+        f"add map /x/proxy/instances.map {key['127.0.0.1:20002']} 127.0.0.1:20002",
+        *sorted(f"del map /x/proxy/instances.map {key[u]}" for u in ("127.0.0.1:20000", "127.0.0.1:20001")),
         "set map /x/proxy/version.map version 2",
     ]
+
+
+def test_instances_being_drained_stay_in_the_instance_map() -> None:
+    a, b = routes(2)
+    live = maps(Table(1, (a, b), frozenset({"127.0.0.1:5"})), LAYOUT)["instances.map"]
+    assert live == {str(instance_key(u)): u for u in ("127.0.0.1:20000", "127.0.0.1:20001", "127.0.0.1:5")}
 
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is not installed (scripts/setup.sh)")

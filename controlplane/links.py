@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session
 from controlplane.api.errors import ApiError
 from controlplane.build_events import show_failure
 from controlplane.builds import start_build
+from controlplane.core.security import SecretBoxError
 from controlplane.models import Build, Space, SpaceLink, utcnow
 from controlplane.repos import BRANCH, mib
 from controlplane.services import Services
@@ -53,7 +55,6 @@ class LinkError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    url: str
     host: str
     port: int
     address: str  # the checked address git is pinned to
@@ -91,7 +92,7 @@ def check_url(url: object, *, private_ok: bool) -> Target:
     for address in addresses:
         if refusal := address_refusal(ipaddress.ip_address(address.split("%")[0]), private_ok):
             raise ApiError(400, f"Refused repository URL: {host} resolves to {address}, {refusal}.")
-    return Target(url=url, host=host, port=port, address=addresses[0])
+    return Target(host=host, port=port, address=addresses[0])
 
 
 def address_refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, private_ok: bool) -> str | None:
@@ -117,7 +118,7 @@ def auth_header(credential: str) -> str:
     return "Basic " + base64.b64encode(pair.encode()).decode()
 
 
-def scrubber(credential: str | None):
+def scrubber(credential: str | None) -> Callable[[str], str]:
     """Replaces the credential (as given, as its token part, and as sent) in git's messages."""
     forms = []
     if credential:
@@ -149,8 +150,9 @@ def git_env(target: Target, credential: str | None) -> dict[str, str]:
     }
     if credential:
         config["http.extraHeader"] = f"Authorization: {auth_header(credential)}"
-    # Nothing from the host's environment that would trace headers or change where git goes.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k not in ("CURL_CA_BUNDLE",)}
+    # Nothing from the host's environment that would trace headers or change where git goes (the operator's CA
+    # bundle stays: TLS-inspecting proxies need it).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in ("GIT_SSL_CAINFO", "GIT_SSL_CAPATH")}
     env |= {
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": os.devnull,
@@ -167,7 +169,12 @@ def git_env(target: Target, credential: str | None) -> dict[str, str]:
 def mirror(svc: Services, space: Space, link: SpaceLink, commit: str | None) -> str:
     """Fetch the linked branch (and `commit`, when a push named one) into the Space's repo and make it `main`;
     returns the commit. Raises LinkError naming the URL and git's message."""
-    credential = svc.secret_box.decrypt(link.credential_encrypted) if link.credential_encrypted else None
+    try:
+        credential = svc.secret_box.decrypt(link.credential_encrypted) if link.credential_encrypted else None
+    except SecretBoxError as e:
+        raise LinkError(
+            f"Could not fetch from {link.url}: the stored credential cannot be read ({e}); set it again."
+        ) from e
     scrub = scrubber(credential)
     repo = svc.repos.path(space.owner, space.name)
     try:

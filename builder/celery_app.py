@@ -21,8 +21,10 @@ app.conf.update(
     # nothing but stale redeliveries, and an unacknowledged task makes a worker whose Redis restarts exit
     # (kombu cannot restore it over the lost connection).
     task_acks_late=False,
-    # A worker holds only the build it is running, so queued builds go to idle workers.
+    # A worker holds only the builds it is running, so queued builds go to idle workers (an acknowledged task no
+    # longer counts against the prefetch limit: without this a busy worker would reserve more).
     worker_prefetch_multiplier=1,
+    worker_disable_prefetch=True,
     worker_concurrency=settings.builder_concurrency,
     task_routes={"builder.build": {"queue": "builds"}},
     task_default_queue="builds",

@@ -245,7 +245,8 @@ class Platform:
             self._starting = None
 
     def start_redis(self) -> str:
-        # A restarted Redis keeps its port: every other part has its URL.
+        # A restarted Redis keeps its port: every other part has its URL. And its data, to the last second (append
+        # only file): builds in progress keep their logs, and their claims (docs/build-contract.md) survive a crash.
         self._redis_port = port = self._redis_port or free_port()
         self._spawn(
             "redis",
@@ -261,7 +262,9 @@ class Platform:
                 "60",
                 "1",
                 "--appendonly",
-                "no",
+                "yes",
+                "--appendfsync",
+                "everysec",
             ],
         )
         import redis

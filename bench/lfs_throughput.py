@@ -180,9 +180,9 @@ def main() -> None:
                 times["LFS upload"].append(upload(api, src, oid, size))
                 times["LFS download"].append(download(api, oid, size, root / f"down-{run}"))
                 times["floor: bare PUT"].append(timed_put(src, bare_url))
-                times["floor: bare GET"].append(timed_get(src, bare_url, root / f"down-{run}"))
+                times["floor: bare GET"].append(timed_get(src, bare_url, root / f"bare-{run}"))
                 times["floor: sha256"].append(sha256_of(src))
-                for leftover in (src, root / f"copy-{run}", root / f"down-{run}"):
+                for leftover in (src, root / f"copy-{run}", root / f"down-{run}", root / f"bare-{run}"):
                     leftover.unlink()
         finally:
             bare.terminate()

@@ -328,7 +328,8 @@ class Platform:
                 pusher.write_file(path, text)
         self._spawn("proxy", ["haproxy", "-db", "-f", layout.path("haproxy.cfg")])
         url = f"http://{settings.host}:{settings.port}/"
-        wait_for(lambda: httpx.get(url, timeout=2).status_code > 0, 30, "The proxy (HAProxy)")
+        # Any answer: with no control plane yet, HAProxy answers 502 after its retries (about 2 s).
+        wait_for(lambda: httpx.get(url, timeout=10).status_code > 0, 30, "The proxy (HAProxy)")
 
     def start_controlplane(self) -> None:
         host = self.env.get("SPACEYARD_HOST", "127.0.0.1")

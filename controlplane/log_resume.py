@@ -10,12 +10,19 @@ redeploy) starts from its beginning.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 _STREAM_ID = re.compile(r"^\d+-\d+$")
 _STORED_LINE = re.compile(r"^line-(\d+)$")
 
 # A run-log position: (the time's seconds part, its fraction to 9 digits, k); tuples order like the lines.
 RunPosition = tuple[str, str, int]
+
+
+def last_event_id(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The client's last event: the header a reconnecting EventSource sends, else `?last_event_id=` (a page opening
+    a new EventSource after the browser gave up cannot set the header). The header is the newer one."""
+    return headers.get("last-event-id") or query.get("last_event_id")
 
 
 def event(event_id: str, payload: bytes) -> bytes:

@@ -37,21 +37,25 @@ function poll(el) {
 
 // A log pane streams its endpoint. A new stream replays the log from its start, so the pane is cleared
 // when one opens: a reload shows the whole log once. While the stage says the log is live
-// (data-live-stages), a broken or ended stream is left to the browser, which reconnects by itself with the
-// last event's id (Last-Event-ID): the server resumes after it, so the pane keeps its lines and gets only
-// the new ones. Otherwise it stays closed until the stage moves, which opens a new one (a push may have
-// built and started between two polls).
+// (data-live-stages), a broken or ended stream resumes after the last event the pane shows: the browser
+// reconnects by itself with its id (Last-Event-ID), and when the browser gives up (an error answer, a proxy's
+// 503 while the control plane restarts) the pane opens the stream again with that id (?last_event_id=), so it
+// keeps its lines and gets only the new ones. Otherwise it stays closed until the stage moves, which opens a
+// new stream (a push may have built and started between two polls).
 function logPane(pre) {
   const live = (pre.dataset.liveStages || "").split(/\s+/);
   let source = null;
   let retry = null;
+  let lastId = "";
 
   const nearBottom = () => pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40;
-  const open = () => {
+  const open = (resumeAfter) => {
     clearTimeout(retry);
     if (source) source.close();
-    source = new EventSource(pre.dataset.logSrc);
-    let fresh = true;  // a reconnection of this source resumes: only its first opening replays
+    const src = pre.dataset.logSrc;
+    const sep = src.includes("?") ? "&" : "?";
+    source = new EventSource(resumeAfter ? `${src}${sep}last_event_id=${encodeURIComponent(resumeAfter)}` : src);
+    let fresh = !resumeAfter;  // only a new stream's first opening replays; a resumed one appends
     source.onopen = () => {
       if (fresh) pre.textContent = "";
       fresh = false;
@@ -61,6 +65,7 @@ function logPane(pre) {
       let line = ev.data;
       try { line = JSON.parse(ev.data).data; } catch (_) { /* plain text line */ }
       pre.append(line.endsWith("\n") ? line : line + "\n");  // API log lines carry their newline
+      if (ev.lastEventId) lastId = ev.lastEventId;
       if (stick) pre.scrollTop = pre.scrollHeight;
     };
     source.onerror = () => {
@@ -68,12 +73,11 @@ function logPane(pre) {
       if (live.includes(currentStage) && reconnecting) return;
       source.close();
       source = null;
-      // The browser gave up (an error answer): a new stream, replayed from the start.
-      if (live.includes(currentStage)) retry = setTimeout(open, 1500);
+      if (live.includes(currentStage)) retry = setTimeout(() => open(lastId), 1500);
     };
   };
   open();
-  onStage(open);
+  onStage(() => { lastId = ""; open(); });
 }
 
 // Show the app once it serves; reload it when a new version takes over.

@@ -24,12 +24,15 @@ http.server.test(http.server.SimpleHTTPRequestHandler, port=7860)
 """
 
 
-def events(platform, space: str, kind: str, last_event_id: str | None = None) -> list[tuple[str, str]]:
-    """(id, line) of every event of a finished (no follow) log stream."""
-    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
-    url = f"{platform.url}/api/spaces/{space}/logs/{kind}?follow=false"
+def events(
+    platform, space: str, kind: str, last_event_id: str | None = None, *, in_query: bool = False
+) -> list[tuple[str, str]]:
+    """(id, line) of every event of a finished (no follow) log stream; `in_query`: the id as ?last_event_id=."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id and not in_query else {}
+    params = {"follow": "false", **({"last_event_id": last_event_id} if last_event_id and in_query else {})}
+    url = f"{platform.url}/api/spaces/{space}/logs/{kind}"
     out, event_id = [], None
-    with httpx.stream("GET", url, headers=headers, timeout=60) as resp:
+    with httpx.stream("GET", url, params=params, headers=headers, timeout=60) as resp:
         assert resp.status_code == 200
         for line in resp.iter_lines():
             if line.startswith("id: "):
@@ -55,6 +58,8 @@ def test_build_log_resumes_after_the_last_event(platform, chatty):
     index = next(i for i, (_id, line) in enumerate(full) if line.endswith("build line 3"))
     resumed = events(platform, chatty, "build", last_event_id=full[index][0])
     assert resumed == full[index + 1 :]
+    # A page that opens a new stream after the browser gave up passes the id in the query.
+    assert events(platform, chatty, "build", last_event_id=full[index][0], in_query=True) == resumed
     assert [line for _id, line in resumed if "build line" in line][:3] == [f"build line {i}" for i in (4, 5, 6)]
     # An id of another (older) build: the latest build's log from its start.
     other = str(int(full[0][0].split("|")[0]) - 1) + "|" + full[0][0].split("|", 1)[1]

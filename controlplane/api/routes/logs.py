@@ -5,7 +5,7 @@ The time must end in `Z`: huggingface_hub parses it with its own strict parser (
 `hf spaces logs`), which fails on `+00:00`. It is when the line was written (the builder's time, the engine's for
 run logs), not when it is sent: without `follow` the client stops at the first line stamped after the answer's
 `Date`. The line keeps its newline, as the Hub's does (the client's `print(line, end="")`). Every event has an
-`id`: a client reconnecting with `Last-Event-ID` resumes after it (controlplane/log_resume.py).
+`id`: a client reconnecting with `Last-Event-ID` (or `?last_event_id=`) resumes after it (controlplane/log_resume.py).
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ async def build_logs(
         if build_id is None:
             return
         key = events_key(svc.settings.instance, build_id)
-        cursor, skip = log_resume.build_resume(request.headers.get("last-event-id"), build_id)
+        last = log_resume.last_event_id(request.headers, request.query_params)
+        cursor, skip = log_resume.build_resume(last, build_id)
         if not await redis.exists(key):
             for n, line in list(enumerate((stored or "").splitlines()))[skip:]:
                 yield log_resume.event(log_resume.build_event_id(build_id, f"line-{n}"), sse(line, ended))
@@ -115,7 +116,8 @@ async def run_logs(
             return space.container_id, log_masker(svc, s, space)
 
     instance, mask = await asyncio.to_thread(current)
-    resume = log_resume.run_resume(request.headers.get("last-event-id"), instance) if instance else None
+    last = log_resume.last_event_id(request.headers, request.query_params)
+    resume = log_resume.run_resume(last, instance) if instance else None
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
     stop = threading.Event()

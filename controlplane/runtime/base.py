@@ -77,3 +77,12 @@ class RuntimeBackend(ABC):
     @abstractmethod
     def remove_space(self, space: str) -> None:
         """Remove every instance and image a Space left behind."""
+
+    def ended(self) -> list[Instance]:
+        """Runs that `list` no longer shows but whose real start and finish the backend still knows (a deleted
+        Kubernetes pod's last status). Metering closes usage at that finish; a removed docker container has none."""
+        return []
+
+    def close(self) -> None:
+        """Release what the backend holds open (watches, connections)."""
+        return None

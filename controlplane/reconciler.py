@@ -28,11 +28,13 @@ class Reconciler:
         self.svc, self.deployer = svc, deployer
 
     def meter(self, instances: list[Instance]) -> None:
-        """Close or continue usage intervals from what the runtime really ran (crash safety)."""
+        """Close or continue usage intervals from what the runtime really ran (crash safety), including runs
+        whose instances are gone but whose real end the runtime saw (a deleted pod)."""
+        ended = self.svc.runtime.ended() if self.svc.runtime else []
         with self.svc.db.session() as s:
             ids = {sp.full_name: sp.id for sp in s.scalars(select(Space))}
             actual: dict[int, list] = {space_id: [] for space_id in ids.values()}
-            for inst in instances:
+            for inst in [*instances, *ended]:
                 if inst.space in ids and inst.started_at is not None:
                     actual[ids[inst.space]].append((inst.started_at, inst.finished_at))
             reconcile_open_intervals(s, actual, now=utcnow(), catalog=self.svc.catalog)

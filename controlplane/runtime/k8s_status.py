@@ -200,6 +200,19 @@ def pod_view(pod: Any, events: Iterable[Any] = ()) -> PodView:
     return PodView("starting", "creating the container", started_at=started)
 
 
+def container_run(pod: Any) -> tuple[datetime | None, datetime | None]:
+    """(started, finished) of the app container's current or last run, by the kubelet's own clock; finished is
+    None while it runs, both None before it ever started. Metering bills these, not when we happened to look."""
+    container = _app_container(as_dict(pod)) or {}
+    state = container.get("state") or {}
+    if running := state.get("running"):
+        return parse_time(running.get("startedAt")), None
+    ended = state.get("terminated") or (container.get("lastState") or {}).get("terminated")
+    if ended and ended.get("startedAt"):
+        return parse_time(ended.get("startedAt")), parse_time(ended.get("finishedAt"))
+    return None, None
+
+
 def instance_from_pod(pod: Any, events: Iterable[Any] = (), deleted: bool = False) -> Instance:
     """The Instance a Space pod stands for: id, Space, build and tier come from its labels."""
     pod = as_dict(pod)

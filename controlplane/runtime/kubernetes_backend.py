@@ -5,6 +5,10 @@ field left out (say the GPU limit after a move to a CPU tier) is removed rather 
 An instance is one start of a build, a Deployment of its own (id "<name>:<build>:<start>"), as on docker a
 container: a redeploy or restart starts beside the instance serving and one that never gets ready is deleted alone;
 states come from k8s_status.
+
+Pod, Deployment and pod Event state comes from one list + watch each (k8s_watch.Reflector), so `get`, `list` and
+`watch` read a cache instead of asking the API server per poll; a write waits until the cache shows it. The watch
+also keeps the real end (the container's finishedAt) of every pod it saw deleted, for metering (`ended`).
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import secrets
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from kubernetes import client, config, watch
 from kubernetes.client import ApiClient
@@ -34,14 +42,17 @@ from controlplane.runtime.k8s_objects import (
     make_service,
     object_name,
 )
-from controlplane.runtime.k8s_status import instance_for, instance_from_pod, reported_pod
+from controlplane.runtime.k8s_status import container_run, instance_for, instance_from_pod, reported_pod
+from controlplane.runtime.k8s_watch import Reflector, version_of
 from controlplane.tiers import Catalog, default_catalog, load_catalog
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "spaceyard"
 APPLY = "application/apply-patch+yaml"
-WATCH_TIMEOUT_SECONDS = 300  # the server ends each watch; we resume from the last resourceVersion
+WRITE_SHOWS_SECONDS = 10  # how long a write waits for the watch to bring it into the cache (normally milliseconds)
+# How long the real end of a deleted pod is kept for metering: the reconciler passes far more often than this.
+ENDED_KEPT_SECONDS = 3600
 
 
 def load_api_client(kubeconfig: str | None = None) -> ApiClient:
@@ -80,6 +91,24 @@ class KubernetesBackend(RuntimeBackend):
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.networking = client.NetworkingV1Api(self.api)
+        ns = options.namespace
+        self._pods = Reflector(
+            self.core.list_namespaced_pod, ns, label_selector=MANAGED_SELECTOR, listener=self._pod_event, name="pods"
+        )
+        self._deployments = Reflector(
+            self.apps.list_namespaced_deployment, ns, label_selector=MANAGED_SELECTOR, name="deployments"
+        )
+        # Scheduler, image pull and probe messages of Space pods.
+        self._events = Reflector(
+            self.core.list_namespaced_event, ns, field_selector="involvedObject.kind=Pod", name="pod events"
+        )
+        self._lock = threading.Lock()
+        self._starting = threading.Lock()
+        self._started = False
+        self._closed = threading.Event()
+        self._subscribers: list[queue.Queue[tuple[str, dict]]] = []  # one per watch()
+        self._first_start: dict[str, datetime] = {}  # pod uid -> its app container's first start seen
+        self._ended: dict[str, tuple[float, Instance]] = {}  # pod uid -> (when seen deleted, its real run)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KubernetesBackend:
@@ -111,7 +140,7 @@ class KubernetesBackend(RuntimeBackend):
         # The Secret first: a pod whose secretKeyRef is missing fails with CreateContainerConfigError.
         self._apply(make_secret(spec, self.options))
         key = InstanceKey(object_name(spec.space), spec.build_id, secrets.token_hex(3))
-        self._apply(make_deployment(spec, pool, self.options, key.start))
+        self._shows(self._apply(make_deployment(spec, pool, self.options, key.start)))
         self._apply(make_service(spec, self.options))
         if self.options.ingress:
             self._apply(make_ingress(spec, self.options))
@@ -144,14 +173,17 @@ class KubernetesBackend(RuntimeBackend):
         try:
             if replicas is None:
                 self._raw(self.apps.delete_namespaced_deployment, name, self.namespace, propagation_policy="Background")
+                self._gone([dep["metadata"]["uid"]])
             else:
-                self._raw(
-                    self.apps.patch_namespaced_deployment,
-                    name,
-                    self.namespace,
-                    {"spec": {"replicas": replicas}},
-                    field_manager=FIELD_MANAGER,
-                    _content_type="application/merge-patch+json",
+                self._shows(
+                    self._raw(
+                        self.apps.patch_namespaced_deployment,
+                        name,
+                        self.namespace,
+                        {"spec": {"replicas": replicas}},
+                        field_manager=FIELD_MANAGER,
+                        _content_type="application/merge-patch+json",
+                    )
                 )
         except ApiException as e:
             if _missing(e):
@@ -162,11 +194,9 @@ class KubernetesBackend(RuntimeBackend):
     def remove_space(self, space: str) -> None:
         """Delete every object of the Space, each build's Deployment too. Images stay; kubelets collect them."""
         name = object_name(space)
-        deployments = self._raw(
-            self.apps.list_namespaced_deployment, self.namespace, label_selector=f"{SPACE_LABEL}={name}"
-        )
+        deployments = [d for d in self._synced(self._deployments) if _space_of(d) == name]
         deletes: list[tuple[Callable[..., object], str]] = [
-            *((self.apps.delete_namespaced_deployment, d["metadata"]["name"]) for d in deployments.get("items") or []),
+            *((self.apps.delete_namespaced_deployment, d["metadata"]["name"]) for d in deployments),
             (self.networking.delete_namespaced_ingress, name),
             (self.core.delete_namespaced_service, name),
             (self.core.delete_namespaced_secret, name),
@@ -177,12 +207,13 @@ class KubernetesBackend(RuntimeBackend):
             except ApiException as e:
                 if not _missing(e):
                     raise
+        self._gone([d["metadata"]["uid"] for d in deployments])
 
     # --- state -----------------------------------------------------------------------------------
 
     def get(self, instance_id: str) -> Instance | None:
         key = InstanceKey.parse(instance_id)
-        pods = self._list_pods(key.selector)
+        pods = [p for p in self._synced(self._pods) if key.matches(p)]
         pod = reported_pod(pods, key)
         # Events only for the pod being reported: scheduler, image pull and probe messages.
         events = self._pod_events(pod["metadata"]["name"]) if pod else []
@@ -190,10 +221,9 @@ class KubernetesBackend(RuntimeBackend):
 
     def list(self, space: str | None = None) -> list[Instance]:
         """Every instance that has a Deployment, plus those whose pods are still going away."""
-        selector = MANAGED_SELECTOR + (f",{SPACE_LABEL}={object_name(space)}" if space else "")
-        listing = self._raw(self.apps.list_namespaced_deployment, self.namespace, label_selector=selector)
-        deployments = listing.get("items") or []
-        pods = self._list_pods(selector)
+        name = object_name(space) if space else None
+        deployments = [d for d in self._synced(self._deployments) if name in (None, _space_of(d))]
+        pods = [p for p in self._synced(self._pods) if name in (None, _space_of(p))]
         by_key = {InstanceKey.of(d): d for d in deployments}
         keys = by_key.keys() | {InstanceKey.of(p) for p in pods}
         found = []
@@ -207,7 +237,7 @@ class KubernetesBackend(RuntimeBackend):
         self, instance_id: str, follow: bool = False, tail: int | None = None, timestamps: bool = False
     ) -> Iterator[str]:
         key = InstanceKey.parse(instance_id)
-        pod = reported_pod(self._list_pods(key.selector), key)
+        pod = reported_pod(self._synced(self._pods), key)
         return self._pod_logs(pod, follow, tail, timestamps) if pod else iter(())
 
     def _pod_logs(self, pod: dict, follow: bool, tail: int | None, timestamps: bool) -> Iterator[str]:
@@ -230,50 +260,63 @@ class KubernetesBackend(RuntimeBackend):
                 raise
 
     def watch(self) -> Iterator[Instance]:
-        """Instances whose state or message changed, for every Space's pods, from one watch.
+        """Instances whose state or message changed, for every Space's pods, from the one pod watch.
 
-        Like KubeSpawner's reflector: list once, then watch from that resourceVersion, re-listing when
-        the server says it is too old (410). The first list yields every pod's current Instance.
+        The first values are every pod's current Instance; a pod deleted while the watch was away (a 410 and a
+        new list) is reported deleted. Ends when the backend is closed.
         """
+        self._synced(self._pods)
+        changes: queue.Queue[tuple[str, dict]] = queue.Queue()
+        with self._lock:
+            self._subscribers.append(changes)
         seen: dict[str, Instance] = {}  # pod uid -> what was last yielded for it
-        version: str | None = None
-        w = watch.Watch()
         try:
-            while True:
-                if version is None:
-                    listing = self._raw(self.core.list_namespaced_pod, self.namespace, label_selector=MANAGED_SELECTOR)
-                    version = listing["metadata"]["resourceVersion"]
-                    pods = listing.get("items") or []
-                    # Pods deleted while no watch was open sent no DELETED event.
-                    for uid in seen.keys() - {p["metadata"]["uid"] for p in pods}:
-                        yield replace(seen.pop(uid), state="exited", message="pod deleted")
-                    for pod in pods:
-                        yield from _changed(seen, pod, deleted=False)
+            for pod in self._pods.objects():
+                yield from _changed(seen, pod, deleted=False)
+            while not self._closed.is_set():
                 try:
-                    for event in w.stream(
-                        self.core.list_namespaced_pod,
-                        self.namespace,
-                        label_selector=MANAGED_SELECTOR,
-                        resource_version=version,
-                        allow_watch_bookmarks=True,
-                        timeout_seconds=WATCH_TIMEOUT_SECONDS,
-                    ):
-                        # An expired resourceVersion arrives as ApiException(410), raised by the client.
-                        pod = event["raw_object"]
-                        version = pod["metadata"]["resourceVersion"]
-                        if event["type"] != "BOOKMARK":
-                            yield from _changed(seen, pod, deleted=event["type"] == "DELETED")
-                except ApiException as e:
-                    if e.status != 410:
-                        raise
-                    log.info("pod watch expired (%s); listing again", e.reason)
-                    version = None
+                    kind, pod = changes.get(timeout=1)
+                except queue.Empty:
+                    continue
+                yield from _changed(seen, pod, deleted=kind == "DELETED")
         finally:
-            w.stop()
+            with self._lock:
+                self._subscribers.remove(changes)
+
+    def ended(self) -> list[Instance]:
+        """The runs of pods seen deleted in the last ENDED_KEPT_SECONDS, with their container's real start and
+        finish: a deleted pod leaves the API, but metering closes usage at the moment it really stopped."""
+        cutoff = time.monotonic() - ENDED_KEPT_SECONDS
+        with self._lock:
+            for uid in [uid for uid, (seen, _) in self._ended.items() if seen < cutoff]:
+                del self._ended[uid]
+            return [instance for _, instance in self._ended.values()]
+
+    def close(self) -> None:
+        """Stop the watches (their connections are shut down at once) and end every watch() generator."""
+        self._closed.set()
+        for reflector in (self._pods, self._deployments, self._events):
+            reflector.stop()
+
+    def _pod_event(self, kind: str, pod: dict) -> None:
+        """Every pod event, on the pod reflector's thread: note the run for metering, pass it to watch()."""
+        uid = pod["metadata"]["uid"]
+        started, finished = container_run(pod)
+        with self._lock:
+            if started and (uid not in self._first_start or started < self._first_start[uid]):
+                self._first_start[uid] = started  # a restarted container reports only its latest start
+            first = self._first_start.pop(uid, None) if kind == "DELETED" else None
+            if first is not None:  # deleted, after its app ran (one that never started held nothing to bill)
+                # No terminated state in its last status (its node went away): it ended when we heard of it.
+                run = replace(instance_from_pod(pod, deleted=True), started_at=first, finished_at=finished or _now())
+                self._ended[uid] = (time.monotonic(), run)
+            subscribers = list(self._subscribers)
+        for changes in subscribers:
+            changes.put((kind, pod))
 
     # --- API plumbing ----------------------------------------------------------------------------
 
-    def _apply(self, obj: dict) -> None:
+    def _apply(self, obj: dict) -> dict:
         patch = {
             "Deployment": self.apps.patch_namespaced_deployment,
             "Service": self.core.patch_namespaced_service,
@@ -281,7 +324,7 @@ class KubernetesBackend(RuntimeBackend):
             "Secret": self.core.patch_namespaced_secret,
         }[obj["kind"]]
         # force: Spaceyard is the one owner of these objects; take fields back from a stray kubectl edit.
-        self._raw(
+        return self._raw(
             patch,
             obj["metadata"]["name"],
             self.namespace,
@@ -300,15 +343,39 @@ class KubernetesBackend(RuntimeBackend):
         finally:
             response.release_conn()  # type: ignore[attr-defined]
 
+    def _synced(self, reflector: Reflector) -> list[dict]:
+        """The reflector's objects; the first call starts all three watches and waits for their lists."""
+        with self._starting:  # not self._lock: the first list calls _pod_event, which takes that
+            if not self._started:
+                for r in (self._pods, self._deployments, self._events):
+                    r.start()
+                self._started = True
+        return reflector.objects()
+
+    def _shows(self, written: dict) -> None:
+        """Wait until the Deployment cache holds a write (its resourceVersion), so the next read sees it."""
+        self._synced(self._deployments)
+        if not self._deployments.wait_version(version_of(written), WRITE_SHOWS_SECONDS):
+            log.warning("the Deployment watch has not shown %s yet", written["metadata"]["name"])
+
+    def _gone(self, uids: list[str]) -> None:
+        """Wait until deleted Deployments have left the cache."""
+        if uids and not self._deployments.wait(
+            lambda objs: not {o["metadata"]["uid"] for o in objs} & set(uids), WRITE_SHOWS_SECONDS
+        ):
+            log.warning("the Deployment watch still shows %d deleted Deployment(s)", len(uids))
+
     def _deployment(self, key: InstanceKey) -> dict | None:
         # By labels, not by name: a Deployment made before each start had its own carries no start label.
-        listing = self._raw(self.apps.list_namespaced_deployment, self.namespace, label_selector=key.selector)
-        return next(iter(listing.get("items") or []), None)
-
-    def _list_pods(self, label_selector: str) -> list[dict]:
-        listing = self._raw(self.core.list_namespaced_pod, self.namespace, label_selector=label_selector)
-        return listing.get("items") or []
+        return next((d for d in self._synced(self._deployments) if key.matches(d)), None)
 
     def _pod_events(self, pod_name: str) -> list[dict]:
-        selector = f"involvedObject.kind=Pod,involvedObject.name={pod_name}"
-        return self._raw(self.core.list_namespaced_event, self.namespace, field_selector=selector).get("items") or []
+        return [e for e in self._synced(self._events) if e.get("involvedObject", {}).get("name") == pod_name]
+
+
+def _space_of(obj: dict) -> str | None:
+    return (obj.get("metadata", {}).get("labels") or {}).get(SPACE_LABEL)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -14,7 +14,7 @@ import pytest
 from kubernetes.client import CoreV1Event, V1Pod
 
 from controlplane.runtime.k8s_objects import InstanceKey, object_name, service_endpoint
-from controlplane.runtime.k8s_status import instance_for, instance_from_pod, pod_view, reported_pod
+from controlplane.runtime.k8s_status import container_run, instance_for, instance_from_pod, pod_view, reported_pod
 
 FIXTURES = Path(__file__).with_name("fixtures")
 NAME = object_name("alice/demo")
@@ -110,6 +110,24 @@ def test_terminated_is_exited_with_exit_code() -> None:
     assert (view.state, view.exit_code) == ("exited", 137)
     assert view.message == "exit code 137 (OOMKilled)"
     assert view.finished_at == datetime(2024, 5, 2, 10, 12, 31, tzinfo=UTC)
+
+
+def at(minute: int, second: int) -> datetime:
+    return datetime(2024, 5, 2, 10, minute, second, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "run"),
+    [
+        ("running_ready", (at(0, 40), None)),
+        ("oom_killed", (at(0, 40), at(12, 31))),
+        ("crash_loop_app_error", (at(3, 0), at(3, 2))),  # waiting to restart: the last run's own times
+        ("container_creating_pulling", (None, None)),  # never started: no run to bill
+    ],
+)
+def test_a_run_is_the_app_containers_own_start_and_finish(fixture: str, run: tuple) -> None:
+    pod, _ = recorded(fixture)
+    assert container_run(pod) == run
 
 
 @pytest.mark.parametrize("fixture", ["evicted", "evicted_without_container_state"])

@@ -141,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 t.cancel()
             if udp is not None:
                 udp.close()
+            svc.runtime.close()  # the kubernetes runtime's watches end now, not at their server timeout
             await deployer.close()
             await redis.aclose()
 

@@ -265,6 +265,8 @@ class KubernetesBackend(RuntimeBackend):
         The first values are every pod's current Instance; a pod deleted while the watch was away (a 410 and a
         new list) is reported deleted. Ends when the backend is closed.
         """
+        if self._closed.is_set():
+            return
         self._synced(self._pods)
         changes: queue.Queue[tuple[str, dict]] = queue.Queue()
         with self._lock:

@@ -53,6 +53,7 @@ def backend() -> Iterator:
     try:
         yield backend
     finally:
+        backend.close()
         backend.core.delete_namespace(namespace)
 
 

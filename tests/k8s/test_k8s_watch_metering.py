@@ -174,13 +174,17 @@ def test_the_cache_sees_a_start_a_crash_and_a_delete_without_reading_the_api(nam
 
 def test_close_ends_the_watches_at_once(namespace) -> None:
     backend = make_backend(namespace)
-    watching = backend.watch()
-    threading.Thread(target=lambda: list(watching), daemon=True).start()
+    before = set(threading.enumerate())
+    watching = threading.Thread(target=lambda: list(backend.watch()), daemon=True)
+    watching.start()
     backend.list()
+    reflectors = [t for t in set(threading.enumerate()) - before if t.name.startswith("k8s-reflector-")]
+    assert len(reflectors) == 3
     started = time.monotonic()
     backend.close()
     assert time.monotonic() - started < 5  # not the watch's 300 s timeout
-    assert not [t for t in threading.enumerate() if t.name.startswith("k8s-reflector-")]
+    watching.join(5)
+    assert not [t for t in [*reflectors, watching] if t.is_alive()]
 
 
 # --- metering ------------------------------------------------------------------------------------------------
@@ -263,6 +267,7 @@ def billed_run(svc: Services, namespace: str, restart_midway: bool) -> None:
     billed = (end - start).total_seconds()
     low, high = (stopping - started).total_seconds(), (gone - started).total_seconds()
     assert low - 2 <= billed <= high + 2, (billed, low, high)
+    print(f"billed {billed:.0f} s for a run of {low:.1f} to {high:.1f} s (delete sent, pod gone)")
 
     meter(reconciler)  # again: nothing changes
     assert intervals(svc, space_id) == [(start, end)]

@@ -36,11 +36,15 @@ def slow(text):
     return VERSION
 
 
-demo = gr.Interface(fn=slow, inputs="text", outputs="text", api_name="slow")
+demo = gr.Interface(fn=slow, inputs="text", outputs="text", api_name="slow", concurrency_limit=None)
 demo.launch()
 """
 
-# One caller: one Client, calls in a row until the stop file appears; a line per call (time, result or error).
+# One caller: one Client, two overlapping calls at a time until the stop file appears (the second joins while the
+# first's stream is open: a redeploy between the two must not send it to the new instance, which would answer on a
+# stream the client does not read); a line per call (time, result or error). The pause after each pair: a submit
+# right as the session's stream ends is cancelled by gradio_client itself now and then, redeploy or not (its
+# reader closes the stream the new event was registered on).
 CALLER = """
 import os, sys, time
 from gradio_client import Client
@@ -50,7 +54,12 @@ client = Client(url, headers=headers, verbose=False)
 with open(out, "a") as f:
     while not os.path.exists(stop):
         try:
-            f.write(f"{time.time()} ok {client.predict('x', api_name='/slow')}\\n")
+            first = client.submit("x", api_name="/slow")
+            time.sleep(0.8)
+            second = client.submit("x", api_name="/slow")
+            for job in (first, second):
+                f.write(f"{time.time()} ok {job.result(timeout=60)}\\n")
+            time.sleep(0.3)
         except Exception as e:
             f.write(f"{time.time()} err {e!r}\\n".replace("\\n", " ") + "\\n")
         f.flush()
@@ -92,6 +101,15 @@ def deploy(platform: RunningPlatform, space: str, files: dict[str, str], tmp_pat
     assert platform.wait_stage(space, {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR"}, owner)["stage"] == "RUNNING"
 
 
+def one_instance_left(platform: RunningPlatform, space: str, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while len(platform.containers(space)) > 1:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
 def results(path: Path) -> list[tuple[float, str, str]]:
     lines = path.read_text().splitlines() if path.exists() else []
     return [(float(t), kind, rest) for t, kind, rest in (line.split(" ", 2) for line in lines)]
@@ -120,7 +138,8 @@ def test_gradio_calls_run_through_a_redeploy(platform: RunningPlatform, tmp_path
                 out = tmp_path / f"{space.replace('/', '-')}-{version}-{i}.log"
                 url = f"{platform.url}/apps/{space}/"
                 args = [str(python), "-c", CALLER, url, token if private else "", str(stop), str(out)]
-                callers.append(subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True))
+                with open(out.with_suffix(".err"), "w") as err:
+                    callers.append(subprocess.Popen(args, env=env, stderr=err))
                 outputs[out.name] = out
     try:
         deadline = time.monotonic() + 120
@@ -141,7 +160,8 @@ def test_gradio_calls_run_through_a_redeploy(platform: RunningPlatform, tmp_path
             proc.wait(60)
     seen = {name: results(o) for name, o in outputs.items()}
     errors = {name: [r for r in got if r[1] != "ok"] for name, got in seen.items()}
-    assert not any(errors.values()), errors
+    stderr = {name: o.with_suffix(".err").read_text()[-3000:] for name, o in outputs.items()}
+    assert not any(errors.values()), (errors, stderr)
     for name, got in seen.items():
         versions = [r[2] for r in got]
         # Every caller went from the old version to the new one and stayed there.
@@ -150,10 +170,7 @@ def test_gradio_calls_run_through_a_redeploy(platform: RunningPlatform, tmp_path
     # Calls were in flight at the switch and finished on the old instance.
     assert any(r[2] == "v1" and r[0] > switched - 60 for got in seen.values() for r in got)
     for space in spaces:
-        deadline = time.monotonic() + DRAIN_TIMEOUT + 30
-        while len(platform.containers(space)) > 1:
-            assert time.monotonic() < deadline, f"the old instance of {space} was never stopped"
-            time.sleep(1)
+        assert one_instance_left(platform, space, DRAIN_TIMEOUT + 30), f"the old instance of {space} still runs"
 
 
 def run_script(ws: ClientConnection) -> bytes:
@@ -174,14 +191,26 @@ def run_script(ws: ClientConnection) -> bytes:
             return raw
 
 
-def test_streamlit_websocket_lives_through_a_redeploy_until_drained(platform: RunningPlatform, tmp_path) -> None:
-    space = "sess/st"
-    create(platform, "sess", "st", sdk="streamlit")
+@pytest.mark.parametrize("private", [False, True], ids=["proxy", "python-router"])
+def test_streamlit_websocket_lives_through_a_redeploy_until_drained(
+    platform: RunningPlatform, tmp_path: Path, private: bool
+) -> None:
+    name = "stp" if private else "st"
+    space = f"sess/{name}"
+    create(platform, "sess", name, sdk="streamlit", private=private)
     deploy(platform, space, {"app.py": STREAMLIT_APP, "README.md": readme("streamlit")}, tmp_path)
     url = platform.url.replace("http://", "ws://") + f"/apps/{space}/_stcore/stream"
+    headers = {"Authorization": f"Bearer {platform.user('sess')}"} if private else None
 
     def session() -> ClientConnection:
-        return connect(url, subprotocols=["streamlit"], origin=platform.url, proxy=None, open_timeout=30)
+        return connect(
+            url,
+            subprotocols=["streamlit"],
+            origin=platform.url,
+            additional_headers=headers,
+            proxy=None,
+            open_timeout=30,
+        )
 
     first, second = session(), session()
     try:
@@ -201,7 +230,7 @@ def test_streamlit_websocket_lives_through_a_redeploy_until_drained(platform: Ru
             while time.monotonic() < deadline:
                 run_script(second)
                 time.sleep(1)
-        assert len(platform.containers(space)) == 1
+        assert one_instance_left(platform, space, 30)  # stopping takes a moment after the session is closed
     finally:
         first.close()
         second.close()

@@ -23,6 +23,8 @@ ALLOWED = {
     ("POST", "/api/metering/gpu-samples"),
     # get_paths_info: a read sent as a POST (a form of paths), as on the Hub (history.py).
     ("POST", "/api/spaces/{owner}/{name}/paths-info/{rev:path}"),
+    # A forge's push webhook: no token is read at all, only the forge's signature (a read token gets 401).
+    ("POST", "/api/webhooks/{provider}/{owner}/{name}"),
 }
 # The git server and its LFS API (their own rule: pushes and uploads with read tokens are refused there, see
 # test_push_limits.py and test_lfs_access.py; a batch POST may be a download) and signing in.
@@ -30,7 +32,8 @@ LFS = "/spaces/{owner}/{repo}/info/lfs/objects"
 NOT_DASHBOARD = {"/spaces/{owner}/{repo}/{service}", f"{LFS}/batch", f"{LFS}/{{oid}}", f"{LFS}/{{oid}}/verify",
                  "/login"}
 PARAMS = {"owner": "alice", "name": "demo", "rev": "main", "token_id": "1", "session_id": "1", "action": "pause",
-          "branch": "dev", "tag": "v1", "kind": "secrets", "op": "set", "service": "git-receive-pack"}
+          "branch": "dev", "tag": "v1", "kind": "secrets", "op": "set", "service": "git-receive-pack",
+          "delivery": "1", "provider": "github"}
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +83,8 @@ def test_the_allowed_writes_are_harmless_for_a_read_token(web: Web) -> None:
     assert reader.post("/api/validate-yaml", json={"repoType": "space", "content": "---\nsdk: static\n---\n"}
                        ).status_code == 200
     assert reader.post("/api/metering/gpu-samples", json={"samples": []}).status_code == 401
+    # The token is not what a webhook is judged by: an unlinked Space is unknown to it, whoever calls.
+    assert reader.post("/api/webhooks/github/alice/demo", json={}).status_code == 404
 
 
 def test_every_dashboard_form_refuses_a_read_token(web: Web) -> None:

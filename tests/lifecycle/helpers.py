@@ -44,7 +44,9 @@ def sse_lines(life: RunningPlatform, path: str, user: str = "alice") -> list[str
     headers = {"Authorization": f"Bearer {life.user(user)}"}
     with httpx.stream("GET", f"{life.url}{path}", headers=headers, timeout=60) as resp:
         assert resp.status_code == 200, resp.read()
-        return [json.loads(line[6:])["data"] for line in resp.iter_lines() if line.startswith("data: ")]
+        # Each event is one log line with its newline, as the Hub sends them.
+        return [json.loads(line[6:])["data"].removesuffix("\n") for line in resp.iter_lines()
+                if line.startswith("data: ")]
 
 
 def wait_until(check, timeout: float = 60, what: str = "condition") -> None:

@@ -34,6 +34,12 @@ MAX_CONFIG_FILE = 256 * 1024  # bytes of a Dockerfile or .dockerignore the build
 # Files the generated Dockerfile copies before the code; only their presence changes its text.
 DEPENDENCY_FILES = ("packages.txt", "pre-requirements.txt", "requirements.txt")
 FETCH_TIMEOUT = 300
+# How long a fetch waits out a control plane that is not answering (a restart takes seconds under `spaceyard up`).
+FETCH_UNREACHABLE_SECONDS = 60
+_UNREACHABLE = re.compile(
+    r"Failed to connect|Connection refused|Could not resolve|returned error: 50[234]|"
+    r"Empty reply|Connection reset|Recv failure"
+)
 _COMMIT = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
 _ERROR_LINE = re.compile(r"^(ERROR:|E:|error:|fatal:|Error:)")
 # A claim lapses after this many missed heartbeats: then another delivery of the build may take it.
@@ -87,10 +93,18 @@ def fetch(repo_url: str, commit: str, dest: Path, log: engine.Log) -> None:
     ]
     log(f"Fetching commit {commit}")
     for cmd in steps:
-        try:
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=FETCH_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise BuildFailed("BUILD_ERROR", f"fetching the repository took over {FETCH_TIMEOUT} s") from None
+        deadline = time.monotonic() + FETCH_UNREACHABLE_SECONDS
+        while True:
+            try:
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=FETCH_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise BuildFailed("BUILD_ERROR", f"fetching the repository took over {FETCH_TIMEOUT} s") from None
+            # The control plane restarting (connection refused, or the proxy's 502/503 meanwhile) is waited out:
+            # the build is not the user's fault. A missing commit or a refusal fails at once.
+            if proc.returncode == 0 or not _UNREACHABLE.search(proc.stderr) or time.monotonic() > deadline:
+                break
+            log("The repository server is not answering; retrying")
+            time.sleep(1)
         for line in (proc.stdout + proc.stderr).splitlines():
             log(line)
         if proc.returncode != 0:

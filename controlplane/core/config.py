@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         "its worker or Redis died) before it is sent again: the bound on how long a fault delays a build.",
     )
     build_max_attempts: int = Field(default=2, description="Tries of one build when its worker is lost.")
+    build_images_kept: int = Field(
+        default=3,
+        ge=1,
+        description="Images of the last successful builds kept per Space for rollback; older ones are removed "
+        "(never one an instance uses).",
+    )
     max_push_bytes: int = Field(default=512 * 1024 * 1024, description="Largest accepted git push body.")
     max_file_bytes: int = Field(default=50 * 1024 * 1024, description="Largest file in an API commit.")
     max_commit_bytes: int = Field(default=200 * 1024 * 1024, description="Largest API commit.")

@@ -100,6 +100,8 @@ class Space(Base):
     container_id: Mapped[str | None] = mapped_column(String(128))
     # The build whose image serves now (its config says the port and whether the router strips the prefix).
     running_build_id: Mapped[int | None] = mapped_column(Integer)
+    # Set by a rollback: restarts and wakes keep this build until another one is deployed (migration 0006).
+    pinned_build_id: Mapped[int | None] = mapped_column(Integer)
     strip_prefix: Mapped[bool] = mapped_column(Boolean, default=False)
     last_request_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -133,6 +135,20 @@ class Build(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # When its image was garbage-collected (controlplane/images.py): it can no longer be rolled back to.
+    image_removed_at: Mapped[datetime | None]
+
+
+class ColdStart(Base):
+    """One start of a Space (deploy, wake, restart) and the seconds from its request to the app's first answer
+    (controlplane/coldstart.py; migration 0006)."""
+
+    __tablename__ = "cold_starts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    seconds: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SpaceSecret(Base):

@@ -116,8 +116,12 @@ def last_modified(repos: Repos, owner: str, name: str) -> datetime | None:
     Every Space in a listing asks, so the head is read from the ref files (no git process) and the date of each
     head commit is remembered (a commit's date never changes)."""
     repo = repos.path(owner, name)
+    if not repo.is_dir():
+        raise FileNotFoundError(repo)
     head = _loose_or_packed(repo, f"refs/heads/{BRANCH}")
-    if head is None:  # an empty repo, or refs stored in a way this reader does not know: ask git
+    if head is None and not (repo / "reftable").exists():
+        return None  # an empty repo (no loose or packed main): no git process for each new Space of a listing
+    if head is None:  # refs in a reftable, which this reader does not read: ask git
         out = repos._git(repo, "for-each-ref", "--format=%(objectname)", f"refs/heads/{BRANCH}").decode().strip()
         if not out:
             return None

@@ -3,10 +3,11 @@
 What a user does after `helm install -f helm/spaceyard/examples/local-cluster.yaml` on ../shared/k8s (one real node,
 a plain-HTTP registry on the node at 127.0.0.1:5000, no ingress controller, no storage provisioner): the images built
 from docker/*.Dockerfile are pushed to that registry; the control plane, builder, Redis and PostgreSQL pods reach
-Ready; a Space is created through the in-cluster API and its app `git push`ed; the in-cluster builder builds it on the
-build node's Docker engine (builder.engine=node: this machine's engine, the one this test talks to) and pushes it; the
-Space runs as a pod on node1 (pool cpu) and answers through the control plane's router (its Host header, at the
-control plane's NodePort); a t4-small Space is bound to the fake T4 node and a second one waits for hardware with the
+Ready; a Space is created through the in-cluster API and a Gradio app `git push`ed; the in-cluster builder builds it
+on the build node's Docker engine (builder.engine=node: this machine's engine, the one this test talks to; its
+spaceyard/sdk-gradio base already has Gradio, so no PyPI) and pushes it; the Space runs as a pod on node1 (pool cpu)
+and gradio_client calls it through the control plane's router (its Host header, at the control plane's NodePort);
+a t4-small Space is bound to the fake T4 node and a second one waits for hardware with the
 scheduler's message until the first pauses; `helm uninstall` plus the documented removal of the Spaces namespace
 leave nothing behind. The images are built once per engine (docker's cache) and pushed under a content tag.
 """
@@ -26,6 +27,7 @@ import pytest
 import yaml
 
 from tests.conftest import git
+from tests.e2e.spaces import GRADIO_APP, readme
 
 helm = pytest.importorskip("helm_python", reason="needs helm-python-sdk (pip install helm-python-sdk)")
 docker = pytest.importorskip("docker")
@@ -57,11 +59,15 @@ def _report_to(pytestconfig) -> None:
     _config[:] = [pytestconfig]
 
 
-def timed(label: str, started: float) -> None:
-    """Print a step's time in the test run's output even when pytest captures it (CI shows the times)."""
+def report(line: str) -> None:
+    """Print in the test run's output even when pytest captures it (CI shows the step times)."""
     capture = _config[0].pluginmanager.getplugin("capturemanager") if _config else None
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        print(f"\n[e2e] {label}: {time.monotonic() - started:.1f} s", flush=True)
+        print(f"\n[e2e] {line}", flush=True)
+
+
+def timed(label: str, started: float) -> None:
+    report(f"{label}: {time.monotonic() - started:.1f} s")
 
 
 def until(what: str, check: Callable[[], object], timeout: float, every: float = 1.0, detail=lambda: "") -> object:
@@ -299,16 +305,30 @@ def ok_page(url: str, host: str) -> httpx.Response | None:
     return None
 
 
-def push_app(url: str, token: str, name: str, tmp_path: Path) -> None:
+def push_app(url: str, token: str, name: str, files: dict[str, str], tmp_path: Path) -> None:
     repo = tmp_path / name
     git("clone", "-q", url.replace("http://", f"http://alice:{token}@") + f"/spaces/alice/{name}", str(repo))
-    (repo / "index.html").write_text(f"<p>{name} on Kubernetes</p>\n")
+    for path, text in files.items():
+        (repo / path).write_text(text)
     git("add", "-A", cwd=repo)
-    git("commit", "-q", "-m", "page", cwd=repo)
+    git("commit", "-q", "-m", "app", cwd=repo)
     git("push", "-q", "origin", "HEAD:main", cwd=repo)
 
 
-def test_install_build_serve_schedule_uninstall(cluster, release, tmp_path) -> None:
+def greet(url: str, host: str, name: str) -> str:
+    """The Space's /greet, called as a user calls it: gradio_client, through the router (the Space's Host header)."""
+    from gradio_client import Client
+
+    return Client(f"{url}/", headers={"Host": host}, verbose=False).predict(name, api_name="/greet")
+
+
+def pulled(core, pod: str) -> str:
+    """The kubelet's pull message for a Space pod ('Successfully pulled image ... in 2.1s ...'), or why not."""
+    events = core.list_namespaced_event(SPACES, field_selector=f"involvedObject.name={pod}").items
+    return next((e.message for e in events if e.reason in ("Pulled", "Failed")), "no pull event")
+
+
+def test_install_build_serve_schedule_uninstall(cluster, engine, release, tmp_path) -> None:
     from huggingface_hub import HfApi
     from kubernetes import client
 
@@ -340,19 +360,22 @@ def test_install_build_serve_schedule_uninstall(cluster, release, tmp_path) -> N
     token = exec_in(cluster, NAMESPACE, pod, ["spaceyard", "user", "add", "alice"]).strip().splitlines()[-1]
     api = HfApi(endpoint=url, token=token)
 
-    # 3. A Space pushed with git, built in the cluster, served from a pod on the cpu pool through the router.
+    # 3. A Gradio Space pushed with git, built in the cluster, run in a pod on the cpu pool, called through the router.
     started = time.monotonic()
-    api.create_repo("alice/hello", repo_type="space", space_sdk="static")
-    push_app(url, token, "hello", tmp_path)
+    api.create_repo("alice/hello", repo_type="space", space_sdk="gradio")
+    push_app(url, token, "hello", {"app.py": GRADIO_APP, "README.md": readme("gradio")}, tmp_path)
     runtime = api.wait_for_space("alice/hello", timeout=300, poll_interval=1)
     assert runtime.stage == "RUNNING", runtime.raw
-    timed("git push to RUNNING", started)
+    timed("git push to RUNNING (Gradio)", started)
     (pod,) = space_pods(core, "hello")
     assert pod.spec.node_name == "node1"
-    assert pod.spec.containers[0].image.startswith(f"{REGISTRY}/{NAMESPACE}/")  # what the in-cluster builder pushed
+    image = pod.spec.containers[0].image
+    assert image.startswith(f"{REGISTRY}/{NAMESPACE}/")  # what the in-cluster builder pushed
+    size = engine.api.inspect_image(image)["Size"] / 1e6  # still on the build node's engine
+    report(f"Space image {size:.0f} MB; node1: {pulled(core, pod.metadata.name)}")
     host = runtime.raw["spaceyard"]["hostUrl"].removeprefix("http://")
-    page = httpx.get(url, headers={"Host": host}, timeout=30)
-    assert page.status_code == 200 and "hello on Kubernetes" in page.text, (page.status_code, page.text[:500])
+    assert greet(url, host, "x") == "Hello x!"
+    timed("git push to an answer from gradio_client", started)
 
     # 4. helm upgrade with a running Space: the control plane is replaced (a new setting), the Space's pod is not,
     # and the new control plane routes to it.
@@ -374,16 +397,17 @@ def test_install_build_serve_schedule_uninstall(cluster, release, tmp_path) -> N
         return [p.metadata.uid for p in pods] != [old_cp.metadata.uid] and pods_ready(core, NAMESPACE)["controlplane"]
 
     until("the upgraded control plane Ready", new_controlplane_ready, 180, 2, lambda: describe(core, NAMESPACE))
-    page = until("the Space answering through the new control plane", lambda: ok_page(url, host), 60)
-    assert "hello on Kubernetes" in page.text
+    until("the Space answering through the new control plane", lambda: ok_page(url, host), 60)
+    assert greet(url, host, "again") == "Hello again!"
     assert [p.metadata.uid for p in space_pods(core, "hello")] == [pod.metadata.uid]
     timed("helm upgrade to serving again", started)
 
     # 5. GPU Spaces: the first is bound to the (fake) T4 node; the second waits with the scheduler's message.
+    # Static pages: the fake node never runs them, so only their build and placement count.
     started = time.monotonic()
     for name in ("gpu1", "gpu2"):
         api.create_repo(f"alice/{name}", repo_type="space", space_sdk="static", space_hardware="t4-small")
-        push_app(url, token, name, tmp_path)
+        push_app(url, token, name, {"index.html": f"<p>{name}</p>\n"}, tmp_path)
     bound = until(
         "gpu1 bound to a node",
         lambda: [p.spec.node_name for p in space_pods(core, "gpu1") if p.spec.node_name],

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import DB, Caller, caller, find_space, owned_space, services, signed_in
-from controlplane.api.errors import ApiError
+from controlplane.api.bodies import Duplicate, Item, Key
 from controlplane.duplicate import duplicate
 from controlplane.models import SpaceSecret, SpaceVariable
 from controlplane.secrets_vars import apply_change, delete_key, listing, set_secret, set_variable
 from controlplane.services import Services
 
 router = APIRouter(prefix="/api/spaces", tags=["secrets and variables"])
-
-
-def _key(payload: dict) -> str:
-    key = payload.get("key")
-    if not isinstance(key, str) or not key:
-        raise ApiError(400, 'Missing "key".')
-    return key
-
-
-def _value(payload: dict) -> str:
-    value = payload.get("value")
-    if value is None:
-        raise ApiError(400, 'Missing "value".')
-    return str(value)
 
 
 async def _changed(svc: Services, space_id: int) -> None:
@@ -40,22 +26,22 @@ def get_secrets(owner: str, name: str, who: Caller = Depends(signed_in), s: Sess
 
 
 @router.post("/{owner}/{name}/secrets")
-async def add_secret(owner: str, name: str, payload: dict = Body(...), who: Caller = Depends(signed_in),
+async def add_secret(owner: str, name: str, payload: Item, who: Caller = Depends(signed_in),
                      svc: Services = Depends(services)) -> dict:
     with svc.db.session() as s:
         space = owned_space(s, who, owner, name)
-        set_secret(svc, s, space, _key(payload), _value(payload), payload.get("description"))
+        set_secret(svc, s, space, payload.key, str(payload.value), payload.description)
         space_id = space.id
     await _changed(svc, space_id)
     return {}
 
 
 @router.delete("/{owner}/{name}/secrets")
-async def delete_secret(owner: str, name: str, payload: dict = Body(...), who: Caller = Depends(signed_in),
+async def delete_secret(owner: str, name: str, payload: Key, who: Caller = Depends(signed_in),
                         svc: Services = Depends(services)) -> dict:
     with svc.db.session() as s:
         space = owned_space(s, who, owner, name)
-        deleted, space_id = delete_key(s, SpaceSecret, space, _key(payload)), space.id
+        deleted, space_id = delete_key(s, SpaceSecret, space, payload.key), space.id
     if deleted:
         await _changed(svc, space_id)
     return {}
@@ -68,22 +54,22 @@ def get_variables(owner: str, name: str, who: Caller = Depends(caller), s: Sessi
 
 
 @router.post("/{owner}/{name}/variables")
-async def add_variable(owner: str, name: str, payload: dict = Body(...), who: Caller = Depends(signed_in),
+async def add_variable(owner: str, name: str, payload: Item, who: Caller = Depends(signed_in),
                        svc: Services = Depends(services)) -> dict:
     with svc.db.session() as s:
         space = owned_space(s, who, owner, name)
-        set_variable(s, space, _key(payload), _value(payload), payload.get("description"))
+        set_variable(s, space, payload.key, str(payload.value), payload.description)
         space_id = space.id
     await _changed(svc, space_id)
     return _variables(svc, who, owner, name)
 
 
 @router.delete("/{owner}/{name}/variables")
-async def delete_variable(owner: str, name: str, payload: dict = Body(...), who: Caller = Depends(signed_in),
+async def delete_variable(owner: str, name: str, payload: Key, who: Caller = Depends(signed_in),
                           svc: Services = Depends(services)) -> dict:
     with svc.db.session() as s:
         space = owned_space(s, who, owner, name)
-        deleted, space_id = delete_key(s, SpaceVariable, space, _key(payload)), space.id
+        deleted, space_id = delete_key(s, SpaceVariable, space, payload.key), space.id
     if deleted:
         await _changed(svc, space_id)
     return _variables(svc, who, owner, name)
@@ -95,7 +81,7 @@ def _variables(svc: Services, who: Caller, owner: str, name: str) -> dict:
 
 
 @router.post("/{owner}/{name}/duplicate")
-def duplicate_space(owner: str, name: str, payload: dict = Body(...), who: Caller = Depends(signed_in),
+def duplicate_space(owner: str, name: str, payload: Duplicate, who: Caller = Depends(signed_in),
                     svc: Services = Depends(services), s: Session = DB) -> dict:
-    copy = duplicate(svc, s, who, find_space(s, who, owner, name), payload)
+    copy = duplicate(svc, s, who, find_space(s, who, owner, name), payload.fields())
     return {"url": f"{svc.settings.base_url}/spaces/{copy.full_name}"}

@@ -78,6 +78,11 @@ class RuntimeBackend(ABC):
     def remove_space(self, space: str) -> None:
         """Remove every instance and image a Space left behind."""
 
+    def remove_image(self, image: str) -> bool:
+        """Remove one build's image (image GC, controlplane/images.py); False when it stays. By default images
+        stay: on Kubernetes they live in a registry, whose own retention removes them (docs/lifecycle.md)."""
+        return False
+
     def ended(self) -> list[Instance]:
         """Runs that `list` no longer shows but whose real start and finish the backend still knows (a deleted
         Kubernetes pod's last status). Metering closes usage at that finish; a removed docker container has none."""

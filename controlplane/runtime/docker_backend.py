@@ -234,6 +234,19 @@ class DockerBackend(RuntimeBackend):
                     except (APIError, NotFound) as e:
                         log.warning("could not remove image %s of %s: %s", tag, space, e)
 
+    def remove_image(self, image: str) -> bool:
+        # Only this installation's tags, and untag without force: the engine refuses while a container uses it.
+        if not image.startswith(f"spaceyard-{self.instance}/"):
+            return False
+        try:
+            self.client.api.remove_image(image)
+        except NotFound:
+            return True
+        except APIError as e:
+            log.warning("image %s stays: %s", image, e)
+            return False
+        return True
+
     def _instance(self, attrs: dict) -> Instance:
         labels = attrs["Config"]["Labels"] or {}
         state = attrs["State"]

@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlplane import coldstart, images
 from controlplane.core.security import SecretBoxError
 from controlplane.metering.intervals import on_tier_change
 from controlplane.models import Build, Space, SpaceSecret, SpaceVariable, utcnow
@@ -99,6 +100,8 @@ class Deployer:
 
     async def _deploy(self, space_id: int, build_id: int, resume: str | None) -> None:
         svc = self.svc
+        requested = asyncio.get_running_loop().time()
+        kind = await asyncio.to_thread(coldstart.kind_of, svc, space_id, build_id)
         # Database and engine calls run in worker threads: the loop serves the API and router meanwhile.
         plan = await asyncio.to_thread(self._plan, space_id, build_id)
         if plan is None:
@@ -128,11 +131,14 @@ class Deployer:
         if not found:
             await asyncio.to_thread(svc.runtime.stop, inst.id)
             return
+        seconds = asyncio.get_running_loop().time() - requested
+        await asyncio.to_thread(coldstart.record, svc, space_id, kind, seconds)
         if old and old != ready.id:
             # Its own task: a newer deploy cancelling this one must not leave the old instance running.
             task = asyncio.create_task(self._retire(old, old_endpoint), name=f"retire-{old[:12]}")
             self.retiring[old] = task
             task.add_done_callback(lambda _: self.retiring.pop(old, None))
+        await asyncio.to_thread(images.collect, svc, space_id)
 
     def _drains(self) -> list[Drain]:
         return [d for d in (self.svc.extras.get("affinity"), self.svc.extras.get("proxy_routes")) if d is not None]
@@ -208,6 +214,8 @@ class Deployer:
                     d.drain(old_endpoint)
             space.container_id, space.endpoint = ready.id, ready.endpoint
             space.running_build_id, space.image, space.strip_prefix = build_id, spec.image, strip
+            if space.pinned_build_id != build_id:  # a newer build deployed: the rollback's pin ends
+                space.pinned_build_id = None
             if space.hardware_current and space.hardware_current != space.hardware_requested:
                 on_tier_change(s, space, space.hardware_requested, now=utcnow())
             space.hardware_current = space.hardware_requested

@@ -32,6 +32,10 @@ async def stop_instance(svc: Services, instance_id: str | None) -> None:
 
 
 def latest_success(s: Session, space: Space) -> Build | None:
+    """The build a restart or wake starts: the one a rollback pinned, else the newest successful one."""
+    pinned = s.get(Build, space.pinned_build_id) if space.pinned_build_id else None
+    if pinned is not None and pinned.status == "SUCCESS" and pinned.image_removed_at is None:
+        return pinned
     return s.scalar(
         select(Build).where(Build.space_id == space.id, Build.status == "SUCCESS").order_by(Build.id.desc()).limit(1)
     )

@@ -75,6 +75,9 @@ def runtime(svc: Services, space: Space) -> dict:
             "hostUrl": host_url(svc.settings, space.owner, space.name),
             # What the README asks for; only the owner's request (hardware.requested) is ever applied.
             "suggestedHardware": (space.card_data or {}).get("suggested_hardware"),
+            # The build that serves, and whether a rollback pinned it (until the next deploy of a push).
+            "runningBuild": space.running_build_id,
+            "pinned": space.pinned_build_id is not None and space.pinned_build_id == space.running_build_id,
         },
     }
     if space.error_message:

@@ -21,6 +21,7 @@ from controlplane.api.redirects import MovedSpaces
 from controlplane.api.routes import (
     admin,
     billing,
+    builds,
     files,
     hardware,
     history,
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (hardware, admin, repos, spaces, secrets_vars, likes, logs, whoami, billing, files, uploads, history):
         app.include_router(module.router)
     app.include_router(webhooks.router)
+    app.include_router(builds.router)
     app.include_router(git_router)
     dashboard.install(app)
 

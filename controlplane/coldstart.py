@@ -10,6 +10,7 @@ import math
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlplane.api.views import iso
 from controlplane.models import ColdStart, Space
 from controlplane.services import Services
 from controlplane.stages import SLEEPING
@@ -55,8 +56,8 @@ def summary(s: Session, space_id: int) -> dict:
     seconds = [r.seconds for r in rows]
     return {
         "count": len(rows),
-        "last": {"kind": rows[0].kind, "seconds": rows[0].seconds, "at": rows[0].at},
+        "last": {"kind": rows[0].kind, "seconds": rows[0].seconds, "at": iso(rows[0].at)},
         "p50": percentile(seconds, 0.5),
         "p95": percentile(seconds, 0.95),
-        "recent": [{"kind": r.kind, "seconds": r.seconds, "at": r.at} for r in rows[:10]],
+        "recent": [{"kind": r.kind, "seconds": r.seconds, "at": iso(r.at)} for r in rows[:10]],
     }

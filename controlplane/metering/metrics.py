@@ -10,14 +10,15 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from controlplane.coldstart import BUCKETS
 from controlplane.metering.clock import seconds_between, to_second
 from controlplane.metering.intervals import ALL_STAGES
-from controlplane.models import Build, GpuSample, Space, UsageInterval
+from controlplane.models import Build, ColdStart, GpuSample, Space, UsageInterval
 
 # A GPU whose last sample is older than this has lost its agent; reporting its old utilisation forever would
 # hide that, so the series disappears instead.
@@ -38,6 +39,7 @@ class SpaceyardCollector(Collector):
             yield _gpu_utilization(session, now)
             yield _spaces_by_stage(session)
             yield from _builds(session)
+            yield _cold_starts(session)
 
 
 def _usage_seconds(session: Session, now: datetime) -> Metric:
@@ -110,6 +112,24 @@ def _builds(session: Session) -> Iterator[Metric]:
         finished.add_metric([status], n)
     yield finished
     yield active
+
+
+def _cold_starts(session: Session) -> Metric:
+    family = HistogramMetricFamily(
+        "spaceyard_cold_start_seconds",
+        "Seconds from a start's request (deploy, wake, restart, rollback) to the app's first answer.",
+        labels=["space", "kind"],
+    )
+    seen: dict[tuple[str, str], list[float]] = {}
+    rows = session.execute(
+        select(Space.owner, Space.name, ColdStart.kind, ColdStart.seconds).join(Space, Space.id == ColdStart.space_id)
+    )
+    for owner, name, kind, seconds in rows:
+        seen.setdefault((f"{owner}/{name}", kind), []).append(seconds)
+    for key, values in sorted(seen.items()):
+        buckets = [(str(le), sum(v <= le for v in values)) for le in BUCKETS]
+        family.add_metric(list(key), [*buckets, ("+Inf", len(values))], sum(values))
+    return family
 
 
 def render_metrics(

@@ -265,6 +265,25 @@ def cmd_link(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_rollback(settings: Settings, args) -> int:
+    """Serve an earlier successful build again (by default the one before the build that serves); --list shows
+    the builds to choose from."""
+    with _api(settings, args.token) as api:
+        if args.list:
+            for b in _check(api.get(f"/api/spaces/{args.space}/builds", params={"limit": 20})):
+                marks = (
+                    " running" * b["running"]
+                    + " pinned" * b["pinned"]
+                    + " (image removed)" * (b["status"] == "SUCCESS" and not b["imageKept"])
+                )
+                print(f"{b['id']:>6} {b['status']:9} {b['commit'][:7]} {b['createdAt']} {b['message'] or ''}{marks}")
+            return 0
+        body = {} if args.build is None else {"build": args.build}
+        out = _check(api.post(f"/api/spaces/{args.space}/rollback", json=body))
+    print(f"{args.space}: rolling back to build {out['build']} (pinned until the next push)")
+    return 0
+
+
 def cmd_agent_token(settings: Settings, _args) -> int:
     print(settings.gpu_agent_credential())
     return 0
@@ -328,6 +347,11 @@ def parser() -> argparse.ArgumentParser:
     link.add_argument("--new-webhook-secret", action="store_true", help="replace the webhook secret")
     link.add_argument("--remove", action="store_true", help="unlink (the Space keeps its code)")
     link.set_defaults(func=cmd_link)
+    rollback = with_token(sub.add_parser("rollback", help="serve an earlier successful build again, no rebuild"))
+    rollback.add_argument("space", help="owner/name")
+    rollback.add_argument("build", nargs="?", type=int, help="build id (default: the one before the build that serves)")
+    rollback.add_argument("--list", action="store_true", help="list the Space's builds instead")
+    rollback.set_defaults(func=cmd_rollback)
     sub.add_parser("agent-token", help="print the GPU agent's credential").set_defaults(func=cmd_agent_token)
     # Listed for --help; main() hands its arguments to the agent's own parser untouched.
     sub.add_parser("gpu-agent", help="sample this node's GPUs and report them (spaceyard gpu-agent --help)")

@@ -1,4 +1,4 @@
-"""HAProxy's runtime API on its unix socket: map changes and reads, one connection per request
+"""HAProxy's runtime API on its unix socket (or a TCP address): map changes and reads, one connection per request
 (HAProxy's management guide, "Unix Socket commands")."""
 
 from __future__ import annotations
@@ -15,8 +15,16 @@ class ProxyError(Exception):
     """HAProxy refused a command (an unknown map, a missing entry)."""
 
 
+def _connect(target: str):
+    """`target`: a unix socket's path, or a `host:port` HAProxy binds its runtime API on (a replica's pod IP)."""
+    if target.startswith("/") or ":" not in target:
+        return asyncio.open_unix_connection(target)
+    host, port = target.rsplit(":", 1)
+    return asyncio.open_connection(host.strip("[]"), int(port))
+
+
 async def send(socket: str, request: str, timeout: float = 10.0) -> str:
-    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(socket), timeout)
+    reader, writer = await asyncio.wait_for(_connect(socket), timeout)
     try:
         writer.write(request.encode() + b"\n")
         await writer.drain()

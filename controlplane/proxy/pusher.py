@@ -11,10 +11,11 @@ version back and replaces all its maps when it differs (a proxy that lost or mis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from sqlalchemy import select
@@ -83,16 +84,77 @@ def running_routes(db: Database) -> tuple[Route, ...]:
     return tuple(routes.values())
 
 
+class Replica:
+    """One proxy's runtime API (a unix socket or `host:port`) and the table this pusher knows it holds. Each
+    replica is brought to the latest table on its own, so a slow or restarted one never holds back the others."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.pushed: int | None = None  # the version it holds, as far as this pusher knows
+        self.entries: dict[str, dict[str, str]] = {}  # that version's map entries
+        self.task: asyncio.Task | None = None
+
+    async def loaded(self, layout: Layout) -> int | None:
+        """The version the proxy holds (None: not answering)."""
+        try:
+            value = await admin.map_value(self.address, layout.path("version.map"), VERSION_KEY)
+            return int(value) if value is not None else None
+        except (OSError, TimeoutError, ValueError):
+            return None
+
+    async def sync(self, pusher: Pusher) -> None:
+        """Until it holds the pusher's latest table: entry changes on top of the table it is known to hold, else
+        (a proxy restarted from older files or started empty, a refused command) every map replaced."""
+        while (table := pusher.table).version != self.pushed:
+            entries, layout = pusher.entries, pusher.layout
+            held = await self.loaded(layout)
+            if held != table.version:
+                known, self.pushed = (self.pushed, self.entries), None
+                try:
+                    if held is not None and held == known[0]:
+                        await admin.apply(self.address, changes(known[1], entries, layout))
+                    else:
+                        await self._replace(entries, layout)
+                except admin.ProxyError as e:  # its maps were not what this pusher thought
+                    log.warning("the proxy %s refused a route change (%s): replacing its maps", self.address, e)
+                    await self._replace(entries, layout)
+            self.pushed, self.entries = table.version, entries
+
+    async def _replace(self, entries: dict[str, dict[str, str]], layout: Layout) -> None:
+        for name, map_entries in entries.items():
+            await admin.replace_map(self.address, layout.path(name), map_entries)
+
+    def kick(self, pusher: Pusher, check: bool = False) -> asyncio.Task:
+        """Start bringing it up to date unless that is under way (the running sync reaches the latest table);
+        check: first read its version back (it may have restarted, or missed a change)."""
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._sync_logged(pusher, check), name=f"proxy-routes {self.address}")
+        return self.task
+
+    async def _sync_logged(self, pusher: Pusher, check: bool) -> None:
+        try:
+            if check and await self.loaded(pusher.layout) != pusher.table.version:
+                self.pushed = None
+            await self.sync(pusher)
+        except Exception as e:  # down or restarting: the next check pushes again
+            log.warning("pushing routes to the proxy %s failed: %s", self.address, e)
+
+
 class Pusher:
     def __init__(
-        self, layout: Layout, load_routes: Callable[[], tuple[Route, ...]], check_interval: float = 1.0
+        self,
+        layout: Layout,
+        load_routes: Callable[[], tuple[Route, ...]],
+        check_interval: float = 1.0,
+        targets: Iterable[str] | None = None,
     ) -> None:
         self.layout, self.load_routes = layout, load_routes
         self.check_interval = check_interval
         self.table = Table(0, ())
-        self._entries = maps(self.table, layout)  # the table's map entries
-        self.pushed: int | None = None  # the version the proxy holds, as far as this pusher knows
+        self.entries = maps(self.table, layout)  # the table's map entries
         self.draining: set[str] = set()  # upstreams a redeploy replaced, until they are stopped (deploy.py)
+        # The proxies' runtime APIs: the local HAProxy's socket, or several replicas (set_targets follows them).
+        self.replicas = {a: Replica(a) for a in (targets if targets is not None else [layout.socket])}
         self._wanted = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -101,23 +163,35 @@ class Pusher:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wanted.set)
 
+    def set_targets(self, addresses: Iterable[str]) -> None:
+        """The replicas now running (on the loop). A new one is sent the whole table at once."""
+        addresses = set(addresses)
+        for gone in self.replicas.keys() - addresses:
+            if (task := self.replicas.pop(gone).task) is not None:
+                task.cancel()
+        for address in addresses - self.replicas.keys():
+            self.replicas[address] = Replica(address)
+            if self.table.version:
+                self.replicas[address].kick(self)
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._wanted.set()  # push on start: the proxy may hold a table from before this process
+        self._wanted.set()  # push on start: the proxies may hold a table from before this process
         while True:
-            force = False
             try:
                 await asyncio.wait_for(self._wanted.wait(), self.check_interval)
             except TimeoutError:
-                if await self.loaded() == self.table.version:
-                    self.pushed = self.table.version
-                    continue
-                force = True  # the proxy restarted from older files, or missed a change
+                for replica in list(self.replicas.values()):
+                    replica.kick(self, check=True)
+                continue
             self._wanted.clear()
             try:
-                await self.push(force)
-            except Exception as e:  # proxy down or restarting: the next check pushes again
-                log.warning("pushing routes to the proxy failed: %s", e)
+                await self._compute(False)
+            except Exception as e:  # the database is not answering: the next change or check tries again
+                log.warning("reading the routes failed: %s", e)
+                continue
+            for replica in list(self.replicas.values()):
+                replica.kick(self)
 
     def drain(self, upstream: str) -> None:
         """Keep `upstream` reachable for the sessions pinned to it (any thread; before the switch commits)."""
@@ -129,48 +203,37 @@ class Pusher:
         self.changed()
 
     async def open_streams(self, upstream: str) -> int:
-        """Requests, streams and WebSockets the proxy has open on `upstream` (none when it is not answering)."""
-        try:
-            return await admin.table_use(self.layout.socket, INSTANCES_TABLE, upstream)
-        except (OSError, TimeoutError):
-            return 0
+        """Requests, streams and WebSockets the proxies have open on `upstream` (none where one is not answering)."""
+        total = 0
+        for address in list(self.replicas):
+            with contextlib.suppress(OSError, TimeoutError):
+                total += await admin.table_use(address, INSTANCES_TABLE, upstream)
+        return total
 
-    async def push(self, force: bool = False) -> Table:
+    async def _compute(self, force: bool) -> Table:
         routes = await asyncio.to_thread(self.load_routes)
         draining = frozenset(self.draining)
-        current = (self.table.routes, self.table.draining)
-        if not force and self.pushed == self.table.version and (routes, draining) == current:
+        if not force and self.table.version and (routes, draining) == (self.table.routes, self.table.draining):
             return self.table
-        # Only entry changes on top of a table the proxy is known to hold; else every map is replaced.
-        previous = (self.table.version, self._entries) if not force and self.pushed == self.table.version else None
         # Nanoseconds since the epoch, and always above the last one: a restarted control plane keeps growing it.
         table = Table(max(time.time_ns(), self.table.version + 1), routes, draining)
         entries = maps(table, self.layout)
-        self.table, self._entries, self.pushed = table, entries, None
-        # The files a restarted proxy starts from, written meanwhile (a proxy restarting from the older ones is
-        # caught by the version check).
-        writing = asyncio.create_task(asyncio.to_thread(write_maps, entries, self.layout))
-        try:
-            if previous is not None and await self.loaded() == previous[0]:
-                await admin.apply(self.layout.socket, changes(previous[1], entries, self.layout))
-            else:
-                await self._replace(entries)
-        except admin.ProxyError as e:  # the proxy's maps were not what this pusher thought
-            log.warning("the proxy refused a route change (%s): replacing its maps", e)
-            await self._replace(entries)
-        finally:
-            await writing
-        self.pushed = table.version
+        # The files a restarted local proxy starts from, written first (one restarting from older ones is caught
+        # by the version check).
+        await asyncio.to_thread(write_maps, entries, self.layout)
+        self.table, self.entries = table, entries
+        if force:
+            for replica in self.replicas.values():
+                replica.pushed = None
         return table
 
-    async def _replace(self, entries: dict[str, dict[str, str]]) -> None:
-        for name, map_entries in entries.items():
-            await admin.replace_map(self.layout.socket, self.layout.path(name), map_entries)
+    async def push(self, force: bool = False) -> Table:
+        """The latest table to every replica now, waiting for them (force: every map replaced)."""
+        table = await self._compute(force)
+        await asyncio.gather(*(r.kick(self) for r in list(self.replicas.values())))
+        return table
 
     async def loaded(self) -> int | None:
-        """The version the proxy holds (None: not answering)."""
-        try:
-            value = await admin.map_value(self.layout.socket, self.layout.path("version.map"), VERSION_KEY)
-            return int(value) if value is not None else None
-        except (OSError, TimeoutError, ValueError):
-            return None
+        """The version every proxy holds: the lowest (None: one is not answering)."""
+        held = [await r.loaded(self.layout) for r in list(self.replicas.values())]
+        return None if None in held or not held else min(held)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from controlplane import likes, sessions
+from controlplane import coldstart, likes, rollback, sessions
 from controlplane.api.deps import DB, Caller, services
 from controlplane.api.errors import ApiError
 from controlplane.api.views import app_url, host_url, hub_stage
@@ -108,6 +108,8 @@ def _page_context(svc: Services, s: Session, who: Caller, space: Space) -> dict:
         "can_write": who.owns(space),
         "likes": likes.counts(s, [space.id]).get(space.id, 0),
         "liked": likes.liked(s, who.user, space),
+        "builds": [rollback.build_view(svc, space, b) for b in s.scalars(rollback.builds_query(space).limit(10))],
+        "cold": coldstart.summary(s, space.id),
     }
 
 
@@ -139,6 +141,28 @@ def set_like(
         raise PageError(400, 'The form must say action "like" or "unlike".')
     (likes.like if action == "like" else likes.unlike)(s, who.user, space)
     return redirect(f"/spaces/{space.full_name}")
+
+
+# Not .../rollback: POST /spaces/{owner}/{name}/{service} is the git server's.
+@router.post("/spaces/{owner}/{name}/builds/rollback")
+def roll_back(
+    owner: str,
+    name: str,
+    form: FormData = Depends(checked_form),
+    who: Caller = Depends(member),
+    svc: Services = Depends(services),
+) -> Response:
+    """The Builds table's "Roll back" button: the API's rollback, to the build the form names."""
+    build = str(form.get("build") or "")
+    if not build.isdigit():
+        raise PageError(400, "The form must name a build.")
+    with svc.db.session() as s:
+        space_id = space_for(s, who, owner, name, write=True).id
+    try:
+        rollback.rollback(svc, space_id, int(build))
+    except ApiError as e:
+        raise PageError(e.status, e.message) from e
+    return redirect(f"/spaces/{owner}/{name}#builds")
 
 
 @router.get("/spaces/{owner}/{name}/files")

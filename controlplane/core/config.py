@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     controlplane_port: int | None = Field(
         default=None, description="Loopback port of the control plane behind the proxy; default port + 1."
     )
+    proxy_targets: str = Field(
+        default="",
+        description="Runtime APIs of the proxies the control plane pushes routes to: empty = the local HAProxy's "
+        "socket (`spaceyard up`); a comma-separated list of `host:port` (or socket paths); or "
+        "`kubernetes:NAMESPACE/SERVICE:PORT`, every address of that headless Service, followed as its replicas come "
+        "and go (the Helm chart's proxy Deployment). Set: the control plane listens on host, not loopback.",
+    )
     blocking_threads: int = Field(
         default=32, ge=4,
         description="Threads the control plane runs blocking database and engine calls in (one bounded pool; "

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from controlplane import sessions
+from controlplane.access_cache import AccessCache
 from controlplane.api.deps import identify
 from controlplane.api.errors import ApiError
 from controlplane.models import Space
@@ -70,12 +71,17 @@ class SpaceResolver:
         # Bumped by every announcement: an entry read before one (across an await) may be stale, so it is not kept.
         self._epoch = 0
         self.last_request: dict[str, float] = {}
+        # Who may open which private Space, from memory (access_cache.py).
+        self.access = AccessCache()
+        self.access.watch_credentials()
+        self._credential_cookies = (sessions.cookie_name(svc.settings), SPACE_ACCESS_COOKIE)
         on_committed_change(self.forget)
 
     def forget(self, full_name: str) -> None:
         """A Space changed (called after commit, from any thread)."""
         self._epoch += 1
         self.entries.pop(full_name, None)
+        self.access.forget_space(full_name)
         owner, _, name = full_name.partition("/")
         self.labels.setdefault(space_label(owner, name), full_name)
 
@@ -149,13 +155,24 @@ class SpaceResolver:
             )
             return user is not None and (user.name == entry.owner or user.is_admin)
 
+    async def _allowed(self, entry: Entry, headers: Mapping[str, str]) -> bool:
+        credentials = AccessCache.credentials(headers, self._credential_cookies)
+        if credentials is None:
+            return False  # nothing presented: no one
+        allowed = self.access.get(entry.full_name, credentials)
+        if allowed is None:
+            generation = self.access.generation
+            allowed = await asyncio.to_thread(self._may_see, entry, headers)
+            self.access.put(entry.full_name, credentials, allowed, generation)
+        return allowed
+
     async def resolve(
         self, *, label: str | None, owner: str | None, name: str | None, request_headers: Mapping[str, str]
     ) -> Resolution:
         entry = await self._entry(f"{owner}/{name}" if owner and name else None, label)
         if entry is None:
             return NotFound()
-        if entry.private and not await asyncio.to_thread(self._may_see, entry, request_headers):
+        if entry.private and not await self._allowed(entry, request_headers):
             return NotFound()  # a private Space's existence is not disclosed
         sleeper: Sleeper | None = self.svc.extras.get("sleeper")
         if sleeper is not None and (entry.detail == SLEEPING or entry.full_name in sleeper.waking):

@@ -43,7 +43,7 @@ from controlplane.deploy import Deployer
 from controlplane.gitserver import router as git_router
 from controlplane.loops import forever
 from controlplane.metering.intervals import on_stage_change
-from controlplane.proxy import activity, pusher
+from controlplane.proxy import activity, kube, pusher
 from controlplane.reconciler import Reconciler
 from controlplane.router.affinity import Affinity
 from controlplane.router.proxy import RouterMiddleware
@@ -127,14 +127,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(forever("sleep", sleeper.once, settings.sleep_check_interval), name="sleeper"),
         ]
         threading.Thread(target=watch_instances, args=(svc, deployer, loop), daemon=True, name="instance-watch").start()
-        udp = None
+        udp = stop_following = None
         if settings.proxy != "none":
-            routes = pusher.Pusher(pusher.layout(settings), partial(pusher.running_routes, svc.db))
+            routes = kube.make_pusher(settings, partial(pusher.running_routes, svc.db))
             svc.extras["proxy_routes"] = routes
             on_committed_change(routes.changed)
             tasks.append(asyncio.create_task(routes.run(), name="proxy-routes"))
+            # The Helm chart's proxy replicas: found through their headless Service, sending activity from afar.
+            stop_following = await asyncio.to_thread(kube.follow, routes, settings.proxy_targets, loop)
             reader = activity.ActivityReader(lambda: routes.table, resolver.record)
-            udp = await activity.listen(settings.activity_port, reader)
+            udp = await activity.listen(
+                settings.activity_port, reader, settings.host if settings.proxy_targets else "127.0.0.1"
+            )
         try:
             yield
         finally:
@@ -142,6 +146,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 t.cancel()
             if udp is not None:
                 udp.close()
+            if stop_following is not None:
+                stop_following()
             svc.runtime.close()  # the kubernetes runtime's watches end now, not at their server timeout
             await deployer.close()
             await redis.aclose()

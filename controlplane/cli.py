@@ -54,8 +54,9 @@ def cmd_serve(settings: Settings, args) -> int:
     app = EndStreamsOnShutdown(create_app(settings))
     config = uvicorn.Config(
         app,
-        # Behind the proxy: loopback only, on its own port (the proxy holds host:port).
-        host=settings.host if settings.proxy == "none" else "127.0.0.1",
+        # Behind the proxy: loopback only, on its own port (the proxy holds host:port); proxies in other pods (the
+        # Helm chart) reach it on host.
+        host=settings.host if settings.proxy == "none" or settings.proxy_targets else "127.0.0.1",
         port=settings.internal_port,
         log_level="info",
         proxy_headers=True,

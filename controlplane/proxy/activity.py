@@ -32,7 +32,8 @@ class ActivityReader(asyncio.DatagramProtocol):
                 self._record(space, now)
 
 
-async def listen(port: int, reader: ActivityReader) -> asyncio.DatagramTransport:
+async def listen(port: int, reader: ActivityReader, host: str = "127.0.0.1") -> asyncio.DatagramTransport:
+    """host: loopback for the local proxy; the pod's addresses for the Helm chart's proxy replicas."""
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: reader, local_addr=("127.0.0.1", port))
+    transport, _ = await loop.create_datagram_endpoint(lambda: reader, local_addr=(host, port))
     return transport

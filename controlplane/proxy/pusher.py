@@ -155,6 +155,8 @@ class Pusher:
         self.draining: set[str] = set()  # upstreams a redeploy replaced, until they are stopped (deploy.py)
         # The proxies' runtime APIs: the local HAProxy's socket, or several replicas (set_targets follows them).
         self.replicas = {a: Replica(a) for a in (targets if targets is not None else [layout.socket])}
+        # The local proxy restarts from the map files; remote replicas start empty and are sent the whole table.
+        self.local_files = targets is None
         self._wanted = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -220,7 +222,8 @@ class Pusher:
         entries = maps(table, self.layout)
         # The files a restarted local proxy starts from, written first (one restarting from older ones is caught
         # by the version check).
-        await asyncio.to_thread(write_maps, entries, self.layout)
+        if self.local_files:
+            await asyncio.to_thread(write_maps, entries, self.layout)
         self.table, self.entries = table, entries
         if force:
             for replica in self.replicas.values():

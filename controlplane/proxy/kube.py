@@ -1,0 +1,143 @@
+"""The proxy on Kubernetes (the Helm chart's proxy Deployment, docs/router.md "On Kubernetes"): several HAProxy
+replicas, each with the same files in FOLDER, its runtime API on its pod IP, found by the control plane through the
+EndpointSlices of a headless Service and pushed to like the local proxy (pusher.Replica per pod).
+
+A replica's pod starts from `python -m controlplane.proxy.kube DIR` (an init container in the control plane's
+image): the static config and empty maps, so until the control plane sends it the table (at once when it appears
+among the Service's addresses, or at the next version check) it hands every request to the control plane, which
+serves running Spaces too, only slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from controlplane.core.config import Settings
+from controlplane.proxy import pusher
+from controlplane.proxy.config import Layout, Route, Table, files
+from controlplane.proxy.pusher import Pusher, write_file
+
+log = logging.getLogger(__name__)
+
+FOLDER = "/var/lib/spaceyard-proxy"  # an emptyDir in every proxy pod; the map paths every replica shares
+DISCOVERY = "kubernetes:"  # proxy_targets = "kubernetes:NAMESPACE/SERVICE:PORT"
+
+
+def layout(settings: Settings) -> Layout:
+    """What the control plane's pusher needs to know of the replicas' files: their paths and the maps' keys."""
+    return Layout(
+        listen="",
+        controlplane="",
+        folder=FOLDER,
+        socket="",
+        apps_domain=settings.apps_domain.lower().strip("."),
+        path_urls=settings.path_urls_enabled,
+    )
+
+
+def targets(value: str) -> list[str]:
+    """A fixed list of runtime API addresses (empty for discovery)."""
+    return [] if value.startswith(DISCOVERY) else [t.strip() for t in value.split(",") if t.strip()]
+
+
+def resolving(load_routes: Callable[[], tuple[Route, ...]]) -> Callable[[], tuple[Route, ...]]:
+    """Routes whose upstream is a name (a Space's Service, `name.ns.svc.cluster.local:port`) with its address
+    instead: HAProxy's set-dst takes an IP. A Service's ClusterIP lasts as long as the Service, and every instance
+    has its own Service, so a name is resolved once while it is routed (in the pusher's thread)."""
+    known: dict[str, str] = {}
+
+    def load() -> tuple[Route, ...]:
+        routes = load_routes()
+        names = {r.upstream.rsplit(":", 1)[0] for r in routes}
+        for name in list(known):
+            if name not in names:
+                del known[name]
+        out = []
+        for r in routes:
+            host, port = r.upstream.rsplit(":", 1)
+            if host not in known:
+                try:
+                    known[host] = socket.gethostbyname(host)
+                except OSError as e:  # not resolvable (yet): the control plane keeps serving it
+                    log.warning("cannot resolve %s: %s", host, e)
+                    continue
+            out.append(replace(r, upstream=f"{known[host]}:{port}"))
+        return tuple(out)
+
+    return load
+
+
+def make_pusher(settings: Settings, load_routes: Callable[[], tuple[Route, ...]]) -> Pusher:
+    """The local proxy's pusher, or one for the replicas `proxy_targets` names (found by `follow`)."""
+    if not settings.proxy_targets:
+        return Pusher(pusher.layout(settings), load_routes)
+    return Pusher(layout(settings), resolving(load_routes), targets=targets(settings.proxy_targets))
+
+
+def addresses(slices: list[dict], port: int) -> list[str]:
+    """Every pod address of a Service's EndpointSlices, ready or not: a replica gets the table before it is ready
+    (the Service's publishNotReadyAddresses); a terminating one is left alone."""
+    out = set()
+    for s in slices:
+        for endpoint in s.get("endpoints") or []:
+            if (endpoint.get("conditions") or {}).get("terminating"):
+                continue
+            out.update(f"{a}:{port}" for a in endpoint.get("addresses") or [])
+    return sorted(out)
+
+
+def follow(routes: Pusher, value: str, loop: asyncio.AbstractEventLoop) -> Callable[[], None] | None:
+    """Keep the pusher's replicas equal to the Service's addresses (a watch on its EndpointSlices; blocks until
+    the first list); returns stop. None when `proxy_targets` names no Service."""
+    if not value.startswith(DISCOVERY):
+        return None
+    from kubernetes import client
+
+    from controlplane.runtime.k8s_watch import Reflector
+    from controlplane.runtime.kubernetes_backend import load_api_client
+
+    where, port = value.removeprefix(DISCOVERY).rsplit(":", 1)
+    namespace, service = where.split("/", 1)
+    api = client.DiscoveryV1Api(load_api_client())
+
+    def changed(_kind: str, _obj: dict) -> None:
+        loop.call_soon_threadsafe(routes.set_targets, addresses(reflector.objects(), int(port)))
+
+    reflector = Reflector(
+        api.list_namespaced_endpoint_slice,
+        namespace,
+        label_selector=f"kubernetes.io/service-name={service}",
+        listener=changed,
+        name="proxy replicas",
+    )
+    reflector.start()
+    return reflector.stop
+
+
+def pod_layout(controlplane: str, admin: str, activity: str | None, settings: Settings) -> Layout:
+    return replace(
+        layout(settings), listen="0.0.0.0:8080", controlplane=controlplane, socket=f"ipv4@{admin}", activity=activity
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write a replica's files (static config, empty maps) into DIR; apps domain and path URLs from the settings."""
+    parser = argparse.ArgumentParser(prog="python -m controlplane.proxy.kube")
+    parser.add_argument("folder", nargs="?", default=FOLDER)
+    parser.add_argument("--controlplane", required=True, help="host:port of the control plane's internal port")
+    parser.add_argument("--admin", required=True, help="ip:port the runtime API binds (the pod's IP)")
+    parser.add_argument("--activity", help="host:port (UDP) of the control plane's activity listener")
+    args = parser.parse_args(argv)
+    lay = replace(pod_layout(args.controlplane, args.admin, args.activity, Settings()), folder=args.folder)
+    for name, text in files(Table(0, ()), lay).items():
+        write_file(Path(args.folder) / name, text)
+
+
+if __name__ == "__main__":
+    main()

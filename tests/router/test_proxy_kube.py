@@ -1,0 +1,79 @@
+"""A proxy replica as the Helm chart's pods run it: files written by `python -m controlplane.proxy.kube` (static
+config, runtime API on a TCP address, empty maps), a real HAProxy started from them, routes pushed to it by a
+pusher that only knows its address, Space upstreams given as names (a Space's Service) resolved to addresses.
+The EndpointSlice discovery itself needs a cluster (not here). Skips where HAProxy is not installed."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from controlplane.core.config import Settings
+from controlplane.proxy import kube
+from controlplane.proxy.config import Route
+from controlplane.proxy.pusher import Pusher
+from tests.router.conftest import APPS_DOMAIN, ServerThread, free_port
+from tests.router.test_proxy_replicas import _wait
+
+pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is not installed (scripts/setup.sh)")
+
+
+def test_a_replica_started_from_the_written_files_serves_what_the_pusher_sends(
+    upstream: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPACEYARD_APPS_DOMAIN", APPS_DOMAIN)
+    admin, activity = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    with ServerThread(Starlette()) as controlplane:  # 404 for every app URL
+        kube.main(
+            [
+                str(tmp_path),
+                "--controlplane",
+                f"localhost:{controlplane.port}",
+                "--admin",
+                admin,
+                "--activity",
+                activity,
+            ]
+        )
+        cfg = (tmp_path / "haproxy.cfg").read_text()
+        assert f"stats socket ipv4@{admin} " in cfg and "bind 0.0.0.0:8080" in cfg
+        # The chart's port, on the test machine another one.
+        port = free_port()
+        (tmp_path / "haproxy.cfg").write_text(cfg.replace("bind 0.0.0.0:8080", f"bind 127.0.0.1:{port}"))
+        proc = subprocess.Popen(["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")], stderr=subprocess.DEVNULL)
+        try:
+            url, host = f"http://127.0.0.1:{port}/x", {"Host": f"alice-echo.{APPS_DOMAIN}"}
+            _wait(lambda: httpx.get(url, headers=host, timeout=5).status_code == 404)  # empty maps: the control plane
+            routes = (Route("alice/echo", "alice-echo", f"localhost:{upstream.port}", "/apps/alice/echo", True),)
+            layout = replace(kube.layout(Settings()), folder=str(tmp_path))
+            pusher = Pusher(layout, kube.resolving(lambda: routes), targets=kube.targets(admin))
+            table = asyncio.run(pusher.push())
+            assert table.routes[0].upstream == f"127.0.0.1:{upstream.port}"
+            resp = httpx.get(url, headers=host, timeout=5)
+            assert resp.status_code == 200 and resp.json()["raw_path"] == "/x"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_discovered_addresses_are_every_pod_of_the_service_but_terminating_ones() -> None:
+    slices = [
+        {
+            "endpoints": [
+                {"addresses": ["10.0.0.5"], "conditions": {"ready": True}},
+                {"addresses": ["10.0.0.6"], "conditions": {"ready": False}},  # starting: gets the table before ready
+                {"addresses": ["10.0.0.7"], "conditions": {"ready": False, "terminating": True}},
+            ]
+        },
+        {"endpoints": None},
+    ]
+    assert kube.addresses(slices, 9999) == ["10.0.0.5:9999", "10.0.0.6:9999"]
+    assert kube.targets("kubernetes:ns/svc:9999") == []
+    assert kube.targets("10.0.0.1:9999, /run/x.sock") == ["10.0.0.1:9999", "/run/x.sock"]

@@ -4,6 +4,8 @@ until the new one answers). The Space stays pinned to that build until another b
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
@@ -75,12 +77,16 @@ def target(s: Session, space: Space, build_id: int | None, kept: int) -> Build:
     return build
 
 
-def rollback(svc: Services, space_id: int, build_id: int | None) -> int:
-    """Pin the Space to the chosen build and deploy it; returns its id."""
+def _pin(svc: Services, space_id: int, build_id: int | None) -> int:
     with svc.db.session() as s:
         space = s.get(Space, space_id)
         build = target(s, space, build_id, svc.settings.build_images_kept)
         space.pinned_build_id = build.id
-        chosen = build.id
+        return build.id
+
+
+async def rollback(svc: Services, space_id: int, build_id: int | None) -> int:
+    """Pin the Space to the chosen build and deploy it (on the event loop, like every deploy); returns its id."""
+    chosen = await asyncio.to_thread(_pin, svc, space_id, build_id)
     svc.extras["deployer"].deploy(space_id, chosen)
     return chosen

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import select
@@ -14,6 +16,7 @@ from controlplane.api.errors import ApiError
 from controlplane.api.views import app_url, host_url, hub_stage
 from controlplane.dashboard.forms import checked_form
 from controlplane.dashboard.hardware import tier_choices
+from controlplane.dashboard.settings import _owned_id
 from controlplane.dashboard.web import PageError, member, redirect, render, space_for, viewer
 from controlplane.models import Build, Space
 from controlplane.services import Services
@@ -145,7 +148,7 @@ def set_like(
 
 # Not .../rollback: POST /spaces/{owner}/{name}/{service} is the git server's.
 @router.post("/spaces/{owner}/{name}/builds/rollback")
-def roll_back(
+async def roll_back(
     owner: str,
     name: str,
     form: FormData = Depends(checked_form),
@@ -156,10 +159,9 @@ def roll_back(
     build = str(form.get("build") or "")
     if not build.isdigit():
         raise PageError(400, "The form must name a build.")
-    with svc.db.session() as s:
-        space_id = space_for(s, who, owner, name, write=True).id
+    space_id = await asyncio.to_thread(_owned_id, svc, who, owner, name)
     try:
-        rollback.rollback(svc, space_id, int(build))
+        await rollback.rollback(svc, space_id, int(build))
     except ApiError as e:
         raise PageError(e.status, e.message) from e
     return redirect(f"/spaces/{owner}/{name}#builds")

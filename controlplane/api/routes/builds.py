@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+import asyncio
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from controlplane import coldstart
-from controlplane.api.bodies import Rollback
-from controlplane.api.deps import DB, Caller, caller, find_space, owned_space, services, signed_in
+from controlplane.api.deps import DB, Caller, caller, find_space, services, signed_in
 from controlplane.api.errors import ApiError
-from controlplane.api.views import runtime
+from controlplane.api.routes.spaces import _runtime_of, owned_space_id
 from controlplane.listing import page
-from controlplane.models import Space
 from controlplane.rollback import build_view, builds_query, rollback
 from controlplane.services import Services
 
@@ -36,20 +36,21 @@ def list_builds(
 
 
 @router.post("/rollback")
-def roll_back(
+async def roll_back(
     owner: str,
     name: str,
-    payload: Rollback | None = None,
+    payload: dict | None = Body(default=None),
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
 ) -> dict:
     """Serve an earlier successful build again (`{"build": id}`; by default the one before the build that serves)."""
-    wanted = payload.build if payload else None
-    with svc.db.session() as s:
-        space_id = owned_space(s, who, owner, name).id
-    chosen = rollback(svc, space_id, wanted)
-    with svc.db.session() as s:
-        return {"build": chosen, "runtime": runtime(svc, s.get(Space, space_id))}
+    wanted = (payload or {}).get("build")
+    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int)):
+        raise ApiError(400, "'build' is a build id (an integer).")
+    # Async: the deploy is a task on the event loop; the database calls run in worker threads.
+    space_id = await asyncio.to_thread(owned_space_id, svc, who, owner, name)
+    chosen = await rollback(svc, space_id, wanted)
+    return {"build": chosen, "runtime": await asyncio.to_thread(_runtime_of, svc, space_id)}
 
 
 @router.get("/coldstarts")

@@ -202,6 +202,8 @@ frontend spaceyard
     http-request wait-for-body time 5s if found join
     http-request set-var(txn.session) req.body,json_query('$.session_hash') if found join
     http-request set-var(txn.session) url_param(session_hash) if found data
+    # Per Space: a session hash pinned on one Space never steers requests to another.
+    http-request set-var(txn.session) var(txn.session),concat(@,txn.prefix,) if {{ var(txn.session) -m found }}
     http-request track-sc1 var(txn.session) table {SESSIONS_TABLE} if {{ var(txn.session) -m found }}
     http-request set-var(txn.upstream) var(txn.sy),field(1,|) if found
     http-request set-var(txn.instance) var(txn.sy),field(4,|) if found
@@ -233,7 +235,7 @@ backend controlplane
     errorfile 503 {cp_down}
 
 backend {SESSIONS_TABLE}
-    stick-table type string len 64 size 1m expire 1h store gpt0
+    stick-table type string len 200 size 1m expire 1h store gpt0
 
 backend {INSTANCES_TABLE}
     stick-table type string len 64 size 100k expire 1h

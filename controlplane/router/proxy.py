@@ -149,6 +149,7 @@ class RouterMiddleware:
         session = query_session(scope.get("query_string", b"")) if call == "data" else None
         if call == "join":
             receive, session = await _join_session(receive)
+        session = f"{resolution.space}@{session}" if session else None  # a pin never crosses Spaces
         upstream = self.affinity.choose(resolution.upstream, session, call == "join")
         with self.affinity.opened(upstream, session, call):
             if websocket:

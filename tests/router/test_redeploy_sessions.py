@@ -146,8 +146,10 @@ def test_gradio_calls_run_through_a_redeploy(platform: RunningPlatform, tmp_path
         while not all(results(o) for o in outputs.values()):
             assert time.monotonic() < deadline, {n: results(o) for n, o in outputs.items()}
             time.sleep(0.5)
+        switched_at = {}
         for space in spaces:
             deploy(platform, space, {"app.py": GRADIO_APP.replace('"v1"', '"v2"')}, tmp_path)
+            switched_at[space] = time.time()  # RUNNING seen: the switch was before
         switched = time.time()
         deadline = time.monotonic() + 60
         while not all(any(r[2] == "v2" for r in results(o)) for o in outputs.values()):
@@ -161,7 +163,7 @@ def test_gradio_calls_run_through_a_redeploy(platform: RunningPlatform, tmp_path
     seen = {name: results(o) for name, o in outputs.items()}
     errors = {name: [r for r in got if r[1] != "ok"] for name, got in seen.items()}
     stderr = {name: o.with_suffix(".err").read_text()[-3000:] for name, o in outputs.items()}
-    assert not any(errors.values()), (errors, stderr)
+    assert not any(errors.values()), (errors, switched_at, seen, stderr)
     for name, got in seen.items():
         versions = [r[2] for r in got]
         # Every caller went from the old version to the new one and stayed there.

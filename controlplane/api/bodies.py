@@ -146,6 +146,12 @@ class Preupload(HubBody):
     files: list[PreuploadFile]
 
 
+class Rollback(HubBody):
+    """`POST .../rollback`: the build to serve again (default: the one before the build that serves)."""
+
+    build: int | None = Field(default=None, strict=True)  # an id: true and "5" are not builds
+
+
 class SpendingLimit(HubBody):
     """A number in the catalog's currency per month, or null for no limit."""
 

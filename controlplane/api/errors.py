@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from controlplane.repos import RepoError
 
 log = logging.getLogger(__name__)
+MAX_MESSAGE = 1000  # a body of a thousand bad items is refused in a line, not a header of megabytes
 
 
 class ApiError(Exception):
@@ -27,23 +28,32 @@ def repo_not_found(full_name: str) -> ApiError:
     return ApiError(404, f"Repository Not Found for url: {full_name}. Check the name or your token.", "RepoNotFound")
 
 
+def render(exc: ApiError) -> JSONResponse:
+    headers = dict(exc.headers)
+    headers["X-Error-Message"] = exc.message.encode("ascii", "replace").decode()
+    if exc.code:
+        headers["X-Error-Code"] = exc.code
+    return JSONResponse({**exc.extra, "error": exc.message}, status_code=exc.status, headers=headers)
+
+
+def invalid_request(exc: RequestValidationError) -> ApiError:
+    """A body, query or header the route's types refuse: a 400 naming each field by the name the caller sent
+    (the Hub's, e.g. `sleepTimeSeconds`), the same text in the body and in X-Error-Message (what clients show)."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
+    )
+    message = f"Invalid request: {problems}"
+    return ApiError(400, message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "...", "BadRequest")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
-        headers = dict(exc.headers)
-        headers["X-Error-Message"] = exc.message.encode("ascii", "replace").decode()
-        if exc.code:
-            headers["X-Error-Code"] = exc.code
-        return JSONResponse({**exc.extra, "error": exc.message}, status_code=exc.status, headers=headers)
+        return render(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
-        )
-        return JSONResponse(
-            {"error": f"Invalid request: {problems}"}, status_code=400, headers={"X-Error-Message": problems[:500]}
-        )
+        return render(invalid_request(exc))
 
     @app.exception_handler(RepoError)
     async def _git_failed(req: Request, exc: RepoError) -> JSONResponse:

@@ -90,5 +90,5 @@ def test_service_tokens_are_compared_in_constant_time() -> None:
 
     assert "secret_matches(token, svc.builder_token)" in inspect.getsource(deps.identify)
     assert "secret_matches(bearer_or_basic(request.headers), svc.settings.gpu_agent_credential())" in (
-        inspect.getsource(billing.gpu_samples))
+        inspect.getsource(billing.gpu_agent))
     assert "hmac.compare_digest" in inspect.getsource(security.secret_matches)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from controlplane import coldstart
+from controlplane.api.bodies import Rollback
 from controlplane.api.deps import DB, Caller, caller, find_space, services, signed_in
-from controlplane.api.errors import ApiError
 from controlplane.api.routes.spaces import _runtime_of, owned_space_id
 from controlplane.listing import page
 from controlplane.rollback import build_view, builds_query, rollback
@@ -39,14 +39,12 @@ def list_builds(
 async def roll_back(
     owner: str,
     name: str,
-    payload: dict | None = Body(default=None),
+    payload: Rollback | None = None,
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
 ) -> dict:
     """Serve an earlier successful build again (`{"build": id}`; by default the one before the build that serves)."""
-    wanted = (payload or {}).get("build")
-    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int)):
-        raise ApiError(400, "'build' is a build id (an integer).")
+    wanted = payload.build if payload else None
     # Async: the deploy is a task on the event loop; the database calls run in worker threads.
     space_id = await asyncio.to_thread(owned_space_id, svc, who, owner, name)
     chosen = await rollback(svc, space_id, wanted)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import html
 
-from fastapi import APIRouter, Body, Depends, Form, Query, Request, Response
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from controlplane import git_history, git_refs
+from controlplane.api.bodies import NewBranch, NewTag
 from controlplane.api.deps import DB, Caller, caller, find_space, identify, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.api.revisions import git_answers, resolve_revision
@@ -84,15 +85,13 @@ def create_branch(
     owner: str,
     name: str,
     branch: str,
-    payload: dict = Body(default={}),
+    payload: NewBranch | None = None,
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
     s: Session = DB,
 ) -> dict:
     space = owned_space(s, who, owner, name)
-    start = payload.get("startingPoint") or BRANCH
-    if not isinstance(start, str):
-        raise ApiError(400, "startingPoint must be a branch, tag or commit sha.", "BadRequest")
+    start = (payload and payload.starting_point) or BRANCH
     with git_answers(space.full_name):
         full = git_refs.check_name(branch, "branch")
         git_refs.create_ref(svc.repos, owner, name, full, git_refs.resolve(svc.repos, owner, name, start))
@@ -121,15 +120,13 @@ def create_tag(
     owner: str,
     name: str,
     rev: str,
-    payload: dict = Body(default={}),
+    payload: NewTag,
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
     s: Session = DB,
 ) -> dict:
     space = owned_space(s, who, owner, name)
-    tag, message = payload.get("tag"), payload.get("message")
-    if not isinstance(tag, str) or not isinstance(message, str | None):
-        raise ApiError(400, 'Expected {"tag": "<name>", "message"?: "<text>"}.', "BadRequest")
+    tag, message = payload.tag, payload.message
     with git_answers(space.full_name):
         full = git_refs.check_name(tag, "tag")
         sha = git_refs.resolve(svc.repos, owner, name, rev)

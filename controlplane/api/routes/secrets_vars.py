@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import DB, Caller, caller, find_space, owned_space, services, signed_in
 from controlplane.api.bodies import Duplicate, Item, Key
+from controlplane.api.deps import DB, Caller, caller, find_space, owned_space, services, signed_in
 from controlplane.duplicate import duplicate
 from controlplane.models import SpaceSecret, SpaceVariable
 from controlplane.secrets_vars import apply_change, delete_key, listing, set_secret, set_variable
@@ -26,8 +26,9 @@ def get_secrets(owner: str, name: str, who: Caller = Depends(signed_in), s: Sess
 
 
 @router.post("/{owner}/{name}/secrets")
-async def add_secret(owner: str, name: str, payload: Item, who: Caller = Depends(signed_in),
-                     svc: Services = Depends(services)) -> dict:
+async def add_secret(
+    owner: str, name: str, payload: Item, who: Caller = Depends(signed_in), svc: Services = Depends(services)
+) -> dict:
     with svc.db.session() as s:
         space = owned_space(s, who, owner, name)
         set_secret(svc, s, space, payload.key, str(payload.value), payload.description)
@@ -37,8 +38,9 @@ async def add_secret(owner: str, name: str, payload: Item, who: Caller = Depends
 
 
 @router.delete("/{owner}/{name}/secrets")
-async def delete_secret(owner: str, name: str, payload: Key, who: Caller = Depends(signed_in),
-                        svc: Services = Depends(services)) -> dict:
+async def delete_secret(
+    owner: str, name: str, payload: Key, who: Caller = Depends(signed_in), svc: Services = Depends(services)
+) -> dict:
     with svc.db.session() as s:
         space = owned_space(s, who, owner, name)
         deleted, space_id = delete_key(s, SpaceSecret, space, payload.key), space.id
@@ -54,8 +56,9 @@ def get_variables(owner: str, name: str, who: Caller = Depends(caller), s: Sessi
 
 
 @router.post("/{owner}/{name}/variables")
-async def add_variable(owner: str, name: str, payload: Item, who: Caller = Depends(signed_in),
-                       svc: Services = Depends(services)) -> dict:
+async def add_variable(
+    owner: str, name: str, payload: Item, who: Caller = Depends(signed_in), svc: Services = Depends(services)
+) -> dict:
     with svc.db.session() as s:
         space = owned_space(s, who, owner, name)
         set_variable(s, space, payload.key, str(payload.value), payload.description)
@@ -65,8 +68,9 @@ async def add_variable(owner: str, name: str, payload: Item, who: Caller = Depen
 
 
 @router.delete("/{owner}/{name}/variables")
-async def delete_variable(owner: str, name: str, payload: Key, who: Caller = Depends(signed_in),
-                          svc: Services = Depends(services)) -> dict:
+async def delete_variable(
+    owner: str, name: str, payload: Key, who: Caller = Depends(signed_in), svc: Services = Depends(services)
+) -> dict:
     with svc.db.session() as s:
         space = owned_space(s, who, owner, name)
         deleted, space_id = delete_key(s, SpaceVariable, space, payload.key), space.id
@@ -81,7 +85,13 @@ def _variables(svc: Services, who: Caller, owner: str, name: str) -> dict:
 
 
 @router.post("/{owner}/{name}/duplicate")
-def duplicate_space(owner: str, name: str, payload: Duplicate, who: Caller = Depends(signed_in),
-                    svc: Services = Depends(services), s: Session = DB) -> dict:
+def duplicate_space(
+    owner: str,
+    name: str,
+    payload: Duplicate,
+    who: Caller = Depends(signed_in),
+    svc: Services = Depends(services),
+    s: Session = DB,
+) -> dict:
     copy = duplicate(svc, s, who, find_space(s, who, owner, name), payload.fields())
     return {"url": f"{svc.settings.base_url}/spaces/{copy.full_name}"}

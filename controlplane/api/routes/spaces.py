@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
+from controlplane.api.bodies import Hardware, Settings, SleepTime
 from controlplane.api.deps import DB, Caller, caller, find_space, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.api.routes.files import resolve_revision
@@ -18,8 +19,6 @@ from controlplane.spaces import requested_private
 from controlplane.stages import announce_after_commit
 
 router = APIRouter(prefix="/api/spaces", tags=["spaces"])
-# What `update_repo_settings` sends: 2.x `visibility` and `gated`, 0.x `private`, `gated` and `xetEnabled`.
-SETTINGS = {"visibility", "private", "gated", "xetEnabled"}
 
 
 @router.get("")
@@ -66,24 +65,24 @@ def get_space(
 def update_settings(
     owner: str,
     name: str,
-    payload: dict = Body(...),
+    payload: Settings,
     who: Caller = Depends(signed_in),
     s: Session = DB,
 ) -> dict:
     """`HfApi.update_repo_settings`: visibility (2.x sends `visibility`, 0.x `private`)."""
     space = owned_space(s, who, owner, name)
-    unknown = set(payload) - SETTINGS
+    unknown = set(payload.model_extra or {})
     if unknown:
         raise ApiError(
             400, f"Unsupported setting(s) {', '.join(sorted(unknown))}: Spaces take visibility (or private)."
         )
-    if payload.get("gated") not in (None, False):
+    if payload.gated not in (None, False):
         raise ApiError(400, "Spaces cannot be gated: gated access is for models and datasets.")
-    if payload.get("xetEnabled"):
+    if payload.xet_enabled:
         raise ApiError(400, "Xet storage is not offered here: Spaces keep large files in Git LFS.")
-    if "visibility" not in payload and "private" not in payload and "gated" not in payload:
+    if not payload.model_fields_set & {"visibility", "private", "gated"}:
         raise ApiError(400, "Nothing to change: pass visibility ('public' or 'private').")
-    space.private = requested_private(payload, space.private)
+    space.private = requested_private(payload.fields(), space.private)
     announce_after_commit(s, space.full_name)  # the router and the proxy's public routes follow it
     return {}
 
@@ -113,15 +112,15 @@ def _runtime_of(svc: Services, space_id: int) -> dict:
 async def request_hardware(
     owner: str,
     name: str,
-    payload: dict = Body(...),
+    payload: Hardware,
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
 ) -> dict:
     space_id = owned_space_id(svc, who, owner, name)
-    if payload.get("sleepTimeSeconds") is not None:
+    if payload.sleep_time_seconds is not None:
         with svc.db.session() as s:
-            s.get(Space, space_id).sleep_time = int(payload["sleepTimeSeconds"])
-    await change_hardware(svc, svc.extras["deployer"], space_id, str(payload.get("flavor") or ""))
+            s.get(Space, space_id).sleep_time = payload.sleep_time_seconds
+    await change_hardware(svc, svc.extras["deployer"], space_id, payload.flavor or "")
     return _runtime_of(svc, space_id)
 
 
@@ -129,15 +128,15 @@ async def request_hardware(
 def set_sleeptime(
     owner: str,
     name: str,
-    payload: dict = Body(...),
+    payload: SleepTime,
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
 ) -> dict:
     space_id = owned_space_id(svc, who, owner, name)
-    seconds = payload.get("seconds")
+    seconds = payload.seconds
     with svc.db.session() as s:
         # -1 (the Hub's "never") and null both mean the Space never sleeps.
-        s.get(Space, space_id).sleep_time = None if seconds in (None, -1) else int(seconds)
+        s.get(Space, space_id).sleep_time = None if seconds in (None, -1) else seconds
     return _runtime_of(svc, space_id)
 
 

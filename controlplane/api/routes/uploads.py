@@ -10,12 +10,13 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from builder import spaceconfig
 from controlplane import git_refs
+from controlplane.api.bodies import Preupload, ValidateYaml
 from controlplane.api.deps import DB, Caller, caller, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.api.revisions import git_answers
@@ -42,9 +43,9 @@ def readme_problems(content: str) -> tuple[list[str], list[str]]:
 
 
 @router.post("/api/validate-yaml")
-def validate_yaml(payload: dict = Body(...)) -> JSONResponse:
-    content = payload.get("content")
-    if payload.get("repoType") != "space" or not isinstance(content, str):
+def validate_yaml(payload: ValidateYaml) -> JSONResponse:
+    content = payload.content
+    if payload.repo_type != "space" or content is None:
         return JSONResponse({"errors": [], "warnings": []})
     errors, warnings = readme_problems(content)
     body = {"errors": [{"message": m} for m in errors], "warnings": [{"message": m} for m in warnings]}
@@ -78,7 +79,7 @@ def preupload(
     name: str,
     rev: str,
     request: Request,
-    payload: dict = Body(...),
+    payload: Preupload,
     create_pr: bool = False,
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
@@ -86,27 +87,23 @@ def preupload(
 ) -> dict:
     owned_space(s, who, owner, name)
     check_target(svc, owner, name, rev, create_pr)
-    files = payload.get("files")
-    if not isinstance(files, list) or not all(
-        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("size", 0), int) for f in files
-    ):
-        raise ApiError(400, 'Invalid preupload body: expected {"files": [{"path", "size", "sample"}]}.')
+    files = payload.files
     # Refuse oversize files here, before the client sends their content.
     lim, total, threshold = limits(svc), 0, lfs_threshold(svc, request.headers.get("user-agent", ""))
     modes = {}
     for f in files:
-        size = f.get("size", 0)
-        modes[f["path"]] = "lfs" if size > threshold else "regular"
-        if modes[f["path"]] == "lfs":
+        size = f.size
+        modes[f.path] = "lfs" if size > threshold else "regular"
+        if modes[f.path] == "lfs":
             if size > svc.settings.max_lfs_object_bytes:
                 message = (
-                    f"{f['path']} is {size} bytes: over the limit of {svc.settings.max_lfs_object_bytes} bytes per "
+                    f"{f.path} is {size} bytes: over the limit of {svc.settings.max_lfs_object_bytes} bytes per "
                     "LFS file (SPACEYARD_MAX_LFS_OBJECT_BYTES)."
                 )
                 raise ApiError(413, message, "FileTooLarge")
             continue  # LFS files are not in the git commit: its limits do not apply
         if size > lim.max_file_bytes:
-            raise refusal(lim.file_too_large(f"{f['path']} is {size} bytes"))
+            raise refusal(lim.file_too_large(f"{f.path} is {size} bytes"))
         total += size
     if total > lim.max_commit_bytes:
         raise refusal(lim.commit_too_large(total))
@@ -119,7 +116,7 @@ def preupload(
     }
     return {
         "files": [
-            {"path": f["path"], "uploadMode": modes[f["path"]], "shouldIgnore": False, "oid": existing.get(f["path"])}
+            {"path": f.path, "uploadMode": modes[f.path], "shouldIgnore": False, "oid": existing.get(f.path)}
             for f in files
         ]
     }

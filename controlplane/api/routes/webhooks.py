@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, BackgroundTasks, Body, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.requests import ClientDisconnect
 
+from controlplane.api.bodies import Link
 from controlplane.api.deps import Caller, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.links import link_of, sync
@@ -26,7 +27,7 @@ router = APIRouter(tags=["linked Spaces and webhooks"])
 def put_link(
     owner: str,
     name: str,
-    payload: dict = Body(...),
+    payload: Link,
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
 ) -> dict:
@@ -39,11 +40,11 @@ def put_link(
             svc,
             s,
             space,
-            payload.get("url"),
-            payload.get("branch", "main"),
-            payload.get("credential", KEEP),
-            payload.get("webhook_secret"),
-            bool(payload.get("new_webhook_secret")),
+            payload.url,
+            payload.branch,
+            payload.credential if "credential" in payload.model_fields_set else KEEP,
+            payload.webhook_secret,
+            payload.new_webhook_secret,
         )
         space_id = space.id
     result, detail, build = sync(svc, space_id)

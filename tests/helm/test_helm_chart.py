@@ -204,7 +204,8 @@ def test_ingress_routes_dashboard_and_wildcard_app_hosts(chart):
     assert ing["spec"]["tls"] == [{"secretName": "spaceyard-tls", "hosts": hosts}]
     for rule in ing["spec"]["rules"]:
         (path,) = rule["http"]["paths"]
-        assert path["backend"]["service"] == {"name": "spaceyard-controlplane", "port": {"name": "http"}}
+        # The proxy replicas (on by default; tests/helm/test_helm_proxy.py), which hand the rest to the control plane.
+        assert path["backend"]["service"] == {"name": "spaceyard-proxy", "port": {"name": "http"}}
 
 
 def test_notes_tell_the_urls_and_the_admin_token(chart):
@@ -275,7 +276,7 @@ def test_gpu_agent_env_is_the_agents_own_settings(chart, monkeypatch):
     # The URL is the control plane's Service, on its port.
     svc = one(objects, "Service", "spaceyard-controlplane")
     assert settings.url == f"http://spaceyard-controlplane.{NAMESPACE}.svc"
-    assert [p["port"] for p in svc["spec"]["ports"]] == [80]
+    assert [p["port"] for p in svc["spec"]["ports"] if p["protocol"] == "TCP"] == [80]
 
 
 def test_gpu_agent_and_control_plane_share_the_token_secret(chart):

@@ -3,6 +3,7 @@ without a build and without a failed request; pinned until the next push; only t
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 
@@ -14,7 +15,7 @@ from controlplane.core.config import Settings
 from controlplane.launcher import docker_ok
 from tests.conftest import RunningPlatform, launch
 from tests.e2e.spaces import push, readme
-from tests.lifecycle.helpers import wait_until
+from tests.lifecycle.helpers import containers, wait_until
 
 pytestmark = pytest.mark.docker
 KEPT = 2
@@ -198,6 +199,8 @@ def test_the_next_push_unpins_and_gc_keeps_the_last_k_images(roll, history, work
     assert runtime["spaceyard"]["pinned"] is False and runtime["spaceyard"]["runningBuild"] == v3["id"]
     # K = 2: v3 and v2 are the last two; v1's went only if no instance used it (its instance was still draining).
     assert {v3["image"], history["v2"]["image"]} <= images(roll, "alice/roll")
+    # v1's instance drains, then goes; v4's deploy then finds no instance using v1's image.
+    wait_until(lambda: len(containers("alice/roll", roll)) == 1, timeout=120, what="the old instance to be retired")
     v4 = wait_build(roll, "alice/roll", deploy(roll, work, "roll", "v4"))
     wait_until(lambda: serves(roll, "alice/roll") == "v4", timeout=120, what="v4 to serve")
     wait_until(lambda: len(images(roll, "alice/roll")) == KEPT, timeout=30, what=f"{KEPT} images")
@@ -207,3 +210,19 @@ def test_the_next_push_unpins_and_gc_keeps_the_last_k_images(roll, history, work
     assert not listed[history["v1"]["id"]]["imageKept"] and listed[v3["id"]]["imageKept"]
     gone = rollback(roll, "alice/roll", {"build": history["v1"]["id"]})
     assert gone.status_code == 410 and "removed" in gone.json()["error"]
+
+
+def test_the_dashboard_button_rolls_back(roll):
+    listed = builds(roll, "alice/roll")
+    running = next(b for b in listed if b["running"])
+    earlier = next(b for b in listed if b["imageKept"] and not b["running"])
+    headers = {"Authorization": f"Bearer {roll.user('alice')}"}
+    with httpx.Client(base_url=roll.url, headers=headers, timeout=60) as browser:
+        page = browser.get("/spaces/alice/roll").text
+        assert f'name="build" value="{earlier["id"]}"' in page
+        assert f'name="build" value="{running["id"]}"' not in page  # no button on the build that serves
+        token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page).group(1)
+        resp = browser.post("/spaces/alice/roll/builds/rollback", data={"csrf_token": token, "build": earlier["id"]})
+        assert resp.status_code in (302, 303), resp.text
+    version = earlier["message"].removeprefix("release ")
+    wait_until(lambda: serves(roll, "alice/roll") == version, timeout=120, what="the rolled-back build")

@@ -147,18 +147,22 @@ class Deployer:
         """Stop a replaced instance once nothing was open on it (the sessions pinned to it have ended) for
         QUIET_SECONDS, or after SPACEYARD_DRAIN_TIMEOUT."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.svc.settings.drain_timeout
-        quiet_since = loop.time()
+        start = loop.time()
+        deadline = start + self.svc.settings.drain_timeout
+        quiet_since, open_ = start, []
         try:
             while loop.time() < deadline:
                 await asyncio.sleep(DRAIN_POLL)
-                if upstream and any([await d.open_streams(upstream) for d in self._drains()]):
+                open_ = [await d.open_streams(upstream) for d in self._drains()] if upstream else []
+                if any(open_):
                     quiet_since = loop.time()
                 elif loop.time() - quiet_since >= QUIET_SECONDS:
                     break
         finally:
             for d in self._drains() if upstream else ():
                 d.retired(upstream)
+        log.info("stopping replaced instance %s (%s) after %.1f s; open on it: %s", instance_id[:12], upstream,
+                 loop.time() - start, open_)
         await asyncio.to_thread(self.svc.runtime.stop, instance_id)
 
     def _plan(self, space_id: int, build_id: int) -> tuple[AppSpec, bool, bool, str] | None:

@@ -10,7 +10,7 @@ import math
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.api.views import iso
+from controlplane.core.utc import iso
 from controlplane.models import ColdStart, Space
 from controlplane.services import Services
 from controlplane.stages import SLEEPING

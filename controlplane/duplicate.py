@@ -7,9 +7,9 @@ import subprocess
 
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import Caller
-from controlplane.api.errors import ApiError
+from controlplane.auth import Caller
 from controlplane.builds import start_build
+from controlplane.errors import Failed, Forbidden
 from controlplane.models import Space
 from controlplane.repos import BRANCH
 from controlplane.secrets_vars import copy_variables, payload_items, set_items
@@ -21,7 +21,7 @@ def duplicate(svc: Services, s: Session, who: Caller, source: Space, payload: di
     owner, _, name = str(payload.get("repository") or "").rpartition("/")
     owner = owner or who.name or ""
     if owner != who.name and not who.user.is_admin:
-        raise ApiError(403, f"You ({who.name}) can't create Spaces under {owner!r}.", "Forbidden")
+        raise Forbidden(f"You ({who.name}) can't create Spaces under {owner!r}.", "Forbidden")
     private = requested_private(payload, source.private)
     secrets, variables = payload_items(payload)
     space = create_space(svc, s, owner=owner, name=name, sdk=source.sdk, private=private,
@@ -34,7 +34,7 @@ def duplicate(svc: Services, s: Session, who: Caller, source: Space, payload: di
     s.flush()
     head = svc.repos.head(space.owner, space.name)
     if head is None:
-        raise ApiError(500, f"{source.full_name} has no {BRANCH} branch to copy.")
+        raise Failed(f"{source.full_name} has no {BRANCH} branch to copy.")
     start_build(svc, s, space, head)
     return space
 
@@ -49,5 +49,5 @@ def _copy_history(svc: Services, source: Space, target: Space) -> None:
         cwd=dst, capture_output=True, text=True,
     )
     if proc.returncode != 0:
-        raise ApiError(500, f"Copying the repository of {source.full_name} failed: {proc.stderr.strip()}")
+        raise Failed(f"Copying the repository of {source.full_name} failed: {proc.stderr.strip()}")
     svc.repos.lfs.copy_links(src, dst)  # the copy serves the LFS objects its history references

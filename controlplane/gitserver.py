@@ -15,14 +15,13 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from starlette.requests import ClientDisconnect
 
-from controlplane.api.deps import identify, services
-from controlplane.api.errors import ApiError
 from controlplane.builds import start_build
+from controlplane.errors import DomainError, NotFound, Unauthenticated
 from controlplane.lfs.api import router as lfs_router
 from controlplane.models import Space
-from controlplane.repo_access import write_refusal
+from controlplane.repo_access import repo_caller
 from controlplane.repos import RepoError
-from controlplane.services import Services
+from controlplane.services import Services, services
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -45,6 +44,16 @@ def unauthorized(message: str) -> Response:
     return Response(message + "\n", status_code=401, headers={"WWW-Authenticate": 'Basic realm="Spaceyard"'})
 
 
+def git_answer(service: str, exc: DomainError) -> Response:
+    """git's one mapping of a domain error: a 401 makes git ask for credentials, a 404 is "repository not found",
+    anything else is git's ERR line, which `git push` prints as the reason."""
+    if isinstance(exc, Unauthenticated):
+        return unauthorized(exc.message)
+    if isinstance(exc, NotFound):
+        return Response(exc.message + "\n", status_code=404)
+    return git_error(service, exc.message)
+
+
 @router.get("/spaces/{owner}/{repo}/info/refs", include_in_schema=False)
 async def info_refs(owner: str, repo: str, request: Request, svc: Services = Depends(services)) -> Response:
     return await git_http(owner, repo, "info/refs", request, svc)
@@ -53,7 +62,7 @@ async def info_refs(owner: str, repo: str, request: Request, svc: Services = Dep
 @router.post("/spaces/{owner}/{repo}/{service}", include_in_schema=False)
 async def rpc(owner: str, repo: str, service: str, request: Request, svc: Services = Depends(services)) -> Response:
     if service not in ("git-upload-pack", "git-receive-pack"):
-        raise ApiError(404, "Not found")
+        raise NotFound("Not found")
     return await git_http(owner, repo, service, request, svc)
 
 
@@ -63,22 +72,12 @@ async def git_http(owner: str, repo: str, path: str, request: Request, svc: Serv
     writing = service == "git-receive-pack"
 
     def authorize() -> tuple[str | None, Response | None, str | None]:
-        with svc.db.session() as s:
-            try:
-                who = identify(svc, s, request.headers, {})
-            except ApiError as e:
-                return None, unauthorized(e.message), None
-            space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
-            if space is None or not who.can_read(space):
-                if who.user is None and not who.is_builder:
-                    return None, unauthorized("Authentication required"), None
-                return None, Response(f"Repository not found: {owner}/{name}\n", status_code=404), None
-            if writing:
-                if who.user is None:
-                    return None, unauthorized("Authentication required to push"), None
-                if refusal := write_refusal(who, space):
-                    return None, git_error(service, refusal), None
-            return space.head_sha, None, who.name
+        try:
+            with svc.db.session() as s:
+                who, space = repo_caller(svc, s, request.headers, owner, name, "push" if writing else None)
+                return space.head_sha, None, who.name
+        except DomainError as e:
+            return None, git_answer(service, e), None
 
     before, refusal, user = await asyncio.to_thread(authorize)
     if refusal is not None:

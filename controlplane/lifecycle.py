@@ -10,9 +10,9 @@ import asyncio
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.api.errors import ApiError
 from controlplane.builds import ACTIVE, start_build
 from controlplane.deploy import Deployer
+from controlplane.errors import InvalidInput
 from controlplane.models import Build, Space, SpaceRedirect, utcnow
 from controlplane.services import Services
 from controlplane.spaces import check_tier
@@ -60,7 +60,7 @@ async def restart(svc: Services, deployer: Deployer, space_id: int, *, factory: 
         building = s.scalar(select(Build.id).where(Build.space_id == space_id, Build.status.in_(ACTIVE)))
         if factory or build is None:
             if space.head_sha is None:
-                raise ApiError(400, "This Space has no commit to build yet.")
+                raise InvalidInput("This Space has no commit to build yet.")
             if building is None or factory:
                 start_build(svc, s, space, space.head_sha, no_cache=factory)
             return

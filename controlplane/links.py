@@ -31,10 +31,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.api.errors import ApiError
 from controlplane.build_events import show_failure
 from controlplane.builds import start_build
 from controlplane.core.security import SecretBoxError
+from controlplane.errors import InvalidInput
 from controlplane.models import Build, Space, SpaceLink, utcnow
 from controlplane.repos import BRANCH, mib
 from controlplane.services import Services
@@ -62,36 +62,36 @@ class Target:
 
 def check_branch(branch: object) -> str:
     if not isinstance(branch, str) or not BRANCH_RE.match(branch):
-        raise ApiError(400, f"Invalid branch {branch!r}: a git branch name (letters, digits, '.', '_', '-', '/').")
+        raise InvalidInput(f"Invalid branch {branch!r}: a git branch name (letters, digits, '.', '_', '-', '/').")
     return branch
 
 
 def check_url(url: object, *, private_ok: bool) -> Target:
     """The URL's host resolved to an address Spaceyard may fetch from; a 400 naming the reason otherwise."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL or any(c.isspace() or ord(c) < 32 for c in url):
-        raise ApiError(400, "Invalid repository URL: an http(s) URL of at most 2048 characters, without spaces.")
+        raise InvalidInput("Invalid repository URL: an http(s) URL of at most 2048 characters, without spaces.")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise ApiError(
-            400, f"Refused repository URL: only http:// and https:// URLs can be linked, not {parts.scheme!r}."
+        raise InvalidInput(
+            f"Refused repository URL: only http:// and https:// URLs can be linked, not {parts.scheme!r}."
         )
     if parts.username is not None or parts.password is not None:
-        raise ApiError(400, "Refused repository URL: put the token in the credential field, not in the URL.")
+        raise InvalidInput("Refused repository URL: put the token in the credential field, not in the URL.")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as e:
-        raise ApiError(400, f"Invalid repository URL: {e}.") from e
+        raise InvalidInput(f"Invalid repository URL: {e}.") from e
     host = parts.hostname
     if not host or parts.query or parts.fragment:
-        raise ApiError(400, "Invalid repository URL: it needs a host, and no query or fragment.")
+        raise InvalidInput("Invalid repository URL: it needs a host, and no query or fragment.")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as e:
-        raise ApiError(400, f"Refused repository URL: its host {host} does not resolve ({e}).") from e
+        raise InvalidInput(f"Refused repository URL: its host {host} does not resolve ({e}).") from e
     addresses = sorted({info[4][0] for info in infos}, key=lambda a: (":" in a, a))  # IPv4 first
     for address in addresses:
         if refusal := address_refusal(ipaddress.ip_address(address.split("%")[0]), private_ok):
-            raise ApiError(400, f"Refused repository URL: {host} resolves to {address}, {refusal}.")
+            raise InvalidInput(f"Refused repository URL: {host} resolves to {address}, {refusal}.")
     return Target(host=host, port=port, address=addresses[0])
 
 
@@ -179,7 +179,7 @@ def mirror(svc: Services, space: Space, link: SpaceLink, commit: str | None) -> 
     repo = svc.repos.path(space.owner, space.name)
     try:
         target = check_url(link.url, private_ok=svc.settings.link_private_addresses)  # DNS may have changed
-    except ApiError as e:
+    except InvalidInput as e:
         raise LinkError(f"Could not fetch from {link.url}: {e.message}") from e
     env = git_env(target, credential)
     limit = svc.settings.max_repo_bytes

@@ -12,8 +12,8 @@ from sqlalchemy import Select, func, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from controlplane.api.deps import Caller
-from controlplane.api.errors import ApiError
+from controlplane.auth import Caller
+from controlplane.errors import InvalidInput
 from controlplane.likes import like_counts
 from controlplane.models import Space
 from controlplane.spaces import SDKS
@@ -51,14 +51,14 @@ def spaces_query(
         q = q.where(full_id.contains(search.lower(), autoescape=True))
     for tag in tags or []:
         if tag not in SDKS:
-            raise ApiError(400, f"Unsupported filter {tag!r}: Spaces are filtered by SDK tag ({', '.join(SDKS)}).")
+            raise InvalidInput(f"Unsupported filter {tag!r}: Spaces are filtered by SDK tag ({', '.join(SDKS)}).")
         q = q.where(Space.sdk == tag)
     if sort is None:
         return q.order_by(Space.id)
     if sort not in SORTS:
-        raise ApiError(400, f"Unsupported sort {sort!r}: use one of {', '.join(SORTS)}.")
+        raise InvalidInput(f"Unsupported sort {sort!r}: use one of {', '.join(SORTS)}.")
     if direction not in (-1, 1):
-        raise ApiError(400, f"Invalid direction {direction}: -1 (descending, the default) or 1.")
+        raise InvalidInput(f"Invalid direction {direction}: -1 (descending, the default) or 1.")
     if sort == "likes":
         # One grouped pass over the likes, joined: a count per Space (a correlated subquery) costs 2x at 10,000.
         counted = like_counts()

@@ -8,8 +8,8 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from controlplane.api.deps import Caller, owned_space
-from controlplane.api.errors import ApiError
+from controlplane.auth import Caller, owned_space
+from controlplane.errors import Forbidden, InvalidInput
 from controlplane.metering.intervals import close_interval, open_interval, open_intervals
 from controlplane.models import Space, SpaceRedirect, utcnow
 from controlplane.services import Services
@@ -20,23 +20,23 @@ from controlplane.stages import announce_after_commit
 def split_id(value: object, field: str) -> tuple[str, str]:
     owner, slash, name = str(value or "").partition("/")
     if not slash or not owner or not name or "/" in name:
-        raise ApiError(400, f'"{field}" must be a repo id "owner/name", not {value!r}.')
+        raise InvalidInput(f'"{field}" must be a repo id "owner/name", not {value!r}.')
     return owner, name
 
 
 def move(svc: Services, s: Session, who: Caller, payload: dict) -> Space:
     """Move the Space `fromRepo` to `toRepo` in the caller's transaction; the caller restarts its app afterwards."""
     if payload.get("type", "model") != "space":
-        raise ApiError(400, 'Spaceyard hosts Spaces only: pass type="space" (repo_type="space").')
+        raise InvalidInput('Spaceyard hosts Spaces only: pass type="space" (repo_type="space").')
     from_owner, from_name = split_id(payload.get("fromRepo"), "fromRepo")
     to_owner, to_name = split_id(payload.get("toRepo"), "toRepo")
     space = owned_space(s, who, from_owner, from_name)
     if to_owner != who.name and not who.user.is_admin:
-        raise ApiError(403, f"You ({who.name}) can't move Spaces to {to_owner!r}.", "Forbidden")
+        raise Forbidden(f"You ({who.name}) can't move Spaces to {to_owner!r}.", "Forbidden")
     validate_name("owner", to_owner)
     validate_name("Space", to_name)
     if (to_owner, to_name) == (space.owner, space.name):
-        raise ApiError(400, f"{space.full_name} already has this name.")
+        raise InvalidInput(f"{space.full_name} already has this name.")
     taken = holder(s, to_owner, to_name)
     if taken is not None and taken.id != space.id:
         raise name_taken(svc, to_owner, to_name, taken.full_name)

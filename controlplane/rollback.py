@@ -10,8 +10,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from controlplane import git_history
-from controlplane.api.errors import ApiError
-from controlplane.api.views import iso
+from controlplane.core.utc import iso
+from controlplane.errors import Conflict, Gone, NotFound
 from controlplane.models import Build, Space
 from controlplane.repos import RepoError
 from controlplane.services import Services
@@ -59,21 +59,20 @@ def target(s: Session, space: Space, build_id: int | None, kept: int) -> Build:
             )
         )
         if build is None:
-            raise ApiError(409, f"{space.full_name} has no earlier successful build to roll back to.")
+            raise Conflict(f"{space.full_name} has no earlier successful build to roll back to.")
         return build
     build = s.get(Build, build_id)
     if build is None or build.space_id != space.id:
-        raise ApiError(404, f"{space.full_name} has no build {build_id}.", "NotFound")
+        raise NotFound(f"{space.full_name} has no build {build_id}.", "NotFound")
     if build.status != "SUCCESS":
-        raise ApiError(409, f"Build {build_id} ended {build.status}: only a successful build can be served again.")
+        raise Conflict(f"Build {build_id} ended {build.status}: only a successful build can be served again.")
     if build.image_removed_at is not None:
-        raise ApiError(
-            410,
+        raise Gone(
             f"The image of build {build_id} was removed (only the last {kept} successful builds' images are kept); "
             "push its commit again to rebuild it.",
         )
     if build.id == space.running_build_id:
-        raise ApiError(409, f"{space.full_name} already runs build {build_id}.")
+        raise Conflict(f"{space.full_name} already runs build {build_id}.")
     return build
 
 

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from controlplane import sessions
 from controlplane.access_cache import AccessCache
-from controlplane.api.deps import identify
-from controlplane.api.errors import ApiError
+from controlplane.auth import identify
+from controlplane.errors import Unauthenticated
 from controlplane.models import Space
 from controlplane.router.headers import SPACE_ACCESS_COOKIE
 from controlplane.router.resolver import NotFound, Resolution, Target, Unavailable, path_prefix, space_label
@@ -147,7 +147,7 @@ class SpaceResolver:
         with self.svc.db.session() as s:
             try:
                 user = identify(self.svc, s, headers, cookies).user
-            except ApiError:
+            except Unauthenticated:
                 return False
             # On the app's own origin the browser holds no session cookie, but the grant the dashboard gave it.
             user = user or sessions.grant_holder(

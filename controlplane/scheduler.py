@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.api.errors import ApiError
+from controlplane.errors import QuotaExceeded
 from controlplane.models import Space, User
 from controlplane.pools import PoolCapacity, host_memory_of, not_offered_message, pool_for, pools_of, units
 from controlplane.services import Services
@@ -132,7 +132,7 @@ class Scheduler:
             space = s.get(Space, space_id)
             refusal = self.quota_refusal(s, space, self.svc.catalog.tier(tier_name))
         if refusal:
-            raise ApiError(403, refusal, "QuotaExceeded")
+            raise QuotaExceeded(refusal, "QuotaExceeded")
 
     # --- admission --------------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.api.errors import ApiError
-from controlplane.api.views import iso
 from controlplane.core.security import SecretBoxError
+from controlplane.core.utc import iso
 from controlplane.deploy import Deployer
+from controlplane.errors import Conflict, InvalidInput, Unavailable
 from controlplane.lifecycle import release, restart, stop_instance
 from controlplane.models import Space, SpaceSecret, SpaceVariable, utcnow
 from controlplane.services import Services
@@ -33,7 +33,7 @@ def _find(s: Session, model: Row, space: Space, key: str) -> SpaceSecret | Space
 
 def check_key(key: object) -> None:
     if not isinstance(key, str) or not KEY_RE.match(key):
-        raise ApiError(400, f"Invalid key {key!r}: an environment variable name (letters, digits, '_'; not "
+        raise InvalidInput(f"Invalid key {key!r}: an environment variable name (letters, digits, '_'; not "
                             "starting with a digit), at most 128 characters.")
 
 
@@ -42,7 +42,7 @@ def _upsert(s: Session, model: Row, space: Space, key: str, description: str | N
     other = SpaceVariable if model is SpaceSecret else SpaceSecret
     if _find(s, other, space, key) is not None:
         kind = "variable" if other is SpaceVariable else "secret"
-        raise ApiError(409, f"{space.full_name} already has a {kind} named {key}: delete it first.")
+        raise Conflict(f"{space.full_name} already has a {kind} named {key}: delete it first.")
     row = _find(s, model, space, key) or model(space_id=space.id, key=key)
     s.add(row)
     row.description, row.updated_at = description, utcnow()
@@ -64,13 +64,13 @@ def payload_items(payload: dict) -> tuple[list[dict], list[dict]]:
     for field in ("secrets", "variables"):
         items = payload.get(field) or []
         if not isinstance(items, list) or not all(isinstance(i, dict) and i.get("value") is not None for i in items):
-            raise ApiError(400, f'"{field}" must be a list of {{"key": ..., "value": ..., "description"?: ...}}.')
+            raise InvalidInput(f'"{field}" must be a list of {{"key": ..., "value": ..., "description"?: ...}}.')
         for item in items:
             check_key(item.get("key"))
         lists.append(items)
     both = {i["key"] for i in lists[0]} & {i["key"] for i in lists[1]}
     if both:
-        raise ApiError(400, f"{', '.join(sorted(both))} is given both as a secret and as a variable.")
+        raise InvalidInput(f"{', '.join(sorted(both))} is given both as a secret and as a variable.")
     return lists[0], lists[1]
 
 
@@ -110,7 +110,7 @@ def log_masker(svc: Services, s: Session, space: Space) -> Callable[[str], str]:
         rows = s.scalars(select(SpaceSecret).where(SpaceSecret.space_id == space.id))
         values = [svc.secret_box.decrypt(row.value_encrypted) for row in rows]
     except SecretBoxError as e:
-        raise ApiError(503, f"Run logs are withheld because secrets cannot be masked: {e}.") from e
+        raise Unavailable(f"Run logs are withheld because secrets cannot be masked: {e}.") from e
     # Longest first, so a secret containing another is masked whole; very short values would mask noise.
     values = sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from celery import Celery
+from starlette.requests import Request
 
 from controlplane.core.config import Settings
 from controlplane.core.db import Database
@@ -44,3 +45,9 @@ class Services:
     @property
     def secret_box(self) -> SecretBox:
         return SecretBox(self.secret_key)
+
+
+def services(request: Request) -> Services:
+    """The app's services, as a FastAPI dependency (`Depends(services)`) of every surface: set on app.state at
+    start-up."""
+    return request.app.state.services

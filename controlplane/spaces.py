@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from controlplane.api.errors import ApiError
+from controlplane.errors import InvalidInput, NameTaken
 from controlplane.models import Space, SpaceRedirect
 from controlplane.pools import not_offered_message, offered_tiers
 from controlplane.repos import DEFAULT_GITATTRIBUTES
@@ -22,8 +22,7 @@ SDKS = ("gradio", "streamlit", "docker", "static")
 
 def validate_name(kind: str, value: str) -> None:
     if not value or not NAME_RE.match(value) or "--" in value or ".." in value or value.endswith(".git"):
-        raise ApiError(
-            400,
+        raise InvalidInput(
             f"Invalid {kind} name {value!r}: use letters, digits, '-', '_' or '.', "
             "start and end with a letter or digit, at most 96 characters, no '--' or '..'.",
         )
@@ -35,15 +34,15 @@ def requested_private(payload: dict, default: bool) -> bool:
     if "visibility" in payload:
         visibility = payload["visibility"]
         if visibility not in ("public", "private"):
-            raise ApiError(
-                400, f"Unsupported visibility {visibility!r}: 'public' or 'private' (Spaceyard has no 'protected')."
+            raise InvalidInput(
+                f"Unsupported visibility {visibility!r}: 'public' or 'private' (Spaceyard has no 'protected')."
             )
         return visibility == "private"
     private = payload.get("private")
     if private is None:
         return default
     if not isinstance(private, bool):
-        raise ApiError(400, f'"private" must be true or false, not {private!r}.')
+        raise InvalidInput(f'"private" must be true or false, not {private!r}.')
     return private
 
 
@@ -67,7 +66,7 @@ def create_space(
     validate_name("owner", owner)
     validate_name("Space", name)
     if sdk not in SDKS:
-        raise ApiError(400, f"Invalid sdk {sdk!r}: must be one of {', '.join(SDKS)}.")
+        raise InvalidInput(f"Invalid sdk {sdk!r}: must be one of {', '.join(SDKS)}.")
     hardware = hardware or "cpu-basic"
     check_tier(svc, hardware)
     taken = holder(s, owner, name)
@@ -117,14 +116,13 @@ def release_redirect(s: Session, owner: str, name: str) -> None:
     )
 
 
-def name_taken(svc: Services, owner: str, name: str, existing: str | None) -> ApiError:
+def name_taken(svc: Services, owner: str, name: str, existing: str | None) -> NameTaken:
     """The Hub's answer for an existing repo (409 RepoExists), naming the Space that holds the name; its `url` in
     the body is what `create_repo(exist_ok=True)` and `duplicate_repo(exist_ok=True)` return."""
     url = f"{svc.settings.base_url}/spaces/{existing or f'{owner}/{name}'}"
     if existing is None or existing == f"{owner}/{name}":
-        return ApiError(409, f"You already created this space repo: {owner}/{name}", "RepoExists", extra={"url": url})
-    return ApiError(
-        409,
+        return NameTaken(f"You already created this space repo: {owner}/{name}", "RepoExists", extra={"url": url})
+    return NameTaken(
         f"The name {owner}/{name} is taken: {existing} exists, and Space names are unique regardless of case.",
         "RepoExists",
         extra={"url": url},
@@ -139,4 +137,4 @@ def app_file_hint(sdk: str) -> str:
 def check_tier(svc: Services, tier: str) -> None:
     """Refuse a tier this installation cannot run: unknown, or no pool of this runtime serves it."""
     if tier not in offered_tiers(svc):
-        raise ApiError(400, not_offered_message(svc, tier))
+        raise InvalidInput(not_offered_message(svc, tier))

@@ -6,8 +6,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from controlplane.api.errors import ApiError
 from controlplane.core.security import hash_password, hash_token, new_token
+from controlplane.errors import InvalidInput
 from controlplane.models import Token, User
 from controlplane.spaces import validate_name
 
@@ -15,7 +15,7 @@ from controlplane.spaces import validate_name
 def add_user(s: Session, name: str, *, admin: bool = False, password: str | None = None) -> User:
     try:
         validate_name("user", name)
-    except ApiError as e:  # callers (the CLI) answer ValueErrors with their message
+    except InvalidInput as e:  # callers (the CLI) answer ValueErrors with their message
         raise ValueError(e.message) from None
     # Unique regardless of case, as on the Hub: `Bob` next to `bob` would be one name to people and URLs.
     existing = s.scalar(select(User.name).where(func.lower(User.name) == name.lower()))

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from controlplane import errors as domain
 from controlplane.repos import RepoError
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,33 @@ class ApiError(Exception):
         self.extra = extra or {}  # more fields of the JSON body, e.g. the existing repo's `url` in a 409
 
 
+# The Hub's status for each domain error (controlplane/errors.py); a subclass takes its nearest listed base's.
+STATUS: dict[type[domain.DomainError], int] = {
+    domain.InvalidInput: 400,
+    domain.Unauthenticated: 401,
+    domain.Forbidden: 403,
+    domain.NotFound: 404,
+    domain.Conflict: 409,
+    domain.Gone: 410,
+    domain.Failed: 500,
+    domain.Unavailable: 503,
+}
+# Git clients ask for credentials again on this challenge; the Hub clients ignore it.
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="Spaceyard"'}
+
+
+def status_of(exc: domain.DomainError) -> int:
+    return next(STATUS[k] for k in type(exc).__mro__ if k in STATUS)
+
+
+def from_domain(exc: domain.DomainError) -> ApiError:
+    """The one translation of a domain error into the Hub's answer (the dashboard uses its status too)."""
+    headers = CHALLENGE if isinstance(exc, domain.Unauthenticated) else None
+    return ApiError(status_of(exc), exc.message, exc.code, headers=headers, extra=exc.extra)
+
+
 def repo_not_found(full_name: str) -> ApiError:
-    # Same answer for "missing" and "private and not yours": existence of private Spaces is not disclosed.
-    return ApiError(404, f"Repository Not Found for url: {full_name}. Check the name or your token.", "RepoNotFound")
+    return from_domain(domain.SpaceNotFound(full_name))
 
 
 def render(exc: ApiError) -> JSONResponse:
@@ -50,6 +75,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
         return render(exc)
+
+    @app.exception_handler(domain.DomainError)
+    async def _domain_error(_req: Request, exc: domain.DomainError) -> JSONResponse:
+        return render(from_domain(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from controlplane.api.deps import identify
-from controlplane.api.errors import ApiError
+from controlplane.auth import identify
+from controlplane.errors import Unauthenticated
 from controlplane.models import Space, SpaceRedirect
 from controlplane.services import Services
 
@@ -73,7 +73,7 @@ class MovedSpaces:
             conn = HTTPConnection(scope)
             try:
                 who = identify(self.svc, s, conn.headers, conn.cookies)
-            except ApiError:  # a bad token: its own answer stands
+            except Unauthenticated:  # a bad token: its own answer stands
                 return None
             if not who.can_read(moved):
                 return None

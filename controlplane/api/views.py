@@ -6,20 +6,13 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from controlplane.core.config import Settings
-from controlplane.core.utc import as_utc
+from controlplane.core.utc import iso as iso
 from controlplane.git_history import last_modified
 from controlplane.models import Space
 from controlplane.repos import TreeEntry
 from controlplane.router.resolver import path_prefix, space_label
 from controlplane.services import Services
 from controlplane.stages import SLEEPING, Stage
-
-
-def iso(when: datetime | None) -> str | None:
-    """Hub timestamps end in Z; SQLite hands datetimes back without a zone, and they are UTC."""
-    if when is None:
-        return None
-    return as_utc(when).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def hub_stage(space: Space) -> str:

@@ -10,3 +10,10 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def iso(when: datetime | None) -> str | None:
+    """Hub timestamps end in Z; SQLite hands datetimes back without a zone, and they are UTC."""
+    if when is None:
+        return None
+    return as_utc(when).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

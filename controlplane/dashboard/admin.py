@@ -12,13 +12,13 @@ from sqlalchemy.orm import Session
 
 from controlplane.api.deps import DB, Caller, services
 from controlplane.dashboard.hardware import PoolUse, pool_use, tier_choices
-from controlplane.dashboard.web import admin, render
+from controlplane.dashboard.web import Page, admin, render
 from controlplane.metering.billing import month_of, usage_for_month
 from controlplane.metering.intervals import BILLED_STAGES
 from controlplane.models import Space, Token, User
 from controlplane.services import Services
 
-router = APIRouter()
+router = APIRouter(route_class=Page)
 
 
 @router.get("/admin")

@@ -13,12 +13,12 @@ from controlplane import sessions
 from controlplane.api.deps import Caller, services
 from controlplane.core.security import verify_password
 from controlplane.dashboard.forms import checked_form
-from controlplane.dashboard.web import PageError, member, redirect, render, safe_next, viewer
+from controlplane.dashboard.web import Page, PageError, member, redirect, render, safe_next, viewer
 from controlplane.models import Token, User
 from controlplane.services import Services
 from controlplane.users import issue_token
 
-router = APIRouter()
+router = APIRouter(route_class=Page)
 
 MIN_PASSWORD = 8
 

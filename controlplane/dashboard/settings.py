@@ -10,11 +10,10 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from controlplane.api.deps import DB, Caller, services
-from controlplane.api.errors import ApiError
 from controlplane.api.views import runtime
 from controlplane.dashboard.forms import checked_form
 from controlplane.dashboard.hardware import tier_choices
-from controlplane.dashboard.web import PageError, member, redirect, render, space_for
+from controlplane.dashboard.web import Page, PageError, member, redirect, render, space_for
 from controlplane.lifecycle import change_hardware, delete, pause, restart
 from controlplane.links import link_of, sync
 from controlplane.models import Space, SpaceSecret, SpaceVariable
@@ -24,7 +23,7 @@ from controlplane.stages import Stage, set_stage
 from controlplane.webhooks import deliveries
 from controlplane.webhooks.linking import KEEP, save_link, unlink, view, webhook_urls
 
-router = APIRouter()
+router = APIRouter(route_class=Page)
 
 # The Hub's sleep-time choices, in seconds; "" keeps the platform default (cpu-basic sleeps, upgrades never).
 SLEEP_CHOICES = [("", "Platform default"), ("300", "5 minutes"), ("900", "15 minutes"), ("3600", "1 hour"),
@@ -84,10 +83,7 @@ async def set_hardware(
     svc: Services = Depends(services),
 ) -> Response:
     space_id = _owned_id(svc, who, owner, name)
-    try:
-        await change_hardware(svc, svc.extras["deployer"], space_id, str(form.get("hardware") or ""))
-    except ApiError as e:
-        raise PageError(e.status, e.message) from e
+    await change_hardware(svc, svc.extras["deployer"], space_id, str(form.get("hardware") or ""))
     return _back(owner, name, "#hardware")
 
 
@@ -114,13 +110,10 @@ async def control(
         raise PageError(404, f"Unknown action {action!r}.")
     space_id = _owned_id(svc, who, owner, name)
     deployer = svc.extras["deployer"]
-    try:
-        if action == "pause":
-            await pause(svc, deployer, space_id)
-        else:
-            await restart(svc, deployer, space_id, factory=action == "rebuild")
-    except ApiError as e:
-        raise PageError(e.status, e.message) from e
+    if action == "pause":
+        await pause(svc, deployer, space_id)
+    else:
+        await restart(svc, deployer, space_id, factory=action == "rebuild")
     return redirect(f"/spaces/{owner}/{name}")
 
 
@@ -136,22 +129,19 @@ def set_link(
     """Link (or relink) and mirror the branch at once, as the API's PUT .../link; a webhook secret Spaceyard
     generates is shown in this answer only. A blank credential keeps the stored one."""
     credential = str(form.get("credential") or "")
-    try:
-        with svc.db.session() as s:
-            space = space_for(s, who, owner, name, write=True)
-            generated = save_link(
-                svc,
-                s,
-                space,
-                str(form.get("url") or "").strip(),
-                str(form.get("branch") or "main").strip(),
-                None if form.get("remove_credential") else credential or KEEP,
-                str(form.get("webhook_secret") or "") or None,
-                bool(form.get("new_webhook_secret")),
-            )
-            space_id = space.id
-    except ApiError as e:
-        raise PageError(e.status, e.message) from e
+    with svc.db.session() as s:
+        space = space_for(s, who, owner, name, write=True)
+        generated = save_link(
+            svc,
+            s,
+            space,
+            str(form.get("url") or "").strip(),
+            str(form.get("branch") or "main").strip(),
+            None if form.get("remove_credential") else credential or KEEP,
+            str(form.get("webhook_secret") or "") or None,
+            bool(form.get("new_webhook_secret")),
+        )
+        space_id = space.id
     result, detail, _build = sync(svc, space_id)
     with svc.db.session() as s:
         space = s.get(Space, space_id)
@@ -178,11 +168,8 @@ def redeliver(
     delivery = str(form.get("delivery") or "")
     if not delivery.isdigit():
         raise PageError(400, f"Unknown delivery {delivery[:40]!r}.")
-    try:
-        with svc.db.session() as s:
-            row = deliveries.redeliver(svc, s, space_for(s, who, owner, name, write=True), int(delivery))
-    except ApiError as e:
-        raise PageError(e.status, e.message) from e
+    with svc.db.session() as s:
+        row = deliveries.redeliver(svc, s, space_for(s, who, owner, name, write=True), int(delivery))
     if row.result == "accepted":
         background.add_task(deliveries.process, svc, row.id)
     return _back(owner, name, "#link")
@@ -228,21 +215,18 @@ async def edit_env(
         raise PageError(404, f"Unknown operation {kind}/{op}.")
     key = str(form.get("key") or "").strip()
     value, description = str(form.get("value") or ""), str(form.get("description") or "") or None
-    try:
-        with svc.db.session() as s:
-            space = space_for(s, who, owner, name, write=True)
-            space_id = space.id
-            if op == "delete":
-                changed = delete_key(s, SpaceSecret if kind == "secrets" else SpaceVariable, space, key)
+    with svc.db.session() as s:
+        space = space_for(s, who, owner, name, write=True)
+        space_id = space.id
+        if op == "delete":
+            changed = delete_key(s, SpaceSecret if kind == "secrets" else SpaceVariable, space, key)
+        else:
+            if kind == "secrets":
+                set_secret(svc, s, space, key, value, description)
             else:
-                if kind == "secrets":
-                    set_secret(svc, s, space, key, value, description)
-                else:
-                    set_variable(s, space, key, value, description)
-                changed = True
-        if changed:
-            # Only a running or sleeping Space needs the deployer; pages served without the loops have none.
-            await apply_change(svc, svc.extras.get("deployer"), space_id)
-    except ApiError as e:
-        raise PageError(e.status, e.message) from e
+                set_variable(s, space, key, value, description)
+            changed = True
+    if changed:
+        # Only a running or sleeping Space needs the deployer; pages served without the loops have none.
+        await apply_change(svc, svc.extras.get("deployer"), space_id)
     return _back(owner, name, f"#{kind}")

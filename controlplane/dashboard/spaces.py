@@ -12,17 +12,17 @@ from starlette.datastructures import FormData
 
 from controlplane import coldstart, likes, rollback, sessions
 from controlplane.api.deps import DB, Caller, services
-from controlplane.api.errors import ApiError
 from controlplane.api.views import app_url, host_url, hub_stage
 from controlplane.dashboard.forms import checked_form
 from controlplane.dashboard.hardware import tier_choices
 from controlplane.dashboard.settings import _owned_id
-from controlplane.dashboard.web import PageError, member, redirect, render, space_for, viewer
+from controlplane.dashboard.web import Page, PageError, member, redirect, render, space_for, viewer
+from controlplane.errors import DomainError
 from controlplane.models import Build, Space
 from controlplane.services import Services
 from controlplane.spaces import SDKS, create_space
 
-router = APIRouter()
+router = APIRouter(route_class=Page)
 
 
 def clone_commands(svc: Services, user: str, space: Space) -> list[str]:
@@ -77,7 +77,7 @@ def new_space(
                 private=values["visibility"] == "private", hardware=values["hardware"] or None,
             )
             target = f"/spaces/{space.full_name}"
-    except ApiError as e:
+    except DomainError as e:
         with svc.db.session() as s:
             choices = tier_choices(svc, s)
         return render(request, "new.html", who, status=400, choices=choices, sdks=SDKS, form=values, error=e.message)
@@ -160,10 +160,7 @@ async def roll_back(
     if not build.isdigit():
         raise PageError(400, "The form must name a build.")
     space_id = await asyncio.to_thread(_owned_id, svc, who, owner, name)
-    try:
-        await rollback.rollback(svc, space_id, int(build))
-    except ApiError as e:
-        raise PageError(e.status, e.message) from e
+    await rollback.rollback(svc, space_id, int(build))
     return redirect(f"/spaces/{owner}/{name}#builds")
 
 

@@ -13,13 +13,13 @@ from starlette.datastructures import FormData
 
 from controlplane.api.deps import DB, Caller, services
 from controlplane.dashboard.forms import checked_form
-from controlplane.dashboard.web import PageError, member, redirect, render
+from controlplane.dashboard.web import Page, PageError, member, redirect, render
 from controlplane.metering.billing import month_bounds, month_of, report_to_csv, usage_for_month
 from controlplane.metering.clock import as_utc, seconds_between, to_second
 from controlplane.models import UsageInterval, User, utcnow
 from controlplane.services import Services
 
-router = APIRouter()
+router = APIRouter(route_class=Page)
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,16 @@ from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.api.deps import DB, Caller, identify, role_refusal, services
-from controlplane.api.errors import ApiError
+from controlplane.api.errors import status_of
 from controlplane.core.utc import as_utc
 from controlplane.dashboard.forms import CSRF_COOKIE, csrf_token
+from controlplane.errors import DomainError, Unauthenticated
 from controlplane.models import Space
 from controlplane.services import Services
 from controlplane.stages import SERVING
@@ -70,10 +72,26 @@ class LoginRequired(Exception):
     pass
 
 
+class Page(APIRoute):
+    """The route class of every dashboard page and form: the dashboard's one mapping of a domain error
+    (controlplane/errors.py) to an HTML error page, with the status the Hub API answers for it."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def page(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except DomainError as e:
+                raise PageError(status_of(e), e.message) from e
+
+        return page
+
+
 def viewer(request: Request, svc: Services = Depends(services), s: Session = DB) -> Caller:
     try:
         who = identify(svc, s, request.headers, request.cookies)
-    except ApiError:
+    except Unauthenticated:
         return Caller(user=None)
     # Pages take tokens too: a "read" token posts no form (the API's rule, deps.role_refusal).
     if refusal := role_refusal(request.method, who):

@@ -13,16 +13,13 @@ import json
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
-from sqlalchemy import select
 
 from builder.lfs import OID
-from controlplane.api.deps import identify, services
-from controlplane.api.errors import ApiError
+from controlplane.errors import DomainError, NotFound, Unauthenticated
 from controlplane.lfs import signing
 from controlplane.lfs.store import ObjectRefused
-from controlplane.models import Space
-from controlplane.repo_access import write_refusal
-from controlplane.services import Services
+from controlplane.repo_access import repo_caller
+from controlplane.services import Services, services
 
 router = APIRouter(include_in_schema=False)
 MEDIA = "application/vnd.git-lfs+json"
@@ -44,6 +41,13 @@ def lfs_error(status: int, message: str, **headers: str) -> JSONResponse:
 def unauthorized(message: str) -> JSONResponse:
     realm = 'Basic realm="Spaceyard"'
     return lfs_error(401, message, **{"WWW-Authenticate": realm, "LFS-Authenticate": realm})
+
+
+def lfs_answer(exc: DomainError) -> JSONResponse:
+    """LFS's one mapping of a domain error: 401 asks git-lfs for credentials, then 404 and 403."""
+    if isinstance(exc, Unauthenticated):
+        return unauthorized(exc.message)
+    return lfs_error(404 if isinstance(exc, NotFound) else 403, exc.message)
 
 
 def parse_objects(payload: object) -> tuple[str, list[tuple[str, int]]] | str:
@@ -84,21 +88,11 @@ async def batch(owner: str, repo: str, request: Request, svc: Services = Depends
 def answer_batch(
     svc: Services, request: Request, owner: str, name: str, operation: str, wanted: list[tuple[str, int]]
 ) -> Response:
-    with svc.db.session() as s:
-        try:
-            who = identify(svc, s, request.headers, {})
-        except ApiError as e:
-            return unauthorized(e.message)
-        space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
-        if space is None or not who.can_read(space):
-            if who.user is None and not who.is_builder:
-                return unauthorized("Authentication required")
-            return lfs_error(404, f"Repository not found: {owner}/{name}")
-        if operation == "upload":
-            if who.user is None:
-                return unauthorized("Authentication required to upload")
-            if refusal := write_refusal(who, space):
-                return lfs_error(403, refusal)
+    try:
+        with svc.db.session() as s:
+            repo_caller(svc, s, request.headers, owner, name, "upload" if operation == "upload" else None)
+    except DomainError as e:
+        return lfs_answer(e)
     store, repo_dir = svc.repos.lfs, svc.repos.path(owner, name)
     limit = svc.settings.max_lfs_object_bytes
     base = f"{svc.settings.base_url}/spaces/{owner}/{name}.git/info/lfs/objects"

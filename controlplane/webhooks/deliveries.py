@@ -15,8 +15,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from controlplane.api.errors import ApiError
-from controlplane.api.views import iso
+from controlplane.core.utc import iso
+from controlplane.errors import InvalidInput, NotFound
 from controlplane.links import SHA_RE, sync
 from controlplane.models import Space, WebhookDelivery
 from controlplane.services import Services
@@ -43,7 +43,7 @@ def decide(provider: str, event: str, payload: dict, branch: str) -> Decision:
         return Decision("ignored", f"{event or 'unnamed'} events are not deployed; only pushes are.")
     ref, after = payload.get("ref"), payload.get("after")
     if not isinstance(ref, str) or not isinstance(after, str) or not SHA_RE.match(after):
-        raise ApiError(400, "Malformed push payload: it needs 'ref' and 'after' (a 40-hex commit id).")
+        raise InvalidInput("Malformed push payload: it needs 'ref' and 'after' (a 40-hex commit id).")
     if ref != f"refs/heads/{branch}":
         return Decision("ignored", f"Push to {ref[:200]}; the linked branch is {branch}.", ref, after)
     if after == DELETED:
@@ -114,7 +114,7 @@ def redeliver(svc: Services, s: Session, space: Space, delivery: int) -> Webhook
         select(WebhookDelivery).where(WebhookDelivery.id == delivery, WebhookDelivery.space_id == space.id)
     )
     if original is None:
-        raise ApiError(404, f"No delivery {delivery} for {space.full_name} (only the last few are kept).")
+        raise NotFound(f"No delivery {delivery} for {space.full_name} (only the last few are kept).")
     decision = decide(original.provider, original.event, json.loads(original.payload), link.branch)
     detail = f"Redelivery of {original.delivery_id}. {decision.detail}"
     decision = Decision(decision.result, detail, decision.ref, decision.commit)

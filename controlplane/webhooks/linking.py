@@ -9,8 +9,8 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from controlplane.api.errors import ApiError
-from controlplane.api.views import iso
+from controlplane.core.utc import iso
+from controlplane.errors import InvalidInput, NotFound
 from controlplane.links import check_branch, check_url, link_of, new_webhook_secret
 from controlplane.models import Space, SpaceLink, WebhookDelivery
 from controlplane.services import Services
@@ -37,14 +37,14 @@ def save_link(
     generated = None
     if webhook_secret not in (None, ""):
         if not isinstance(webhook_secret, str) or len(webhook_secret) > MAX_SECRET:
-            raise ApiError(400, f"Invalid webhook secret: a string of at most {MAX_SECRET} characters.")
+            raise InvalidInput(f"Invalid webhook secret: a string of at most {MAX_SECRET} characters.")
         secret = webhook_secret
     elif link is None or new_secret:
         secret = generated = new_webhook_secret()
     else:
         secret = None
     if credential is not KEEP and credential is not None and not isinstance(credential, str):
-        raise ApiError(400, "Invalid credential: a token, or user:token.")
+        raise InvalidInput("Invalid credential: a token, or user:token.")
     if link is None:
         link = SpaceLink(space_id=space.id)
         s.add(link)
@@ -84,5 +84,5 @@ def view(svc: Services, space: Space, link: SpaceLink) -> dict:
 def require_link(s: Session, space: Space) -> SpaceLink:
     link = link_of(s, space)
     if link is None:
-        raise ApiError(404, f"{space.full_name} is not linked to a repository.", "NotLinked")
+        raise NotFound(f"{space.full_name} is not linked to a repository.", "NotLinked")
     return link

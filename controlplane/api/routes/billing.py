@@ -13,6 +13,7 @@ from controlplane.api.bodies import SpendingLimit
 from controlplane.api.deps import DB, Caller, bearer_or_basic, identify, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.core.security import secret_matches
+from controlplane.errors import Unauthenticated
 from controlplane.metering.billing import month_of, report_to_csv, usage_for_month
 from controlplane.metering.metrics import render_metrics
 from controlplane.metering.samples import GpuSamplesIn, store_samples
@@ -111,7 +112,7 @@ def may_scrape(svc: Services, s: Session, request: Request) -> bool:
         return True
     try:
         who = identify(svc, s, request.headers, request.cookies)
-    except ApiError:
+    except Unauthenticated:
         return False
     return who.user is not None and who.user.is_admin
 

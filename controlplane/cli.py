@@ -11,6 +11,7 @@ import httpx
 
 from controlplane.core.config import Settings, get_settings
 from controlplane.core.files import PRIVATE_UMASK
+from controlplane.errors import DomainError
 
 
 def _api(settings: Settings, token: str | None) -> httpx.Client:
@@ -134,12 +135,7 @@ def cmd_user_add(settings: Settings, args) -> int:
 
     migrate(settings.sqlalchemy_url)
     with Database(settings).session() as s:
-        try:
-            user = add_user(s, args.name, admin=args.admin, password=args.password)
-        except ValueError as e:
-            print(f"spaceyard user add: {e}", file=sys.stderr)
-            return 1
-        print(issue_token(s, user))
+        print(issue_token(s, add_user(s, args.name, admin=args.admin, password=args.password)))
     return 0
 
 
@@ -368,7 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return args.func(settings, args)
+    try:
+        return args.func(settings, args)
+    except DomainError as e:  # the CLI's one mapping of a domain error (controlplane/errors.py): its message
+        print(f"spaceyard {' '.join(argv[:2])}: {e.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,27 +7,25 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controlplane.core.security import hash_password, hash_token, new_token
-from controlplane.errors import InvalidInput
+from controlplane.errors import NameTaken
 from controlplane.models import Token, User
 from controlplane.spaces import validate_name
 
 
 def add_user(s: Session, name: str, *, admin: bool = False, password: str | None = None) -> User:
-    try:
-        validate_name("user", name)
-    except InvalidInput as e:  # callers (the CLI) answer ValueErrors with their message
-        raise ValueError(e.message) from None
+    """A new user; InvalidInput for a bad name, NameTaken for one in use (regardless of case)."""
+    validate_name("user", name)
     # Unique regardless of case, as on the Hub: `Bob` next to `bob` would be one name to people and URLs.
     existing = s.scalar(select(User.name).where(func.lower(User.name) == name.lower()))
     if existing is not None:
-        raise ValueError(name_taken(name, existing))
+        raise NameTaken(name_taken(name, existing))
     user = User(name=name, is_admin=admin, password_hash=hash_password(password) if password else None)
     s.add(user)
     try:
         s.flush()
     except IntegrityError:  # created meanwhile; the unique index refused it
         s.rollback()
-        raise ValueError(name_taken(name, name)) from None
+        raise NameTaken(name_taken(name, name)) from None
     return user
 
 

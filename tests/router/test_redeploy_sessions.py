@@ -43,8 +43,8 @@ demo.launch()
 # One caller: one Client, two overlapping calls at a time until the stop file appears (the second joins while the
 # first's stream is open: a redeploy between the two must not send it to the new instance, which would answer on a
 # stream the client does not read); a line per call (time, result or error). The pause after each pair: a submit
-# right as the session's stream ends is cancelled by gradio_client itself now and then, redeploy or not (its
-# reader closes the stream the new event was registered on).
+# made before the client's reader has seen its session's stream end is cancelled by gradio_client itself (it
+# closes the stream the new event was registered on), which a machine loaded by builds makes likely.
 CALLER = """
 import os, sys, time
 from gradio_client import Client
@@ -59,7 +59,7 @@ with open(out, "a") as f:
             second = client.submit("x", api_name="/slow")
             for job in (first, second):
                 f.write(f"{time.time()} ok {job.result(timeout=60)}\\n")
-            time.sleep(0.3)
+            time.sleep(1)
         except Exception as e:
             f.write(f"{time.time()} err {e!r}\\n".replace("\\n", " ") + "\\n")
         f.flush()

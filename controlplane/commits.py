@@ -1,6 +1,7 @@
 """API commits (the Hub's NDJSON `/commit` call): parsing, size limits, one git commit, and a debounced build.
 
-No HTTP here: the route streams the body in and maps `CommitRefused` to an answer. Commits land through
+No HTTP here: a refusal is a domain error (controlplane/errors.py) raised before anything is written; the route
+streams the body in and the API maps it. Commits land through
 `Repos.commit` on `main`, so git users and API users share one history, and a build follows like after a push.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 from builder import lfs as pointer
 from controlplane.builds import show_building, start_build
+from controlplane.errors import Conflict, Incomplete, InvalidInput, NotFound, Outdated, TooLarge
 from controlplane.models import Space
 from controlplane.repos import BRANCH, RepoError
 from controlplane.services import Services
@@ -28,14 +30,6 @@ BUILD_DELAY_SECONDS = 1.0
 BUILD_SOON = "the build starts in a moment"
 # JSON around one base64 file: its path, the keys. Generous, so the decoded size decides.
 LINE_OVERHEAD = 64 * 1024
-
-
-class CommitRefused(Exception):
-    """A commit the API answers with an error; nothing was written."""
-
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code = status, message, code
 
 
 @dataclass(frozen=True)
@@ -52,16 +46,14 @@ class Limits:
     def max_body_bytes(self) -> int:
         return self.max_commit_bytes * 4 // 3 + 16 * LINE_OVERHEAD
 
-    def file_too_large(self, what: str) -> CommitRefused:
-        return CommitRefused(
-            413,
+    def file_too_large(self, what: str) -> TooLarge:
+        return TooLarge(
             f"{what}: over the limit of {self.max_file_bytes} bytes per file (SPACEYARD_MAX_FILE_BYTES).",
             "FileTooLarge",
         )
 
-    def commit_too_large(self, size: int) -> CommitRefused:
-        return CommitRefused(
-            413,
+    def commit_too_large(self, size: int) -> TooLarge:
+        return TooLarge(
             f"This commit holds {size} bytes or more: over the limit of {self.max_commit_bytes} bytes per commit "
             "(SPACEYARD_MAX_COMMIT_BYTES). Split it into several commits.",
             "CommitTooLarge",
@@ -71,16 +63,14 @@ class Limits:
 def check_path(path: object) -> str:
     """A repo path git can store and a checkout cannot escape from."""
     if not isinstance(path, str) or not path:
-        raise CommitRefused(400, f"Invalid path {path!r}: a non-empty string is required.")
+        raise InvalidInput(f"Invalid path {path!r}: a non-empty string is required.")
     parts = path.split("/")
     if (
         path.startswith("/")
         or any(p in ("", ".", "..") or p.lower() == ".git" for p in parts)
         or any(c in path for c in "\0\n\r")
     ):
-        raise CommitRefused(
-            400, f"Invalid path {path!r}: use a relative path without '.', '..', '.git' or empty parts."
-        )
+        raise InvalidInput(f"Invalid path {path!r}: use a relative path without '.', '..', '.git' or empty parts.")
     return path
 
 
@@ -116,9 +106,9 @@ class CommitRequest:
             item = json.loads(line)
             key, value = item["key"], item["value"]
         except (ValueError, KeyError, TypeError):
-            raise CommitRefused(400, 'Invalid commit body: each line must be {"key": ..., "value": {...}}.') from None
+            raise InvalidInput('Invalid commit body: each line must be {"key": ..., "value": {...}}.') from None
         if not isinstance(value, dict):
-            raise CommitRefused(400, f"Invalid commit body: the value of {key!r} must be an object.")
+            raise InvalidInput(f"Invalid commit body: the value of {key!r} must be an object.")
         if key == "header":
             self.summary = str(value.get("summary") or "")
             self.description = str(value.get("description") or "")
@@ -131,16 +121,16 @@ class CommitRequest:
         elif key == "lfsFile":
             self._add_lfs(value)
         else:
-            raise CommitRefused(400, f"Invalid commit body: unknown operation {key!r}.")
+            raise InvalidInput(f"Invalid commit body: unknown operation {key!r}.")
 
     def _add(self, value: dict) -> None:
         path = check_path(value.get("path"))
         if value.get("encoding") != "base64" or not isinstance(value.get("content"), str):
-            raise CommitRefused(400, f"{path}: file content must be a base64 string with encoding 'base64'.")
+            raise InvalidInput(f"{path}: file content must be a base64 string with encoding 'base64'.")
         try:
             content = base64.b64decode(value["content"], validate=True)
         except binascii.Error:
-            raise CommitRefused(400, f"{path}: the content is not valid base64.") from None
+            raise InvalidInput(f"{path}: the content is not valid base64.") from None
         if len(content) > self.limits.max_file_bytes:
             raise self.limits.file_too_large(f"{path} is {len(content)} bytes")
         self.added_bytes += len(content)
@@ -152,13 +142,13 @@ class CommitRequest:
         """A file uploaded through the LFS batch API before the commit: the commit writes its pointer."""
         path, oid, size = check_path(value.get("path")), value.get("oid"), value.get("size")
         if value.get("algo", "sha256") != "sha256" or not isinstance(oid, str) or not pointer.OID.match(oid):
-            raise CommitRefused(400, f"{path}: an lfsFile needs algo 'sha256' and a 64-hex-digit oid.")
+            raise InvalidInput(f"{path}: an lfsFile needs algo 'sha256' and a 64-hex-digit oid.")
         if size is None:
             # CommitOperationCopy of an LFS file sends no size: the commit takes the stored object's.
             self.operations.append(Operation("lfsFile", path, None, pointer.Pointer(oid, None)))
             return
         if not isinstance(size, int) or size < 0:
-            raise CommitRefused(400, f"{path}: an lfsFile needs its size in bytes.")
+            raise InvalidInput(f"{path}: an lfsFile needs its size in bytes.")
         ptr = pointer.Pointer(oid, size)
         self.operations.append(Operation("lfsFile", path, pointer.encode(oid, size), ptr))
 
@@ -177,14 +167,14 @@ class CommitRequest:
                 present.add(op.path)
             elif op.kind == "deletedFile":
                 if op.path not in present:
-                    raise CommitRefused(404, f"A file with this name doesn't exist: {op.path}", "EntryNotFound")
+                    raise NotFound(f"A file with this name doesn't exist: {op.path}", "EntryNotFound")
                 files[op.path] = None
                 present.discard(op.path)
             else:
                 prefix = op.path + "/"
                 inside = {p for p in present if p.startswith(prefix)}
                 if not inside:
-                    raise CommitRefused(404, f"A folder with this name doesn't exist: {op.path}", "EntryNotFound")
+                    raise NotFound(f"A folder with this name doesn't exist: {op.path}", "EntryNotFound")
                 present -= inside
                 files = {p: c for p, c in files.items() if not p.startswith(prefix)}
                 folders.append(op.path)
@@ -217,10 +207,9 @@ class ApiCommits:
             repos = self.svc.repos
             head = repos.head(owner, name, f"refs/heads/{branch}")
             if head is None and branch != BRANCH:  # deleted since the route checked it
-                raise CommitRefused(404, f"No branch {branch!r} in {owner}/{name}.", "RevisionNotFound")
+                raise NotFound(f"No branch {branch!r} in {owner}/{name}.", "RevisionNotFound")
             if request.parent is not None and request.parent != head:
-                raise CommitRefused(
-                    412,
+                raise Outdated(
                     f"parentCommit {request.parent} is not the head of {branch} ({head}): {owner}/{name} changed "
                     "since. Fetch the new head and retry.",
                     "PreconditionFailed",
@@ -242,8 +231,8 @@ class ApiCommits:
                 )
             except RepoError as e:
                 # The ref moved between our check and the update: a git push landed meanwhile.
-                raise CommitRefused(
-                    409, f"{owner}/{name} changed during the commit ({e}); retry it.", "ConcurrentUpdate"
+                raise Conflict(
+                    f"{owner}/{name} changed during the commit ({e}); retry it.", "ConcurrentUpdate"
                 ) from None
             if branch == BRANCH:  # other branches never build
                 self._show_building(space_id, sha)
@@ -263,8 +252,7 @@ class ApiCommits:
         repo, store = self.svc.repos.path(owner, name), self.svc.repos.lfs
         for i, op in enumerate(request.operations):
             if op.lfs is not None and not store.available(repo, op.lfs.oid, op.lfs.size):
-                raise CommitRefused(
-                    422,
+                raise Incomplete(
                     f"{op.path}: its LFS object (sha256:{op.lfs.oid}, {op.lfs.size or '?'} bytes) was not uploaded to "
                     f"{owner}/{name}; upload it through the LFS batch API first.",
                     "LfsObjectMissing",
@@ -277,8 +265,7 @@ class ApiCommits:
         """The repo size limit pushes meet in the pre-receive hook; counted before compression, so on the safe side."""
         size, limit = self.svc.repos.size(owner, name), self.svc.settings.max_repo_bytes
         if size + adding > limit:
-            raise CommitRefused(
-                413,
+            raise TooLarge(
                 f"This commit adds {adding} bytes to a repository of {size} bytes: over the limit of {limit} bytes "
                 "per Space repository (SPACEYARD_MAX_REPO_BYTES). Keep large files in Git LFS.",
                 "RepoTooLarge",

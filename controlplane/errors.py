@@ -50,6 +50,18 @@ class NameTaken(Conflict):
     """A Space or user name already in use (regardless of case)."""
 
 
+class Outdated(DomainError):
+    """Based on a state that has moved on (a commit whose parent is no longer the branch's head)."""
+
+
+class TooLarge(DomainError):
+    """Over a size limit (a file, a commit, a repository)."""
+
+
+class Incomplete(DomainError):
+    """Well-formed, but refers to what is not there yet (an LFS object not uploaded)."""
+
+
 class Gone(DomainError):
     """It existed and was removed for good (a rolled-back build's image)."""
 

@@ -32,6 +32,9 @@ STATUS: dict[type[domain.DomainError], int] = {
     domain.NotFound: 404,
     domain.Conflict: 409,
     domain.Gone: 410,
+    domain.Outdated: 412,
+    domain.TooLarge: 413,
+    domain.Incomplete: 422,
     domain.Failed: 500,
     domain.Unavailable: 503,
 }

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from controlplane.commits import CommitRefused, CommitRequest, Limits
+from controlplane.api.errors import status_of
+from controlplane.commits import CommitRequest, Limits
+from controlplane.errors import DomainError
 
 LIMITS = Limits(max_file_bytes=100, max_commit_bytes=250)
 
@@ -43,31 +45,30 @@ def test_header_and_operations_fold_in_order():
 
 
 def test_deleting_what_does_not_exist_is_entry_not_found():
-    with pytest.raises(CommitRefused) as err:
+    with pytest.raises(DomainError) as err:
         request(line("deletedFile", path="nope.txt")).changes({"other.txt"})
-    assert err.value.status == 404 and err.value.code == "EntryNotFound"
-    with pytest.raises(CommitRefused) as err:
+    assert status_of(err.value) == 404 and err.value.code == "EntryNotFound"
+    with pytest.raises(DomainError) as err:
         request(line("deletedFolder", path="dir/")).changes({"dirt.txt"})
-    assert err.value.status == 404
+    assert status_of(err.value) == 404
 
 
 def test_file_and_commit_limits_name_the_limit():
-    with pytest.raises(CommitRefused) as err:
+    with pytest.raises(DomainError) as err:
         request(add("big.bin", b"x" * 101))
-    assert (
-        err.value.status == 413 and "100 bytes" in err.value.message and "SPACEYARD_MAX_FILE_BYTES" in err.value.message
-    )
-    with pytest.raises(CommitRefused) as err:
+    assert status_of(err.value) == 413 and "100 bytes" in err.value.message
+    assert "SPACEYARD_MAX_FILE_BYTES" in err.value.message
+    with pytest.raises(DomainError) as err:
         request(add("a", b"x" * 100), add("b", b"x" * 100), add("c", b"x" * 51))
-    assert err.value.status == 413 and "250 bytes" in err.value.message
+    assert status_of(err.value) == 413 and "250 bytes" in err.value.message
     assert "SPACEYARD_MAX_COMMIT_BYTES" in err.value.message
 
 
 @pytest.mark.parametrize("path", ["/abs", "a/../b", ".git/config", "a//b", "", "x/./y"])
 def test_unsafe_paths_are_refused(path):
-    with pytest.raises(CommitRefused) as err:
+    with pytest.raises(DomainError) as err:
         request(add(path, b"x"))
-    assert err.value.status == 400
+    assert status_of(err.value) == 400
 
 
 def test_lfs_files_become_pointers_and_bad_ones_are_refused():
@@ -81,13 +82,13 @@ def test_lfs_files_become_pointers_and_bad_ones_are_refused():
         {"oid": "0" * 64, "size": -1},
         {"oid": "0" * 64, "size": 1, "algo": "md5"},
     ):
-        with pytest.raises(CommitRefused) as err:
+        with pytest.raises(DomainError) as err:
             request(line("lfsFile", path="model.bin", **bad))
-        assert err.value.status == 400
+        assert status_of(err.value) == 400
 
 
 def test_garbage_is_a_bad_request():
     for bad in (b"{not json", b'{"key": "file"}', add("a", b"x").replace(b'base64"', b'utf-8"')):
-        with pytest.raises(CommitRefused) as err:
+        with pytest.raises(DomainError) as err:
             request(bad)
-        assert err.value.status == 400
+        assert status_of(err.value) == 400

@@ -21,7 +21,7 @@ from controlplane.api.deps import DB, Caller, caller, owned_space, services, sig
 from controlplane.api.errors import ApiError
 from controlplane.api.revisions import git_answers
 from controlplane.api.routes.spaces import owned_space_id
-from controlplane.commits import CommitRefused, CommitRequest, Limits, api_commits
+from controlplane.commits import CommitRequest, Limits, api_commits
 from controlplane.repos import BRANCH
 from controlplane.services import Services
 
@@ -56,10 +56,6 @@ def validate_yaml(payload: ValidateYaml) -> JSONResponse:
 
 def limits(svc: Services) -> Limits:
     return Limits(svc.settings.max_file_bytes, svc.settings.max_commit_bytes)
-
-
-def refusal(e: CommitRefused) -> ApiError:
-    return ApiError(e.status, e.message, e.code)
 
 
 def check_target(svc: Services, owner: str, name: str, rev: str, create_pr: bool) -> None:
@@ -103,10 +99,10 @@ def preupload(
                 raise ApiError(413, message, "FileTooLarge")
             continue  # LFS files are not in the git commit: its limits do not apply
         if size > lim.max_file_bytes:
-            raise refusal(lim.file_too_large(f"{f.path} is {size} bytes"))
+            raise lim.file_too_large(f"{f.path} is {size} bytes")
         total += size
     if total > lim.max_commit_bytes:
-        raise refusal(lim.commit_too_large(total))
+        raise lim.commit_too_large(total)
     # The oid of each file already there (sha256 for LFS files, else the blob sha) lets the client skip files
     # that did not change.
     existing = {
@@ -155,7 +151,7 @@ async def ndjson_lines(request: Request, lim: Limits) -> AsyncIterator[bytes]:
     async for chunk in request.stream():
         received += len(chunk)
         if received > lim.max_body_bytes:
-            raise refusal(lim.commit_too_large(received * 3 // 4))
+            raise lim.commit_too_large(received * 3 // 4)
         start = len(buffer)
         buffer += chunk
         while (end := buffer.find(b"\n", start)) != -1:
@@ -163,7 +159,7 @@ async def ndjson_lines(request: Request, lim: Limits) -> AsyncIterator[bytes]:
             del buffer[: end + 1]
             start = 0
         if len(buffer) > lim.max_line_bytes:
-            raise refusal(lim.file_too_large(f"a file of this commit is over {lim.max_file_bytes} bytes"))
+            raise lim.file_too_large(f"a file of this commit is over {lim.max_file_bytes} bytes")
     if buffer:
         yield bytes(buffer)
 
@@ -183,16 +179,13 @@ async def commit(
     lim = limits(svc)
     length = int(request.headers.get("content-length") or 0)
     if length > lim.max_body_bytes:
-        raise refusal(lim.commit_too_large(length * 3 // 4))
+        raise lim.commit_too_large(length * 3 // 4)
     commits = api_commits(svc)
     wanted = CommitRequest(lim)
-    try:
-        async for line in ndjson_lines(request, lim):
-            # Decoding a large base64 file takes a while: off the event loop, which also serves the apps.
-            await asyncio.to_thread(wanted.feed, line)
-        sha = await asyncio.to_thread(commits.write, space_id, owner, name, wanted, who.name, rev)
-    except CommitRefused as e:
-        raise refusal(e) from None
+    async for line in ndjson_lines(request, lim):
+        # Decoding a large base64 file takes a while: off the event loop, which also serves the apps.
+        await asyncio.to_thread(wanted.feed, line)
+    sha = await asyncio.to_thread(commits.write, space_id, owner, name, wanted, who.name, rev)
     if rev == BRANCH:  # only main builds and deploys
         commits.build_soon(space_id)
     return {

@@ -92,7 +92,7 @@ class Duplicate(NewSpace):
     repository: str = Field(min_length=1)
 
 
-class Settings(Visibility):
+class SpaceSettings(Visibility):
     """`HfApi.update_repo_settings`; other settings are kept (extra="allow") only to be refused by name."""
 
     model_config = ConfigDict(extra="allow")

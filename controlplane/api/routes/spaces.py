@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from controlplane.api.bodies import Hardware, Settings, SleepTime
+from controlplane.api.bodies import Hardware, SleepTime, SpaceSettings
 from controlplane.api.deps import DB, Caller, caller, find_space, owned_space, services, signed_in
 from controlplane.api.errors import ApiError
 from controlplane.api.routes.files import resolve_revision
@@ -65,7 +65,7 @@ def get_space(
 def update_settings(
     owner: str,
     name: str,
-    payload: Settings,
+    payload: SpaceSettings,
     who: Caller = Depends(signed_in),
     s: Session = DB,
 ) -> dict:

@@ -133,6 +133,7 @@ def images(engine) -> dict[str, dict[str, str]]:
         pushed[name] = push(engine, image_id, name)
         engine.api.remove_image(tag)
     pushed["datastores"] = build_alone(engine, "datastores")
+    pushed["proxy"] = build_alone(engine, "proxy")
     timed("images built and pushed", started)
     return pushed
 
@@ -193,6 +194,8 @@ def local_values(core, images: dict, hostpath: Path, namespace: str) -> dict:
         "redis": images["datastores"],
         "postgresql": images["datastores"],
     }
+    # The example's proxy replicas, from this run's image (a fresh machine's registry has none yet).
+    values["proxy"]["image"] = images["proxy"]
     values["builder"]["nodeEngine"] = {"socket": socket, "groupId": 0}
     return values
 

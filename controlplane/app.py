@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
@@ -42,7 +40,6 @@ from controlplane.core.db import migrate
 from controlplane.deploy import Deployer
 from controlplane.gitserver import router as git_router
 from controlplane.loops import forever
-from controlplane.metering.intervals import on_stage_change
 from controlplane.proxy import activity, kube, pusher
 from controlplane.reconciler import Reconciler
 from controlplane.router.affinity import Affinity
@@ -52,17 +49,9 @@ from controlplane.runtime.base import RuntimeBackend
 from controlplane.scheduler import Scheduler
 from controlplane.services import Services
 from controlplane.sleep import Sleeper
-from controlplane.stages import on_change, on_committed_change
+from controlplane.wiring import InstanceWatch, Wiring, meter
 
 log = logging.getLogger(__name__)
-
-
-def meter(session, space, old: str | None, new: str, now) -> None:
-    """Usage intervals open and close in the same transaction as the stage change that causes them."""
-    on_stage_change(session, space, old, new, now=now)
-
-
-on_change(meter)
 
 
 def make_runtime(settings: Settings) -> RuntimeBackend:
@@ -77,20 +66,6 @@ def make_runtime(settings: Settings) -> RuntimeBackend:
     from controlplane.runtime.docker_backend import DockerBackend
 
     return DockerBackend(settings)
-
-
-def watch_instances(svc: Services, deployer: Deployer, loop: asyncio.AbstractEventLoop) -> None:
-    """One watch on the runtime for every Space's instances: a serving instance that ends is a RUNTIME_ERROR."""
-    while True:
-        try:
-            for instance in svc.runtime.watch():
-                if instance.state in ("exited", "failed"):
-                    loop.call_soon_threadsafe(
-                        asyncio.create_task, asyncio.to_thread(deployer.instance_died, instance.id)
-                    )
-        except Exception:
-            log.exception("runtime watch broke; watching again")
-        time.sleep(1)  # a watch that keeps breaking (engine down) must not spin
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -110,45 +85,47 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "SPACEYARD_REDIS_URL is not set: start Spaceyard with `spaceyard up`, "
                 "which runs a private Redis, or point it at one."
             )
+        # Wiring, in order: listeners, runtime, services, loops, the instance watch, the proxy's routes.
+        wiring = Wiring()
+        wiring.listen(meter(svc.catalog))
+        wiring.on_close(resolver.close)
         svc.runtime = make_runtime(settings)
-        svc.extras["scheduler"] = Scheduler(svc)
+        svc.extras["scheduler"] = scheduler = Scheduler(svc)
+        wiring.on_close(scheduler.close)
         svc.celery = make_celery(settings.redis_url)
         redis = aioredis.from_url(settings.redis_url, decode_responses=True)
         deployer = Deployer(svc)
         sleeper = Sleeper(svc, deployer, resolver.last_request)
         svc.extras.update(redis=redis, deployer=deployer, sleeper=sleeper)
         loop = asyncio.get_running_loop()
-        tasks = [
+        for task in (
             # The consumer's pass blocks on Redis itself (XREAD), so it needs no pause of its own.
             asyncio.create_task(forever("build events", BuildEventsConsumer(svc, redis, deployer).step, 0),
                                 name="build-events"),
             asyncio.create_task(forever("reconcile", Reconciler(svc, deployer).once, settings.reconcile_interval),
                                 name="reconciler"),
             asyncio.create_task(forever("sleep", sleeper.once, settings.sleep_check_interval), name="sleeper"),
-        ]
-        threading.Thread(target=watch_instances, args=(svc, deployer, loop), daemon=True, name="instance-watch").start()
-        udp = stop_following = None
+        ):
+            wiring.on_close(task.cancel)
+        wiring.on_close(InstanceWatch(svc, deployer, loop).stop)  # its stop closes the runtime too
         if settings.proxy != "none":
             routes = kube.make_pusher(settings, partial(pusher.running_routes, svc.db))
             svc.extras["proxy_routes"] = routes
-            on_committed_change(routes.changed)
-            tasks.append(asyncio.create_task(routes.run(), name="proxy-routes"))
+            wiring.announce_to(routes.changed)
+            wiring.on_close(asyncio.create_task(routes.run(), name="proxy-routes").cancel)
             # The Helm chart's proxy replicas: found through their headless Service, sending activity from afar.
             stop_following = await asyncio.to_thread(kube.follow, routes, settings.proxy_targets, loop)
+            if stop_following is not None:
+                wiring.on_close(stop_following)
             reader = activity.ActivityReader(lambda: routes.table, resolver.record)
             udp = await activity.listen(
                 settings.activity_port, reader, settings.host if settings.proxy_targets else "127.0.0.1"
             )
+            wiring.on_close(udp.close)
         try:
             yield
         finally:
-            for t in tasks:
-                t.cancel()
-            if udp is not None:
-                udp.close()
-            if stop_following is not None:
-                stop_following()
-            svc.runtime.close()  # the kubernetes runtime's watches end now, not at their server timeout
+            wiring.close()  # last wired first: the proxy's, the instance watch (and runtime), the loops, listeners
             await deployer.close()
             await redis.aclose()
 

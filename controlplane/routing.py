@@ -75,7 +75,8 @@ class SpaceResolver:
         self.access = AccessCache()
         self.access.watch_credentials()
         self._credential_cookies = (sessions.cookie_name(svc.settings), SPACE_ACCESS_COOKIE)
-        on_committed_change(self.forget)
+        # Stopped by close() at shutdown (controlplane/wiring.py).
+        self.close = on_committed_change(self.forget)
 
     def forget(self, full_name: str) -> None:
         """A Space changed (called after commit, from any thread)."""

@@ -56,7 +56,8 @@ class Scheduler:
         self.queues: dict[str, list[int]] = {p.name: [] for p in self.pools}  # pool -> space ids, first in line first
         self._changed = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        on_committed_change(self._stage_changed)
+        # Stopped by close() at shutdown (controlplane/wiring.py).
+        self.close = on_committed_change(self._stage_changed)
 
     # --- what is held ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -61,14 +62,22 @@ _listeners: list[Listener] = []
 _announce: list[Callable[[str], None]] = []
 
 
-def on_change(listener: Listener) -> Listener:
-    if listener not in _listeners:  # one process may build several apps (tests); listen once
-        _listeners.append(listener)
-    return listener
+def on_change(listener: Listener) -> Callable[[], None]:
+    """Run `listener` inside every stage write from now on; returns the call that stops it (start-up wiring,
+    controlplane/wiring.py, registers listeners and calls these at shutdown)."""
+    _listeners.append(listener)
+    return partial(_remove, _listeners, listener)
 
 
-def on_committed_change(callback: Callable[[str], None]) -> None:
+def on_committed_change(callback: Callable[[str], None]) -> Callable[[], None]:
+    """Call `callback` after every committed change; returns the call that stops it."""
     _announce.append(callback)
+    return partial(_remove, _announce, callback)
+
+
+def _remove(registry: list, entry: object) -> None:
+    if entry in registry:  # stopping twice is harmless
+        registry.remove(entry)
 
 
 def set_stage(

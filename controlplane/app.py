@@ -49,12 +49,13 @@ from controlplane.runtime.base import RuntimeBackend
 from controlplane.scheduler import Scheduler
 from controlplane.services import Services
 from controlplane.sleep import Sleeper
+from controlplane.tiers import Catalog
 from controlplane.wiring import InstanceWatch, Wiring, meter
 
 log = logging.getLogger(__name__)
 
 
-def make_runtime(settings: Settings) -> RuntimeBackend:
+def make_runtime(settings: Settings, catalog: Catalog) -> RuntimeBackend:
     if settings.runtime == "kubernetes":
         from controlplane.runtime.kubernetes_backend import KubernetesBackend
 
@@ -62,7 +63,7 @@ def make_runtime(settings: Settings) -> RuntimeBackend:
             # Nodes pull Space images; an image only in the builder's engine cannot be pulled.
             raise RuntimeError("SPACEYARD_RUNTIME=kubernetes needs SPACEYARD_REGISTRY, the registry builds push to.")
 
-        return KubernetesBackend.from_settings(settings)
+        return KubernetesBackend.from_settings(settings, catalog)
     from controlplane.runtime.docker_backend import DockerBackend
 
     return DockerBackend(settings)
@@ -89,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         wiring = Wiring()
         wiring.listen(meter(svc.catalog))
         wiring.on_close(resolver.close)
-        svc.runtime = make_runtime(settings)
+        svc.runtime = make_runtime(settings, svc.catalog)
         svc.extras["scheduler"] = scheduler = Scheduler(svc)
         wiring.on_close(scheduler.close)
         svc.celery = make_celery(settings.redis_url)

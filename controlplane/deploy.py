@@ -221,7 +221,7 @@ class Deployer:
             if space.pinned_build_id != build_id:  # a newer build deployed: the rollback's pin ends
                 space.pinned_build_id = None
             if space.hardware_current and space.hardware_current != space.hardware_requested:
-                on_tier_change(s, space, space.hardware_requested, now=utcnow())
+                on_tier_change(s, space, space.hardware_requested, now=utcnow(), catalog=self.svc.catalog)
             space.hardware_current = space.hardware_requested
             set_stage(s, space, Stage.RUNNING, None)
         return True, old, old_endpoint

@@ -15,6 +15,7 @@ from controlplane.models import Space, SpaceRedirect, utcnow
 from controlplane.services import Services
 from controlplane.spaces import holder, name_taken, release_redirect, validate_name
 from controlplane.stages import announce_after_commit
+from controlplane.tiers import Catalog
 
 
 def split_id(value: object, field: str) -> tuple[str, str]:
@@ -51,16 +52,16 @@ def move(svc: Services, s: Session, who: Caller, payload: dict) -> Space:
         s.flush()
     except IntegrityError:  # a Space created under that name meanwhile
         raise name_taken(svc, to_owner, to_name, None) from None
-    _rebill(s, space)
+    _rebill(s, space, svc.catalog)
     svc.repos.move(old_owner, old_name, to_owner, to_name)
     for name in (f"{old_owner}/{old_name}", space.full_name):
         announce_after_commit(s, name)  # the router and the proxy drop the old name and learn the new one
     return space
 
 
-def _rebill(s: Session, space: Space) -> None:
+def _rebill(s: Session, space: Space, catalog: Catalog) -> None:
     """Usage from now on is the new owner's, under the new name: the open interval ends, a new one starts."""
     now = utcnow()
     for row in open_intervals(s, space.id):
         close_interval(row, now)
-        open_interval(s, space, row.tier, now)
+        open_interval(s, space, row.tier, now, catalog=catalog)

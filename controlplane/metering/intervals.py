@@ -12,18 +12,15 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.core.config import get_settings
 from controlplane.core.utc import as_utc
 from controlplane.metering.clock import to_second
 from controlplane.models import Space, UsageInterval
 from controlplane.stages import HOLDING, WAITING_FOR_HARDWARE, Stage, holds_hardware
-from controlplane.tiers import Catalog, default_catalog, load_catalog
+from controlplane.tiers import Catalog, default_catalog
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +46,9 @@ def is_billed(stage: str | None) -> bool:
 
 
 def resolve_catalog(catalog: Catalog | None = None) -> Catalog:
-    """The catalog prices come from: the one passed in, else the operator's file, else the built-in one."""
-    if catalog is not None:
-        return catalog
-    tiers_file = get_settings().tiers_file
-    return _load_catalog(tiers_file) if tiers_file else default_catalog()
-
-
-@lru_cache
-def _load_catalog(path: Path) -> Catalog:
-    return load_catalog(path)
+    """The catalog prices come from: the one passed in (the control plane passes the one it loaded at start-up,
+    Services.catalog), else the built-in one. Metering never reads the settings itself."""
+    return catalog if catalog is not None else default_catalog()
 
 
 def current_tier(space: Space) -> str:

@@ -111,7 +111,7 @@ class KubernetesBackend(RuntimeBackend):
         self._ended: dict[str, tuple[float, Instance]] = {}  # pod uid -> (when seen deleted, its real run)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KubernetesBackend:
+    def from_settings(cls, settings: Settings, catalog: Catalog | None = None) -> KubernetesBackend:
         options = K8sOptions(
             namespace=settings.spaces_namespace,
             apps_domain=settings.apps_domain,
@@ -123,7 +123,9 @@ class KubernetesBackend(RuntimeBackend):
             registry=settings.registry,
             request_ratio=settings.k8s_request_ratio,
         )
-        catalog = load_catalog(settings.tiers_file) if settings.tiers_file else default_catalog()
+        # The control plane passes the catalog it loaded at start-up (Services.catalog): loaded once.
+        if catalog is None:
+            catalog = load_catalog(settings.tiers_file) if settings.tiers_file else default_catalog()
         return cls(options, catalog)
 
     @property

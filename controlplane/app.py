@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     svc = Services.create(settings)
     resolver = SpaceResolver(svc)
-    svc.extras["affinity"] = affinity = Affinity()  # client sessions across redeploys, on the Python router's path
+    svc.affinity = affinity = Affinity()  # client sessions across redeploys, on the Python router's path
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -91,13 +91,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         wiring.listen(meter(svc.catalog))
         wiring.on_close(resolver.close)
         svc.runtime = make_runtime(settings, svc.catalog)
-        svc.extras["scheduler"] = scheduler = Scheduler(svc)
+        svc.scheduler = scheduler = Scheduler(svc)
         wiring.on_close(scheduler.close)
         svc.celery = make_celery(settings.redis_url)
         redis = aioredis.from_url(settings.redis_url, decode_responses=True)
         deployer = Deployer(svc)
         sleeper = Sleeper(svc, deployer, resolver.last_request)
-        svc.extras.update(redis=redis, deployer=deployer, sleeper=sleeper)
+        svc.redis, svc.deployer, svc.sleeper = redis, deployer, sleeper
         loop = asyncio.get_running_loop()
         for task in (
             # The consumer's pass blocks on Redis itself (XREAD), so it needs no pause of its own.
@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         wiring.on_close(InstanceWatch(svc, deployer, loop).stop)  # its stop closes the runtime too
         if settings.proxy != "none":
             routes = kube.make_pusher(settings, partial(pusher.running_routes, svc.db))
-            svc.extras["proxy_routes"] = routes
+            svc.proxy_routes = routes
             wiring.announce_to(routes.changed)
             wiring.on_close(asyncio.create_task(routes.run(), name="proxy-routes").cancel)
             # The Helm chart's proxy replicas: found through their headless Service, sending activity from afar.

@@ -96,7 +96,7 @@ def dispatch_safely(svc: Services) -> None:
 def dispatch(svc: Services) -> None:
     """Hand waiting builds to the builders while fewer than `builds_in_flight` are out, owners taking turns;
     the rest learn their place in the line (the Space's detail)."""
-    turns: dict[str, int] = svc.extras.setdefault("build_turns", {})  # owner -> when it last got a build
+    turns = svc.build_turns  # owner -> when it last got a build
     with _dispatching, svc.db.session() as s:
         active = select(Build, Space).join(Space, Space.id == Build.space_id).where(Build.status.in_(ACTIVE))
         rows = s.execute(active.order_by(Build.id)).all()

@@ -303,6 +303,6 @@ class ApiCommits:
 
 def api_commits(svc: Services) -> ApiCommits:
     """The installation's one ApiCommits (its locks and timers must be shared by every request)."""
-    if "api_commits" not in svc.extras:
-        svc.extras["api_commits"] = ApiCommits(svc)
-    return svc.extras["api_commits"]
+    if svc.api_commits is None:
+        svc.api_commits = ApiCommits(svc)
+    return svc.api_commits

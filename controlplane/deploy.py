@@ -108,7 +108,7 @@ class Deployer:
             return
         spec, serving, strip, probe_path = plan
         # Hardware first: wait for room in the tier's pool; None when refused (quota), the stage says why.
-        admission = await svc.extras["scheduler"].admit(space_id, serving)
+        admission = await svc.scheduler.admit(space_id, serving)
         if admission is None:
             return
         serving = admission.serving
@@ -141,7 +141,7 @@ class Deployer:
         await asyncio.to_thread(images.collect, svc, space_id)
 
     def _drains(self) -> list[Drain]:
-        return [d for d in (self.svc.extras.get("affinity"), self.svc.extras.get("proxy_routes")) if d is not None]
+        return [d for d in (self.svc.affinity, self.svc.proxy_routes) if d is not None]
 
     async def _retire(self, instance_id: str, upstream: str | None) -> None:
         """Stop a replaced instance once nothing was open on it (the sessions pinned to it have ended) for
@@ -247,7 +247,7 @@ class Deployer:
             if current.state == "pending":
                 # Waiting for a node is not the app's start-up time: its clock starts once a node takes it.
                 deadline = loop.time() + timeout
-                self.svc.extras["scheduler"].note_pending(inst.space, current.message)
+                self.svc.scheduler.note_pending(inst.space, current.message)
             elif current.endpoint:
                 try:
                     await self.http.get(f"http://{current.endpoint}{probe_path}")

@@ -71,7 +71,7 @@ async def restart(svc: Services, deployer: Deployer, space_id: int, *, factory: 
 
 async def change_hardware(svc: Services, deployer: Deployer, space_id: int, flavor: str) -> None:
     check_tier(svc, flavor)
-    scheduler = svc.extras["scheduler"]
+    scheduler = svc.scheduler
     scheduler.check_quota(space_id, flavor)
     with svc.db.session() as s:
         space = s.get(Space, space_id)

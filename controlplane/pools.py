@@ -138,16 +138,16 @@ def pool_for(pools: Iterable[PoolCapacity], tier: str) -> PoolCapacity | None:
 
 def pools_of(svc: Services) -> list[PoolCapacity]:
     """This process's pools, computed once: NVML is read at the first question, not per request."""
-    if "pools" not in svc.extras:
-        svc.extras["pools"] = runtime_pools(svc.settings, svc.catalog)
-    return svc.extras["pools"]
+    if svc.pools is None:
+        svc.pools = runtime_pools(svc.settings, svc.catalog)
+    return svc.pools
 
 
 def host_memory_of(svc: Services) -> HostMemory | None:
     """The docker runtime's memory view; None on kubernetes, whose scheduler places pods by their requests."""
-    if "host_memory" not in svc.extras:
-        svc.extras["host_memory"] = host_memory(svc.settings) if svc.settings.runtime == "docker" else None
-    return svc.extras["host_memory"]
+    if svc.host_memory is None and svc.settings.runtime == "docker":
+        svc.host_memory = host_memory(svc.settings)
+    return svc.host_memory
 
 
 def offered_tiers(svc: Services) -> list[str]:

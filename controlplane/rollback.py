@@ -87,5 +87,5 @@ def _pin(svc: Services, space_id: int, build_id: int | None) -> int:
 async def rollback(svc: Services, space_id: int, build_id: int | None) -> int:
     """Pin the Space to the chosen build and deploy it (on the event loop, like every deploy); returns its id."""
     chosen = await asyncio.to_thread(_pin, svc, space_id, build_id)
-    svc.extras["deployer"].deploy(space_id, chosen)
+    svc.deployer.deploy(space_id, chosen)
     return chosen

@@ -175,7 +175,7 @@ class SpaceResolver:
             return NotFound()
         if entry.private and not await self._allowed(entry, request_headers):
             return NotFound()  # a private Space's existence is not disclosed
-        sleeper: Sleeper | None = self.svc.extras.get("sleeper")
+        sleeper = self.svc.sleeper
         if sleeper is not None and (entry.detail == SLEEPING or entry.full_name in sleeper.waking):
             return await self._wake(sleeper, entry.full_name, request_headers)
         if entry.stage == Stage.APP_STARTING and not from_browser(request_headers):

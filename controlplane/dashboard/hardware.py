@@ -39,7 +39,7 @@ class TierChoice:
 
 
 def pool_use(svc: Services, s: Session) -> list[PoolUse]:
-    scheduler = svc.extras.get("scheduler")
+    scheduler = svc.scheduler
     return [PoolUse(p, scheduler.in_use(s, p) if scheduler else None) for p in pools_of(svc)]
 
 

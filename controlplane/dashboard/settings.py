@@ -83,7 +83,7 @@ async def set_hardware(
     svc: Services = Depends(services),
 ) -> Response:
     space_id = _owned_id(svc, who, owner, name)
-    await change_hardware(svc, svc.extras["deployer"], space_id, str(form.get("hardware") or ""))
+    await change_hardware(svc, svc.deployer, space_id, str(form.get("hardware") or ""))
     return _back(owner, name, "#hardware")
 
 
@@ -109,7 +109,7 @@ async def control(
     if action not in ("pause", "restart", "rebuild"):
         raise PageError(404, f"Unknown action {action!r}.")
     space_id = _owned_id(svc, who, owner, name)
-    deployer = svc.extras["deployer"]
+    deployer = svc.deployer
     if action == "pause":
         await pause(svc, deployer, space_id)
     else:
@@ -197,7 +197,7 @@ async def delete_space(
     space_id = _owned_id(svc, who, owner, name)
     if str(form.get("confirm") or "") != f"{owner}/{name}":
         raise PageError(400, f"To delete, type the Space's full name ({owner}/{name}) exactly.")
-    await delete(svc, svc.extras["deployer"], space_id)
+    await delete(svc, svc.deployer, space_id)
     return redirect("/?show=mine")
 
 
@@ -228,5 +228,5 @@ async def edit_env(
             changed = True
     if changed:
         # Only a running or sleeping Space needs the deployer; pages served without the loops have none.
-        await apply_change(svc, svc.extras.get("deployer"), space_id)
+        await apply_change(svc, svc.deployer, space_id)
     return _back(owner, name, f"#{kind}")

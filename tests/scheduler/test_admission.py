@@ -23,7 +23,7 @@ def services(tmp_path: Path, host_gb: float = 64) -> Services:
     migrate(settings.sqlalchemy_url)
     svc = Services.create(settings)
     # A host of known size: the memory check must not depend on the machine the tests run on.
-    svc.extras["host_memory"] = host_memory(settings, total_gb=host_gb)
+    svc.host_memory = host_memory(settings, total_gb=host_gb)
     return svc
 
 

@@ -15,7 +15,7 @@ from tests.security.web_app import BASE, Web, csrf, make_web, sign_in
 def web(tmp_path) -> Web:
     web = make_web(tmp_path)
     # No background loops here: a move asks the deployer to restart only a running app, and none runs.
-    web.svc.extras["deployer"] = None
+    web.svc.deployer = None
     return web
 
 

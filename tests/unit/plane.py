@@ -103,11 +103,11 @@ async def control_plane(tmp_path: Path, **settings) -> AsyncIterator[Plane]:
     config = Settings(data_dir=tmp_path, secret_key="test", gpu_recording=A10G_HOST, health_interval=0.02, **settings)
     svc = Services.create(config)
     # A host of known size: admission's memory check must not depend on the machine the tests run on.
-    svc.extras["host_memory"] = host_memory(config, total_gb=64)
+    svc.host_memory = host_memory(config, total_gb=64)
     runtime = FakeRuntime()
     svc.runtime = runtime
     scheduler = Scheduler(svc)
-    svc.extras["scheduler"] = scheduler
+    svc.scheduler = scheduler
     deployer = Deployer(svc)
     activity: dict[str, float] = {}
     try:

@@ -41,7 +41,7 @@ def hub_fields(tier: Tier) -> dict:
 
 @router.get("/hardware")
 def list_hardware(svc: Services = Depends(services), s: Session = DB) -> list[dict]:
-    scheduler: Scheduler = svc.extras["scheduler"]
+    scheduler: Scheduler = svc.scheduler
     out = []
     for tier in svc.catalog.tiers:
         pool = pool_for(scheduler.pools, tier.name)

@@ -69,7 +69,7 @@ async def build_logs(
             return build.id, build.log, ended.isoformat() if ended else None
 
     build_id, stored, ended = await asyncio.to_thread(latest)
-    redis = svc.extras["redis"]
+    redis = svc.redis
 
     async def stream() -> AsyncIterator[bytes]:
         if build_id is None:

@@ -65,7 +65,7 @@ async def delete_repo(payload: RepoRef, who: Caller = Depends(signed_in), svc: S
     owner, name = split_name(payload, who)
     with svc.db.session() as s:
         space_id = owned_space(s, who, owner, name).id
-    await delete(svc, svc.extras["deployer"], space_id)
+    await delete(svc, svc.deployer, space_id)
     return {}
 
 
@@ -76,5 +76,5 @@ async def move_repo(payload: MoveRepo, who: Caller = Depends(signed_in), svc: Se
         space = move(svc, s, who, payload.fields())
         space_id, full_name = space.id, space.full_name
     # The app's env names the Space (SPACE_ID, SPACE_HOST, its root path): it starts again under the new name.
-    await apply_change(svc, svc.extras["deployer"], space_id)
+    await apply_change(svc, svc.deployer, space_id)
     return {"url": f"{svc.settings.base_url}/spaces/{full_name}"}

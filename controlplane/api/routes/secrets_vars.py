@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/spaces", tags=["secrets and variables"])
 
 
 async def _changed(svc: Services, space_id: int) -> None:
-    await apply_change(svc, svc.extras["deployer"], space_id)
+    await apply_change(svc, svc.deployer, space_id)
 
 
 @router.get("/{owner}/{name}/secrets")

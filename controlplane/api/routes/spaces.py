@@ -120,7 +120,7 @@ async def request_hardware(
     if payload.sleep_time_seconds is not None:
         with svc.db.session() as s:
             s.get(Space, space_id).sleep_time = payload.sleep_time_seconds
-    await change_hardware(svc, svc.extras["deployer"], space_id, payload.flavor or "")
+    await change_hardware(svc, svc.deployer, space_id, payload.flavor or "")
     return _runtime_of(svc, space_id)
 
 
@@ -145,7 +145,7 @@ async def pause_space(
     owner: str, name: str, who: Caller = Depends(signed_in), svc: Services = Depends(services)
 ) -> dict:
     space_id = owned_space_id(svc, who, owner, name)
-    await pause(svc, svc.extras["deployer"], space_id)
+    await pause(svc, svc.deployer, space_id)
     return _runtime_of(svc, space_id)
 
 
@@ -154,5 +154,5 @@ async def restart_space(
     owner: str, name: str, factory: bool = False, who: Caller = Depends(signed_in), svc: Services = Depends(services)
 ) -> dict:
     space_id = owned_space_id(svc, who, owner, name)
-    await restart(svc, svc.extras["deployer"], space_id, factory=factory)
+    await restart(svc, svc.deployer, space_id, factory=factory)
     return _runtime_of(svc, space_id)

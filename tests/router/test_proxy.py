@@ -60,7 +60,7 @@ class Proxy:
         _wait(lambda: httpx.get(self.url + "/", timeout=1).status_code != 502)
 
 
-def _wait(check, timeout: float = 10) -> float:
+def _wait(check, timeout: float = 15) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         try:

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from starlette.applications import Starlette
 from controlplane.proxy.config import Layout, Route, Table, config, files
 from controlplane.proxy.pusher import Pusher
 from tests.router.conftest import APPS_DOMAIN, ServerThread, free_port
+from tests.router.test_proxy import _wait
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is not installed (scripts/setup.sh)")
 
@@ -45,18 +45,6 @@ class Replica:
 
     def serves(self, label: str) -> bool:
         return httpx.get(self.url, headers={"Host": f"{label}.{APPS_DOMAIN}"}, timeout=5).status_code == 200
-
-
-def _wait(check, timeout: float = 15) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if check():
-                return time.monotonic() - start
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.01)
-    raise AssertionError("timed out")
 
 
 def route(upstream: ServerThread, name: str) -> Route:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
@@ -71,11 +71,23 @@ class AccessCache:
         self._decisions.clear()
         self._count = 0
 
-    def watch_credentials(self) -> None:
-        """Clear on every change to tokens, sessions and users in this process (any thread, any session)."""
-        event.listen(Session, "after_flush", self._after_flush)
-        event.listen(Session, "do_orm_execute", self._on_execute)
-        event.listen(Session, "after_commit", self._after_commit)
+    def watch_credentials(self) -> Callable[[], None]:
+        """Clear on every change to tokens, sessions and users in this process (any thread, any session);
+        returns the call that stops watching (shutdown: every Session class hook is removed again)."""
+        hooks = (
+            ("after_flush", self._after_flush),
+            ("do_orm_execute", self._on_execute),
+            ("after_commit", self._after_commit),
+        )
+        for name, hook in hooks:
+            event.listen(Session, name, hook)
+
+        def stop() -> None:
+            for name, hook in hooks:
+                if event.contains(Session, name, hook):
+                    event.remove(Session, name, hook)
+
+        return stop
 
     def _changed(self, session: Session) -> None:
         session.info["credentials_changed"] = True

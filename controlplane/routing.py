@@ -73,10 +73,14 @@ class SpaceResolver:
         self.last_request: dict[str, float] = {}
         # Who may open which private Space, from memory (access_cache.py).
         self.access = AccessCache()
-        self.access.watch_credentials()
+        stop_watching = self.access.watch_credentials()
         self._credential_cookies = (sessions.cookie_name(svc.settings), SPACE_ACCESS_COOKIE)
-        # Stopped by close() at shutdown (controlplane/wiring.py).
-        self.close = on_committed_change(self.forget)
+        # Both stopped by close() at shutdown (controlplane/wiring.py).
+        self._stops = (stop_watching, on_committed_change(self.forget))
+
+    def close(self) -> None:
+        for stop in self._stops:
+            stop()
 
     def forget(self, full_name: str) -> None:
         """A Space changed (called after commit, from any thread)."""

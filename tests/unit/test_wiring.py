@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 import controlplane.app  # noqa: F401  # importing the app once registered the metering listener; it must not
 from controlplane.models import Space, UsageInterval
+from controlplane.routing import SpaceResolver
 from controlplane.runtime.fake import Behaviour
-from controlplane.stages import Stage, set_stage
+from controlplane.stages import Stage, announce_after_commit, set_stage
 from controlplane.wiring import InstanceWatch, Wiring, meter
 from tests.unit.plane import control_plane
 
@@ -54,3 +56,23 @@ async def test_shutdown_stops_the_instance_watch(tmp_path):
 
         wiring.close()
         assert not watch.thread.is_alive()
+
+
+async def test_closing_the_resolver_removes_its_hooks(tmp_path):
+    async with control_plane(tmp_path) as cp:
+        resolver = SpaceResolver(cp.svc)
+        resolver.entries["alice/app"] = None  # a cached miss
+        announce_after_commit_now(cp, "alice/app")
+        assert "alice/app" not in resolver.entries  # the announcement reached it
+        assert event.contains(Session, "after_commit", resolver.access._after_commit)
+
+        resolver.close()
+        resolver.entries["alice/app"] = None
+        announce_after_commit_now(cp, "alice/app")
+        assert "alice/app" in resolver.entries  # no longer told
+        assert not event.contains(Session, "after_commit", resolver.access._after_commit)
+
+
+def announce_after_commit_now(cp, name: str) -> None:
+    with cp.svc.db.session() as s:
+        announce_after_commit(s, name)

@@ -57,7 +57,10 @@ class Scheduler:
         self._changed = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         # Stopped by close() at shutdown (controlplane/wiring.py).
-        self.close = on_committed_change(self._stage_changed)
+        self._unsubscribe = on_committed_change(self._stage_changed)
+
+    def close(self) -> None:
+        self._unsubscribe()
 
     # --- what is held ----------------------------------------------------------------------------
 

@@ -115,6 +115,7 @@ async def control_plane(tmp_path: Path, **settings) -> AsyncIterator[Plane]:
             svc, runtime, scheduler, deployer, Reconciler(svc, deployer), Sleeper(svc, deployer, activity), activity
         )
     finally:
+        scheduler.close()
         await deployer.close()
         runtime.close()
         svc.db.engine.dispose()

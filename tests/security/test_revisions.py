@@ -166,6 +166,9 @@ def test_private_history_is_hidden_from_others(platform, tmp_path):
     push(platform, "revver", "hidden", {"README.md": readme("static"), "index.html": "secret"}, tmp_path)
     with platform.api("revver") as owner:
         assert owner.get("/api/spaces/revver/hidden/refs").status_code == 200
+        # The owner, who may see it, is told what the body lacks; others below only that there is no such Space.
+        resp = owner.post("/api/spaces/revver/hidden/tag/main")
+        assert resp.status_code == 400 and "tag" in resp.json()["error"]
     for user in ("intruder", None):
         with platform.api(user) as api:
             for method, url in [

@@ -120,12 +120,15 @@ def create_tag(
     owner: str,
     name: str,
     rev: str,
-    payload: NewTag,
+    # Optional here so that a caller who may not see the Space gets its 404 before a missing body's 400.
+    payload: NewTag | None = None,
     who: Caller = Depends(signed_in),
     svc: Services = Depends(services),
     s: Session = DB,
 ) -> dict:
     space = owned_space(s, who, owner, name)
+    if payload is None:
+        raise ApiError(400, "Invalid request: tag: Field required", "BadRequest")
     tag, message = payload.tag, payload.message
     with git_answers(space.full_name):
         full = git_refs.check_name(tag, "tag")

@@ -168,14 +168,19 @@ def test_worker_killed_between_receiving_and_starting_a_build(faults, tmp_path):
     assert kinds.count("started") == 1 and kinds.count("result") == 1, kinds
 
 
+def start_slow_build(platform: RunningPlatform, broker, name: str, seconds: int, tmp_path) -> tuple[str, int]:
+    """A Docker Space fay/{name} pushed with a build step of `seconds`; returns once the build is in that step."""
+    create(platform, "fay", name, sdk="docker")
+    files = {"README.md": readme("docker"), "Dockerfile": slow_dockerfile(seconds)}
+    commit = push(platform, "fay", name, files, tmp_path)
+    build_id = builds_of(platform, f"fay/{name}")[0]["id"]
+    wait_for(lambda: slow_step_reached(broker, platform, build_id), 90, "the build never reached its slow step")
+    return commit, build_id
+
+
 def test_worker_killed_mid_build(faults, tmp_path):
     platform, broker, _hold = faults
-    create(platform, "fay", "midbuild", sdk="docker")
-    commit = push(
-        platform, "fay", "midbuild", {"README.md": readme("docker"), "Dockerfile": slow_dockerfile(15)}, tmp_path
-    )
-    build_id = builds_of(platform, "fay/midbuild")[0]["id"]
-    wait_for(lambda: slow_step_reached(broker, platform, build_id), 90, "the build never reached its slow step")
+    commit, build_id = start_slow_build(platform, broker, "midbuild", 15, tmp_path)
     platform.platform.stop_process("builder", signal.SIGKILL)
     platform.platform.start_builder()
     build = assert_live_once(platform, "fay/midbuild", commit, started_within=RESEND_AFTER + 180)
@@ -188,12 +193,7 @@ def test_worker_killed_mid_build(faults, tmp_path):
 def test_redis_crash_mid_build(faults, tmp_path):
     """Redis comes back empty: no queue, no event stream. The build goes on and goes live, run once."""
     platform, broker, _hold = faults
-    create(platform, "fay", "brokerloss", sdk="docker")
-    commit = push(
-        platform, "fay", "brokerloss", {"README.md": readme("docker"), "Dockerfile": slow_dockerfile(15)}, tmp_path
-    )
-    build_id = builds_of(platform, "fay/brokerloss")[0]["id"]
-    wait_for(lambda: slow_step_reached(broker, platform, build_id), 90, "the build never reached its slow step")
+    commit, build_id = start_slow_build(platform, broker, "brokerloss", 15, tmp_path)
     broker.crash()
     time.sleep(2)
     broker.start()
@@ -215,12 +215,7 @@ def test_redis_crash_mid_build(faults, tmp_path):
 def test_control_plane_killed_mid_build(faults, tmp_path):
     """The build goes on without the control plane; the restarted one reads its result and deploys it once."""
     platform, broker, _hold = faults
-    create(platform, "fay", "cpkill", sdk="docker")
-    commit = push(
-        platform, "fay", "cpkill", {"README.md": readme("docker"), "Dockerfile": slow_dockerfile(10)}, tmp_path
-    )
-    build_id = builds_of(platform, "fay/cpkill")[0]["id"]
-    wait_for(lambda: slow_step_reached(broker, platform, build_id), 90, "the build never reached its slow step")
+    commit, build_id = start_slow_build(platform, broker, "cpkill", 10, tmp_path)
     platform.platform.stop_process("controlplane", signal.SIGKILL)
     platform.platform.start_controlplane()
     build = assert_live_once(platform, "fay/cpkill", commit, started_within=RESEND_AFTER + 180)

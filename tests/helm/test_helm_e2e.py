@@ -396,8 +396,14 @@ def test_install_build_serve_schedule_uninstall(cluster, engine, release, tmp_pa
     assert (upgraded["status"], upgraded["revision"]) == ("deployed", 2)
 
     def new_controlplane_ready() -> bool:
+        # The Deployment recreates its pod (one SQLite writer): for a moment there may be no control-plane pod at all;
+        # only a Ready pod other than the old one counts.
         pods = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/component=controlplane").items
-        return [p.metadata.uid for p in pods] != [old_cp.metadata.uid] and pods_ready(core, NAMESPACE)["controlplane"]
+        return any(
+            p.metadata.uid != old_cp.metadata.uid
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+            for p in pods
+        )
 
     until("the upgraded control plane Ready", new_controlplane_ready, 180, 2, lambda: describe(core, NAMESPACE))
     until("the Space answering through the new control plane", lambda: ok_page(url, host), 60)

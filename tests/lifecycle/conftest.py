@@ -22,6 +22,8 @@ print("MY_SECRET is", secret, flush=True)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # a WebSocket client reads only HTTP/1.1 answers (the upgrade tests)
+
     def do_GET(self):
         body = json.dumps({
             "secret_sha256": hashlib.sha256(secret.encode()).hexdigest() if secret is not None else None,

@@ -37,6 +37,8 @@ def container(space: str, life: RunningPlatform) -> docker.models.containers.Con
 def wait_asleep(life: RunningPlatform, space: str, timeout: float = 30) -> dict:
     runtime = life.wait_stage(space, {"STOPPED"}, user="alice", timeout=timeout)
     assert runtime["spaceyard"]["detail"] == "sleeping", runtime
+    # The sleeper commits STOPPED before it stops the container: until then a request may still reach the app.
+    wait_until(lambda: all(c.status == "exited" for c in containers(space, life)), what="the container to stop")
     return runtime
 
 

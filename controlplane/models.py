@@ -106,6 +106,12 @@ class Space(Base):
     last_request_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The date of main's last commit (what `lastModified` shows), kept for `list_spaces(sort="lastModified")`;
+    # read from git by `listing.refresh_last_commits` (migration 0007). `last_commit_checked_at` is the
+    # `updated_at` it was read at: a commit moves `updated_at` (the stage says BUILDING), so a row whose
+    # `updated_at` moved past it is read again.
+    last_commit_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    last_commit_checked_at: Mapped[datetime | None]
 
     @property
     def full_name(self) -> str:
@@ -113,6 +119,12 @@ class Space(Base):
 
 
 Index("uq_spaces_owner_name_ci", func.lower(Space.owner), func.lower(Space.name), unique=True)
+# A sorted page of 100 reads the index in order instead of sorting every Space.
+Index("ix_spaces_last_commit_at", Space.last_commit_at, Space.id)
+Index("ix_spaces_created_at", Space.created_at, Space.id)  # the same for sort="createdAt"
+# The rows whose last commit is to be read again (listing.refresh_last_commits), found without a scan of all.
+LAST_COMMIT_STALE = (Space.last_commit_checked_at.is_(None)) | (Space.last_commit_checked_at < Space.updated_at)
+Index("ix_spaces_last_commit_stale", Space.id, sqlite_where=LAST_COMMIT_STALE, postgresql_where=LAST_COMMIT_STALE)
 
 
 class Build(Base):

@@ -101,14 +101,18 @@ def files_of(entries: list[TreeEntry], files_metadata: bool = False) -> list[dic
     return files
 
 
-def space_info(svc: Services, space: Space, siblings: list[str] | None = None, likes: int = 0) -> dict:
+def space_info(
+    svc: Services, space: Space, siblings: list[str] | None = None, likes: int = 0, listed: bool = False
+) -> dict:
+    """`listed`: an entry of `list_spaces`, whose `lastModified` is the stored date the listing sorted by (read
+    from git just before by `listing.refresh_last_commits`), not a git read per entry."""
     card_tags = list(space.card_data.get("tags") or []) if isinstance(space.card_data, dict) else []
     info = {
         "_id": f"space-{space.id}",
         "id": space.full_name,
         "author": space.owner,
         "sha": space.head_sha,
-        "lastModified": iso(last_change(svc, space)),
+        "lastModified": iso((space.last_commit_at or space.created_at) if listed else last_change(svc, space)),
         "createdAt": iso(space.created_at),
         "private": space.private,
         "disabled": False,

@@ -12,7 +12,7 @@ from controlplane.api.routes.files import resolve_revision
 from controlplane.api.views import files_of, runtime, space_info
 from controlplane.lifecycle import change_hardware, pause, restart
 from controlplane.likes import counts
-from controlplane.listing import page, spaces_query
+from controlplane.listing import page, refresh_last_commits, spaces_query
 from controlplane.models import Space
 from controlplane.services import Services
 from controlplane.spaces import requested_private
@@ -37,9 +37,10 @@ def list_spaces(
     s: Session = DB,
 ) -> list[dict]:
     query = spaces_query(who, author=author, search=search, tags=filter, sort=sort, direction=direction)
+    refresh_last_commits(svc)  # before the page is read: its order and its entries' lastModified
     rows = page(s, request, response, query, limit, cursor)
     likes = counts(s, [sp.id for sp in rows])
-    return [space_info(svc, sp, likes=likes.get(sp.id, 0)) for sp in rows]
+    return [space_info(svc, sp, likes=likes.get(sp.id, 0), listed=True) for sp in rows]
 
 
 @router.get("/{owner}/{name}")

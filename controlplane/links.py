@@ -53,6 +53,10 @@ class LinkError(Exception):
     """A fetch of the linked repository failed; the message names the URL and git's words, never the credential."""
 
 
+class Superseded(Exception):
+    """A push named a commit that the Space's `main` is already past (forges may deliver out of order)."""
+
+
 @dataclass(frozen=True)
 class Target:
     host: str
@@ -208,11 +212,23 @@ def mirror(svc: Services, space: Space, link: SpaceLink, commit: str | None) -> 
             git("fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--", link.url, commit)
         if not has_commit(env, repo, commit):
             raise LinkError(f"Could not fetch {commit} from {link.url}: the repository did not send that commit.")
+        if behind_main(repo, commit):
+            # An older push's delivery arriving after a newer one's must not take the Space back (rollback does).
+            raise Superseded(f"{commit[:7]} is older than the Space's current commit: nothing to do (rollback does).")
         head = commit
     if svc.repos.size(space.owner, space.name) > limit:
         raise LinkError(f"Could not fetch {head} from {link.url}: {too_large}.")
     git("update-ref", f"refs/heads/{BRANCH}", head)
     return head
+
+
+def behind_main(repo: Path, commit: str) -> bool:
+    """Whether `commit` is a strict ancestor of the Space's `main` (false when there is no main yet)."""
+    main = subprocess.run(["git", "rev-parse", "-q", "--verify", f"refs/heads/{BRANCH}^{{commit}}"], cwd=repo,
+                          capture_output=True, text=True).stdout.strip()
+    if not main or main == commit:
+        return False
+    return subprocess.run(["git", "merge-base", "--is-ancestor", commit, main], cwd=repo).returncode == 0
 
 
 def has_commit(env: dict[str, str], repo: Path, commit: str) -> bool:
@@ -238,6 +254,8 @@ def sync(svc: Services, space_id: int, commit: str | None = None) -> tuple[str, 
     with lock:
         try:
             head = mirror(svc, space, link, commit)
+        except Superseded as e:
+            return "ignored", str(e), None
         except LinkError as e:
             drop_partial_packs(svc.repos.path(space.owner, space.name))
             with svc.db.session() as s:

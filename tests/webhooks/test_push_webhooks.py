@@ -217,3 +217,30 @@ def test_github_form_encoded_delivery(linked_platform, forge):
     resp = httpx.post(f"{linked_platform.url}/api/webhooks/github/{space}", content=body, headers=headers)
     assert resp.status_code == 202 and resp.json()["commit"] == after, resp.text
     wait_serving(linked_platform, space, "form two")
+
+
+def test_an_older_push_delivered_late_does_not_take_the_space_back(linked_platform, forge):
+    """Forges do not promise order: the delivery of an earlier push may arrive after a later one's."""
+    owner, name = "hooks", "late"
+    space = f"{owner}/{name}"
+    up = forge.create(name, static_files("first"))
+    secret = link(linked_platform, owner, name, up)["webhookSecret"]
+    wait_serving(linked_platform, space, "first")
+    before, second = up.commit(static_files("second"), "second")
+    _, third = up.commit(static_files("third"), "third")
+
+    newer = str(uuid.uuid4())
+    payload = PUSH["github"](up, "main", second, third, "third")
+    assert deliver(linked_platform.url, "github", space, payload, secret, delivery=newer).status_code == 202
+    assert wait_delivery(linked_platform, owner, space, newer)["result"] == "building"
+    wait_serving(linked_platform, space, "third")
+
+    late = str(uuid.uuid4())
+    payload = PUSH["github"](up, "main", before, second, "second")
+    assert deliver(linked_platform.url, "github", space, payload, secret, delivery=late).status_code == 202
+    row = wait_delivery(linked_platform, owner, space, late)
+    assert row["result"] == "ignored" and "older than the Space's current commit" in row["detail"], row
+    assert row["build"] is None
+    with linked_platform.api(owner) as api:
+        assert api.get(f"/api/spaces/{space}").json()["sha"] == third
+    wait_serving(linked_platform, space, "third")

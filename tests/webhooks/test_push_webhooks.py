@@ -244,3 +244,26 @@ def test_an_older_push_delivered_late_does_not_take_the_space_back(linked_platfo
     with linked_platform.api(owner) as api:
         assert api.get(f"/api/spaces/{space}").json()["sha"] == third
     wait_serving(linked_platform, space, "third")
+
+
+def test_a_private_linked_space_is_no_space_to_an_unsigned_caller(linked_platform, forge):
+    """An attacker probing webhook URLs learns nothing of private Spaces: a bad signature gets the same 404 as a
+    name that does not exist; the forge's own signed delivery still works."""
+    owner, name = "hooks", "hidden"
+    space = f"{owner}/{name}"
+    up = forge.create(name, static_files("private one"))
+    secret = link(linked_platform, owner, name, up)["webhookSecret"]
+    with linked_platform.api(owner) as api:
+        resp = api.put(f"/api/spaces/{space}/settings", json={"private": True})
+        assert resp.status_code == 200, resp.text
+    before, after = up.commit(static_files("private two"), "second")
+    body = json.dumps(PUSH["github"](up, "main", before, after, "second")).encode()
+    missing = httpx.post(f"{linked_platform.url}/api/webhooks/github/{owner}/no-such-space", content=body,
+                         headers=signed_headers("github", body, "guess", "push", str(uuid.uuid4())))
+    probe = httpx.post(f"{linked_platform.url}/api/webhooks/github/{space}", content=body,
+                       headers=signed_headers("github", body, "guess", "push", str(uuid.uuid4())))
+    assert probe.status_code == missing.status_code == 404
+    assert probe.json()["error"].replace(name, "X") == missing.json()["error"].replace("no-such-space", "X")
+    signed = httpx.post(f"{linked_platform.url}/api/webhooks/github/{space}", content=body,
+                        headers=signed_headers("github", body, secret, "push", str(uuid.uuid4())))
+    assert signed.status_code == 202 and signed.json()["commit"] == after, signed.text

@@ -107,8 +107,8 @@ async def receive(
     background: BackgroundTasks,
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    """A forge's push webhook. 401 bad signature, 404 unknown or unlinked Space, 413 too large, 400 malformed;
-    202 a push being fetched and built; 200 ignored (with the reason) or a duplicate delivery."""
+    """A forge's push webhook. 401 bad signature (404 for a private Space), 404 unknown or unlinked Space, 413 too
+    large, 400 malformed; 202 a push being fetched and built; 200 ignored (with the reason) or a duplicate."""
     forge = PROVIDERS.get(provider)
     if forge is None:
         raise ApiError(404, f"Unknown webhook provider {provider!r}: one of {', '.join(PROVIDERS)}.")
@@ -116,13 +116,15 @@ async def receive(
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"Webhook payload too large: at most {limit} bytes.", "PayloadTooLarge")
+    unknown = ApiError(404, f"{owner}/{name} is not a Space linked to a repository.", "NotLinked")
     found = await asyncio.to_thread(_linked, svc, owner, name)
     if found is None:
-        raise ApiError(404, f"{owner}/{name} is not a Space linked to a repository.", "NotLinked")
-    space_id, branch, secret = found
+        raise unknown
+    space_id, branch, secret, private = found
     body = await _read(request, limit)
     if refusal := forge.signature_refusal(request.headers, body, secret):
-        raise ApiError(401, refusal, "InvalidSignature")
+        # Only the signature shows who is calling: to anyone else a private Space is no Space at all.
+        raise unknown if private else ApiError(401, refusal, "InvalidSignature")
     try:
         payload, json_bytes = parse(body, request.headers.get("content-type", ""))
     except PayloadError as e:
@@ -139,13 +141,13 @@ async def receive(
     return JSONResponse(deliveries.view(row))
 
 
-def _linked(svc: Services, owner: str, name: str) -> tuple[int, str, str] | None:
+def _linked(svc: Services, owner: str, name: str) -> tuple[int, str, str, bool] | None:
     with svc.db.session() as s:
         space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
         link = link_of(s, space) if space is not None else None
         if link is None:
             return None
-        return space.id, link.branch, svc.secret_box.decrypt(link.webhook_secret_encrypted)
+        return space.id, link.branch, svc.secret_box.decrypt(link.webhook_secret_encrypted), space.private
 
 
 async def _read(request: Request, limit: int) -> bytes:

@@ -95,7 +95,7 @@ def docker_ok() -> bool:
         return False
 
 
-def ensure_docker(log_dir: Path) -> None:
+def ensure_docker(log_dir: Path, settings: Settings | None = None) -> None:
     """Use the engine DOCKER_HOST points at; start the local dockerd when it is installed but not running."""
     if docker_ok():
         return
@@ -105,9 +105,14 @@ def ensure_docker(log_dir: Path) -> None:
             "No Docker engine is reachable. Install it (scripts/setup.sh does) and start it, or set DOCKER_HOST."
         )
     log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(log_dir / "dockerd.log", "ab", opener=private_opener) as out:
-        # setsid: the engine outlives this process, as a system service would.
-        subprocess.Popen([dockerd], stdout=out, stderr=out, start_new_session=True)
+    limits = settings or Settings()
+    # setsid: the engine outlives this process, as a system service would, and so does the reader of its output,
+    # which rotates dockerd.log like the other parts' logs.
+    engine = subprocess.Popen([dockerd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    rotate = [sys.executable, "-m", "controlplane.logfiles", str((log_dir / "dockerd.log").resolve()),
+              str(limits.log_max_bytes), str(limits.log_backups)]
+    subprocess.Popen(rotate, stdin=engine.stdout, start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
+    engine.stdout.close()  # the reader holds the pipe now
     wait_for(docker_ok, 60, "the Docker engine")
 
 
@@ -277,7 +282,7 @@ class Platform:
         self.lock()
         self._stop_leftovers()
         make_tree_private(self.data_dir)
-        ensure_docker(self.logs)
+        ensure_docker(self.logs, self.settings())
         if not self.env.get("SPACEYARD_REDIS_URL"):
             self._part(self._start_private_redis)
         if not self.env.get("SPACEYARD_BUILD_CA_BUNDLE") and HOST_CA_BUNDLE.exists():

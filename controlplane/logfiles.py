@@ -6,7 +6,9 @@ the proxy and the control plane need no rotation of their own and nothing grows 
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import BinaryIO
@@ -65,3 +67,18 @@ def pump(stream: BinaryIO, path: Path, max_bytes: int, backups: int) -> threadin
     thread = threading.Thread(target=copy, daemon=True, name=f"log-{path.stem}")
     thread.start()
     return thread
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m controlplane.logfiles PATH MAX_BYTES BACKUPS`: stdin into a rotating log until it ends. For a
+    process that outlives `spaceyard up` (the Docker engine it starts), so its pipe's reader must outlive it too."""
+    parser = argparse.ArgumentParser(prog="python -m controlplane.logfiles")
+    parser.add_argument("path", type=Path)
+    parser.add_argument("max_bytes", type=int)
+    parser.add_argument("backups", type=int)
+    args = parser.parse_args(argv)
+    pump(sys.stdin.buffer, args.path, args.max_bytes, args.backups).join()
+
+
+if __name__ == "__main__":
+    main()

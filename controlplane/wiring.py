@@ -89,8 +89,8 @@ class InstanceWatch:
         self.thread.start()
 
     def stop(self, wait: float = 0.0) -> None:
-        """Stop the thread, waiting up to `wait` seconds for it to end. Shutdown does not wait: the Docker
-        runtime's close() does not end its event stream, so that thread ends at its next event (it is a daemon)."""
+        """Stop the thread, waiting up to `wait` seconds for it to end (each runtime's close() ends a watch that is
+        waiting for events)."""
         self._stop.set()
         self.svc.runtime.close()
         self.thread.join(timeout=wait)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -55,6 +56,9 @@ class DockerBackend(RuntimeBackend):
         host_cpus = float(self.client.info()["NCPU"])
         self.max_cpus = max(host_cpus - settings.local_reserved_cpus, host_cpus / 4)
         self._noted: set[str] = set()  # tiers whose local size was logged
+        self._events: list = []  # open event streams, closed by close() to end their watch
+        self._events_lock = threading.Lock()
+        self._closed = False
         self.network = spaces_network(self.instance)
         self._remove_unused_networks()
         self._ensure_network()
@@ -285,7 +289,25 @@ class DockerBackend(RuntimeBackend):
             decode=True,
             filters={"type": "container", "label": f"{LABEL_INSTANCE}={self.instance}", "event": ["die", "start"]},
         )
-        for event in events:
-            instance = self.get(event["id"])
-            if instance is not None:
-                yield instance
+        with self._events_lock:
+            if self._closed:
+                events.close()
+                return
+            self._events.append(events)
+        try:
+            for event in events:
+                instance = self.get(event["id"])
+                if instance is not None:
+                    yield instance
+        finally:
+            with self._events_lock:
+                self._events.remove(events)
+            events.close()
+
+    def close(self) -> None:
+        # Closing the stream's socket ends a watch blocked waiting for the next event (another thread's).
+        with self._events_lock:
+            self._closed = True
+            streams = list(self._events)
+        for events in streams:
+            events.close()

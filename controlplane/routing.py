@@ -11,15 +11,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from controlplane import sessions
 from controlplane.access_cache import AccessCache
 from controlplane.auth import identify
 from controlplane.errors import Unauthenticated
-from controlplane.models import Space
+from controlplane.models import Space, SpaceRedirect
 from controlplane.router.headers import SPACE_ACCESS_COOKIE
-from controlplane.router.resolver import NotFound, Resolution, Target, Unavailable, path_prefix, space_label
+from controlplane.router.resolver import Moved, NotFound, Resolution, Target, Unavailable, path_prefix, space_label
 from controlplane.services import Services
 from controlplane.sleep import Sleeper
 from controlplane.stages import SERVING, SLEEPING, Stage, on_committed_change
@@ -68,6 +69,9 @@ class SpaceResolver:
         # label -> "owner/name" of every Space (names only), so a host lookup never scans Spaces per request.
         self.labels: dict[str, str] = {}
         self._labels_until = 0.0  # monotonic time before which a label missing from the map is a miss
+        # label -> (owner, name) of every former name of a moved Space (space_redirects), reloaded like `labels`.
+        self.moved_labels: dict[str, tuple[str, str]] = {}
+        self._moved_until = 0.0
         # Bumped by every announcement: an entry read before one (across an await) may be stale, so it is not kept.
         self._epoch = 0
         self.last_request: dict[str, float] = {}
@@ -176,7 +180,7 @@ class SpaceResolver:
     ) -> Resolution:
         entry = await self._entry(f"{owner}/{name}" if owner and name else None, label)
         if entry is None:
-            return NotFound()
+            return await self._moved(label, request_headers) if label is not None else NotFound()
         if entry.private and not await self._allowed(entry, request_headers):
             return NotFound()  # a private Space's existence is not disclosed
         sleeper = self.svc.sleeper
@@ -185,6 +189,55 @@ class SpaceResolver:
         if entry.stage == Stage.APP_STARTING and not from_browser(request_headers):
             return await self._hold(entry)
         return self._answer(entry)
+
+    def _load_moved_labels(self) -> dict[str, tuple[str, str]]:
+        with self.svc.db.session() as s:
+            return {space_label(o, n): (o, n) for o, n in s.execute(select(SpaceRedirect.owner, SpaceRedirect.name))}
+
+    async def _moved(self, label: str, headers: Mapping[str, str]) -> Moved | NotFound:
+        """A host label no Space holds: a moved Space's former one redirects to its current host, for callers who
+        may see it (the rule of its old path-based URLs, `api/redirects.py`): a moved private Space's old host
+        stays a plain 404 to everyone else, disclosing neither its new name nor that it exists. The map of
+        former names is reloaded at most once per LABELS_TTL for a label it lacks, so random hosts stay cheap."""
+        now = time.monotonic()
+        if label not in self.moved_labels and now >= self._moved_until:
+            self._moved_until = now + LABELS_TTL
+            self.moved_labels = await asyncio.to_thread(self._load_moved_labels)
+        former = self.moved_labels.get(label)
+        if former is None:
+            return NotFound()
+        return await asyncio.to_thread(self._moved_to, *former, headers)
+
+    def _moved_to(self, owner: str, name: str, headers: Mapping[str, str]) -> Moved | NotFound:
+        with self.svc.db.session() as s:
+            moved = s.scalar(
+                select(Space)
+                .join(SpaceRedirect, SpaceRedirect.space_id == Space.id)
+                .where(func.lower(SpaceRedirect.owner) == owner.lower(), func.lower(SpaceRedirect.name) == name.lower())
+            )
+            if moved is None:  # the old name was taken again (the row is gone) or the Space deleted
+                return NotFound()
+            if space_label(moved.owner, moved.name) == space_label(owner, name):
+                return NotFound()  # a rename that keeps the label (case only): its own entry answers, or nothing
+            if moved.private and not self._may_open_moved(s, moved, f"{owner}/{name}", headers):
+                return NotFound()
+            return Moved(moved.owner, moved.name)
+
+    def _may_open_moved(self, s: Session, moved: Space, former: str, headers: Mapping[str, str]) -> bool:
+        """Its owner or an admin, by token or dashboard session, or by the app-origin grant the dashboard gave
+        for the old name (a browser on the old host holds no other credential)."""
+        cookies = {}
+        for part in (headers.get("cookie") or "").split(";"):
+            key, _, value = part.strip().partition("=")
+            cookies[key] = value
+        try:
+            who = identify(self.svc, s, headers, cookies)
+        except Unauthenticated:
+            return False
+        if who.can_read(moved):
+            return True
+        holder = sessions.grant_holder(s, self.svc.secret_key, cookies.get(SPACE_ACCESS_COOKIE), former)
+        return holder is not None and (holder.name == moved.owner or holder.is_admin)
 
     def _answer(self, entry: Entry) -> Target | Unavailable:
         stage = Stage(entry.stage)

@@ -26,7 +26,7 @@ from controlplane.router.headers import (
 )
 from controlplane.router.http_proxy import make_client, proxy_http
 from controlplane.router.pages import deny_websocket, redirect, send_error
-from controlplane.router.resolver import NotFound, Resolver, Target, Unavailable, space_label
+from controlplane.router.resolver import Moved, NotFound, Resolver, Target, Unavailable, space_label
 from controlplane.router.ws_proxy import proxy_websocket
 
 Scope = MutableMapping[str, Any]
@@ -127,6 +127,9 @@ class RouterMiddleware:
         resolution = await self.resolver.resolve(
             label=address.label, owner=address.owner, name=address.name, request_headers=HeaderView(scope=scope)
         )
+        if isinstance(resolution, Moved) and not websocket:
+            await self._to_moved_space(scope, send, resolution)
+            return
         if not isinstance(resolution, Target):
             status, message, retry_after = _refusal(resolution)
             deny = deny_websocket if websocket else send_error
@@ -161,6 +164,16 @@ class RouterMiddleware:
                 url = f"http://{upstream}{path.decode('latin-1')}"
                 headers = upstream_request_headers(scope, forwarded_prefix, secrets=self._secrets)
                 await proxy_http(self.client, scope, receive, send, url, headers)
+
+    async def _to_moved_space(self, scope: Scope, send: Send, moved: Moved) -> None:
+        """A moved Space's old host: the same path and query on its current host (307, as its old path-based and
+        API URLs). The origin comes from the stored owner/name only, so no Host or path of the request can point
+        the redirect elsewhere: the path is appended after the origin, and a path that does not start with '/'
+        (an absolute-form request target) becomes '/'."""
+        raw_path = _raw_path(scope)
+        path = raw_path if raw_path.startswith(b"/") else b"/"
+        query = b"?" + scope["query_string"] if scope.get("query_string") else b""
+        await redirect(send, self._host_url(moved.owner, moved.name) + (path + query).decode("latin-1"))
 
     async def _to_own_origin(self, scope: Scope, send: Send, address: _Address) -> None:
         """Path-based URLs are off: the same place on the app's own origin. Nothing is looked up, so a private
@@ -250,7 +263,9 @@ def _upstream_path(raw_path: bytes, rest: bytes | None, target: Target) -> tuple
     return (rest if target.strip_prefix else prefix + rest), target.prefix
 
 
-def _refusal(resolution: NotFound | Unavailable) -> tuple[int, str, int | None]:
+def _refusal(resolution: NotFound | Unavailable | Moved) -> tuple[int, str, int | None]:
     if isinstance(resolution, Unavailable):
         return resolution.status, resolution.message, resolution.retry_after
+    if isinstance(resolution, Moved):  # a WebSocket cannot follow a redirect
+        return 404, f"This Space moved to {resolution.owner}/{resolution.name}; connect to its new address.", None
     return 404, "No Space answers at this address. Check the owner and name in the URL.", None

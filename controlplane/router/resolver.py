@@ -39,7 +39,17 @@ class Unavailable:
     retry_after: int | None = None  # seconds, sent as Retry-After
 
 
-Resolution = Target | NotFound | Unavailable
+@dataclass(frozen=True)
+class Moved:
+    """The host label is a former name of a Space that `move_repo` renamed, and no Space holds it now: the router
+    redirects to the Space's own host under its current `owner`/`name` (the resolver's stored names, never the
+    request's)."""
+
+    owner: str
+    name: str
+
+
+Resolution = Target | NotFound | Unavailable | Moved
 
 
 class Resolver(Protocol):
@@ -53,7 +63,8 @@ class Resolver(Protocol):
     ) -> Resolution:
         """Host-based requests give `label` (the host's first label(s), lower-cased, port dropped) and no
         owner/name; path-based ones give owner/name and no label. `{owner}-{name}` is ambiguous when names
-        contain '-', so only the resolver, which knows the Spaces, can map a label to a Space."""
+        contain '-', so only the resolver, which knows the Spaces, can map a label to a Space. `Moved` answers
+        host-based requests only (path-based old names redirect in `controlplane/api/redirects.py`)."""
         ...
 
     def touched(self, space: str) -> None:

@@ -4,6 +4,12 @@ The router's `touched()` records last requests in memory only; the sleeper flush
 `Space.last_request_at` on each pass (every `sleep_check_interval` seconds) and puts every RUNNING Space
 idle for longer than its sleep time to sleep: STOPPED with detail "sleeping" (unbilled, as every STOPPED
 stage), the instance stopped with `remove=False` so that waking is a `docker start`, not a new container.
+
+HAProxy logs a request it served directly once, when its answer starts (the log format needs nothing from its end),
+so a WebSocket or stream open for hours is one line at its start and nothing at its close. So before putting Spaces
+to sleep the sleeper asks the proxy what it has open on them (`Pusher.in_use`): one found in use counts as active
+then (the Python router's WebSocket proxy touches it every 10 s), and is asked about on every pass after that until
+nothing is open on it any more, which counts as its last activity: its sleep time runs from the close.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -41,10 +47,12 @@ def _utc(when: datetime | None) -> datetime:
 class Sleeper:
     """The sleeper loop, and the one wake-up per Space that concurrent requests share."""
 
-    def __init__(self, svc: Services, deployer: Deployer, activity: Mapping[str, float]) -> None:
+    def __init__(self, svc: Services, deployer: Deployer, activity: MutableMapping[str, float]) -> None:
         self.svc, self.deployer = svc, deployer
         self.activity = activity  # "owner/name" -> time.time() of the last request (the resolver's memory)
         self._flushed: dict[str, float] = {}
+        # Spaces the proxy had something open on at the last look; asked about again on each pass until it closes.
+        self._open: set[str] = set()
         self.waking: dict[str, asyncio.Task] = {}
         # Sleeping and waking one Space never overlap: a wake waits until the sleep's stop has finished.
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -53,7 +61,22 @@ class Sleeper:
         """Flush last requests, then put idle Spaces to sleep; returns their names. `now` is for tests."""
         now = now or utcnow()
         idle = await asyncio.to_thread(self._flush_and_find_idle, now)
+        await self._note_open(idle, now)
         return [name for name in idle if await self._sleep(name, now)]
+
+    async def _note_open(self, idle: list[str], now: datetime) -> None:
+        """Idle Spaces with something open on the proxy's direct path are in use now, and so are those that were
+        until this pass (their close is logged nowhere). Asked only when there are such Spaces: one `show table`
+        per proxy replica, however many; a pass with nothing idle and nothing open asks nothing."""
+        proxy = self.svc.proxy_routes
+        if proxy is None or not (idle or self._open):
+            return
+        found = await proxy.in_use({*idle, *self._open})
+        stamp = now.timestamp()
+        for name in (found & set(idle)) | (self._open - found):
+            if stamp > self.activity.get(name, 0.0):
+                self.activity[name] = stamp
+        self._open = found
 
     def _last_activity(self, space: Space) -> datetime:
         # updated_at moves with every stage change (set_stage), so a Space never visited sleeps `seconds`

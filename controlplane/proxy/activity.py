@@ -4,6 +4,10 @@ UDP port (raw syslog: the line is the Space's path prefix, "/apps/owner/name").
 UDP because the proxy must never wait for the control plane (a line to a dead or busy control plane is simply
 lost: activity is a hint for the sleeper, not a record). The Spaces of the current route table are recorded in
 memory with the time the line arrived, as the Python router's `touched()` does.
+
+HAProxy sends the line when the answer starts (the log format needs nothing from the request's end), so a WebSocket
+or stream is one line when it opens and none while it stays open or when it closes: the sleeper asks the proxy
+what is open before it puts a Space to sleep (`Pusher.in_use`, controlplane/sleep.py).
 """
 
 from __future__ import annotations

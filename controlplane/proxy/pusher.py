@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -29,6 +31,20 @@ from controlplane.router.resolver import path_prefix, space_label
 from controlplane.stages import SERVING, SLEEPING
 
 log = logging.getLogger(__name__)
+
+# An entry of `show table` that something tracks now: "0x55d0c4a3b2a0: key=10.0.0.7:8080 use=2 exp=3599000".
+_IN_USE = re.compile(r"^0x[0-9a-fA-F]+: key=(\S+) use=([1-9]\d*) ")
+
+
+def tracked(dump: str) -> dict[str, int]:
+    """The keys of a `show table` dump that something tracks now, with how many. Most entries are idle (an entry
+    lasts an hour after its last use), so lines with `use=0` are passed over before any regex: 10,000 entries
+    (540 KB) take 1-3 ms, against 5-14 ms for one regex over the whole dump (on the loaded test machine)."""
+    out = {}
+    for line in dump.splitlines():
+        if " use=0 " not in line and (found := _IN_USE.match(line)) is not None:
+            out[found.group(1)] = int(found.group(2))
+    return out
 
 
 def proxy_dir(settings: Settings) -> Path:
@@ -211,6 +227,35 @@ class Pusher:
             with contextlib.suppress(OSError, TimeoutError):
                 total += await admin.table_use(address, INSTANCES_TABLE, upstream)
         return total
+
+    async def open_by_instance(self, timeout: float = 5.0) -> Counter[str]:
+        """What every replica has open now, per instance (upstream): one `show table` of the whole `instances`
+        table per replica, all replicas at once, so the cost does not grow with the Spaces asked about. A replica
+        not answering within `timeout` counts nothing (as in `open_streams`)."""
+        addresses = list(self.replicas)
+        found = await asyncio.gather(
+            *(admin.send(a, f"show table {INSTANCES_TABLE}", timeout) for a in addresses), return_exceptions=True
+        )
+        total: Counter[str] = Counter()
+        for address, out in zip(addresses, found, strict=True):
+            if isinstance(out, (OSError, TimeoutError)):
+                log.warning("the proxy %s did not say what is open on it: %s", address, out)
+            elif isinstance(out, BaseException):
+                raise out
+            else:
+                total.update(tracked(out))
+        return total
+
+    async def in_use(self, spaces: Iterable[str]) -> set[str]:
+        """Those of `spaces` that a proxy has a request, stream or WebSocket open on now, on their current instance
+        (Gradio's heartbeat is not counted: the `instances` table leaves it out). Spaces the proxy does not serve
+        (private, not routed) are not asked about: the Python router records their activity itself."""
+        wanted = set(spaces)
+        current = {r.upstream: r.space for r in self.table.routes if r.space in wanted}
+        if not current:
+            return set()
+        open_now = await self.open_by_instance()
+        return {space for upstream, space in current.items() if open_now[upstream] > 0}
 
     async def _compute(self, force: bool) -> Table:
         routes = await asyncio.to_thread(self.load_routes)

@@ -40,7 +40,8 @@ from controlplane.core.db import migrate
 from controlplane.deploy import Deployer
 from controlplane.gitserver import router as git_router
 from controlplane.loops import forever
-from controlplane.proxy import activity, kube, pusher
+from controlplane.proxy import activity, kube
+from controlplane.proxy.routes import RunningRoutes
 from controlplane.reconciler import Reconciler
 from controlplane.router.affinity import Affinity
 from controlplane.router.proxy import RouterMiddleware
@@ -110,8 +111,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             wiring.on_close(task.cancel)
         wiring.on_close(InstanceWatch(svc, deployer, loop).stop)  # its stop closes the runtime too
         if settings.proxy != "none":
-            routes = kube.make_pusher(settings, partial(pusher.running_routes, svc.db))
+            running = RunningRoutes(svc.db)
+            routes = kube.make_pusher(settings, running)
             svc.proxy_routes = routes
+            wiring.announce_to(running.changed)  # first: the pusher's read then finds the Space marked
             wiring.announce_to(routes.changed)
             wiring.on_close(asyncio.create_task(routes.run(), name="proxy-routes").cancel)
             # The Helm chart's proxy replicas: found through their headless Service, sending activity from afar.

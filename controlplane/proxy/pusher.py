@@ -1,11 +1,12 @@
 """Keeps the proxy's routes equal to the database: one pusher per control plane, always sending the latest table.
 
 Every committed stage change (and endpoint change) calls `changed()`; the pusher reads the running public Spaces
-and changes the proxy's maps through HAProxy's runtime API, entry by entry (a Space that starts is one `add
-map`), one push at a time: changes that arrive during a push are folded into the next one, so an older table
-never follows a newer one. Versions only grow. The map files are written first, so a proxy restarting at any
-moment starts from this table (or a later one); every `check_interval` seconds the pusher reads the proxy's
-version back and replaces all its maps when it differs (a proxy that lost or missed a change).
+(`load_routes`: routes.RunningRoutes, which reads again only the rows of the Spaces announced) and changes the
+proxy's maps through HAProxy's runtime API, entry by entry (a Space that starts is one `add map`), one push at a
+time: changes that arrive during a push are folded into the next one, so an older table never follows a newer one.
+Versions only grow. The map files are written first, so a proxy restarting at any moment starts from this table
+(or a later one); every `check_interval` seconds the pusher reads the proxy's version back and replaces all its
+maps when it differs (a proxy that lost or missed a change).
 """
 
 from __future__ import annotations
@@ -20,15 +21,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from sqlalchemy import select
-
 from controlplane.core.config import Settings
-from controlplane.core.db import Database
-from controlplane.models import Space
 from controlplane.proxy import admin
 from controlplane.proxy.config import INSTANCES_TABLE, VERSION_KEY, Layout, Route, Table, changes, map_text, maps
-from controlplane.router.resolver import path_prefix, space_label
-from controlplane.stages import SERVING, SLEEPING
 
 log = logging.getLogger(__name__)
 
@@ -77,27 +72,6 @@ def write_file(path: Path, text: str) -> None:
 def write_maps(entries: dict[str, dict[str, str]], layout: Layout) -> None:
     for name, map_entries in entries.items():
         write_file(Path(layout.path(name)), map_text(map_entries))
-
-
-def running_routes(db: Database) -> tuple[Route, ...]:
-    """Running public Spaces with an endpoint; of two sharing a host label the first created wins, as in the
-    control plane's resolver."""
-    routes: dict[str, Route] = {}
-    with db.session() as s:
-        rows = s.execute(
-            select(Space.owner, Space.name, Space.endpoint, Space.strip_prefix)
-            .where(
-                Space.stage.in_([st.value for st in SERVING]),
-                Space.endpoint.is_not(None),
-                Space.private.is_(False),
-                (Space.detail.is_(None)) | (Space.detail != SLEEPING),
-            )
-            .order_by(Space.id)
-        )
-        for owner, name, endpoint, strip in rows:
-            label = space_label(owner, name)
-            routes.setdefault(label, Route(f"{owner}/{name}", label, endpoint, path_prefix(owner, name), strip))
-    return tuple(routes.values())
 
 
 class Replica:

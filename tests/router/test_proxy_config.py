@@ -14,7 +14,7 @@ from controlplane.core.config import Settings
 from controlplane.core.db import Database, migrate
 from controlplane.models import Space
 from controlplane.proxy.config import Layout, Route, Table, changes, config, files, instance_key, maps
-from controlplane.proxy.pusher import running_routes
+from controlplane.proxy.routes import RunningRoutes
 from controlplane.stages import SLEEPING
 
 LAYOUT = Layout(
@@ -128,8 +128,31 @@ def test_the_table_holds_only_running_public_spaces(tmp_path: Path) -> None:
                     strip_prefix=True,
                 )
             )
-    table = running_routes(db)
+    running = RunningRoutes(db)
+    table = running()
     assert [(r.space, r.upstream) for r in table] == [
         ("alice/up-x", "127.0.0.1:1001"),
         ("alice/new-version-starting", "127.0.0.1:1002"),
     ]
+
+    # Announced changes are read Space by Space: the label's first Space deleted (the later one takes its label),
+    # a paused one resumed, one renamed, one made private.
+    with db.session() as s:
+        s.delete(s.query(Space).filter_by(name="up-x").one())
+        s.query(Space).filter_by(name="paused").one().stage = "RUNNING"
+        s.query(Space).filter_by(name="new-version-starting").one().name = "renamed"
+        s.query(Space).filter_by(name="up_x").one().private = True
+    assert running() is table  # nothing announced yet: nothing read
+    for name in ("alice/up-x", "alice/paused", "alice/renamed", "alice/new-version-starting"):
+        running.changed(name)
+    # alice/up_x's change is not announced yet: it is still routed, now under the label its elder left.
+    assert [(r.space, r.label, r.upstream) for r in running()] == [
+        ("alice/renamed", "alice-renamed", "127.0.0.1:1002"),
+        ("alice/paused", "alice-paused", "127.0.0.1:1004"),
+        ("alice/up_x", "alice-up-x", "127.0.0.1:1005"),
+    ]
+    running.changed("alice/up_x")
+    assert [r.space for r in running()] == ["alice/renamed", "alice/paused"]
+    # A change that names no Space reads them all again, and gives the same table.
+    running.changed()
+    assert [r.space for r in running()] == ["alice/renamed", "alice/paused"]

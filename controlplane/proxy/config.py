@@ -24,6 +24,8 @@ VERSION_KEY = "version"
 SEP = "|"
 # Stick tables: a client session (Gradio's session_hash) -> its instance, and the requests open per instance.
 SESSIONS_TABLE, INSTANCES_TABLE = "sessions", "instances"
+# The peers section that shares the sessions table between replicas (the Helm chart's proxy pods).
+PEERS_SECTION = "replicas"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,16 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Peers:
+    """The replicas that share the `sessions` stick table (HAProxy `peers`): a session pinned through one
+    replica is followed by the others, and a restarted replica learns every pin from them."""
+
+    local: str  # this replica's peer name
+    bind: str  # "10.0.0.5:9998": where it listens for the others
+    others: tuple[tuple[str, str], ...]  # (name, "ip:port") of every other replica
+
+
+@dataclass(frozen=True)
 class Layout:
     """Where things are; fixed for one installation."""
 
@@ -56,6 +68,8 @@ class Layout:
     apps_domain: str
     path_urls: bool
     activity: str | None = None  # "127.0.0.1:8002": UDP, one log line per request served by an app
+    peers: Peers | None = None  # replicas sharing the session pins (none for the one local proxy)
+    ready: str | None = None  # "0.0.0.0:8081": answers 200 once a route table is loaded (a readiness probe)
 
     def path(self, name: str) -> str:
         return f"{self.folder}/{name}"
@@ -135,6 +149,12 @@ def config(layout: Layout) -> str:
     )
     app_down, cp_down = layout.path("app-down.http"), layout.path("cp-down.http")
     log = f"    log {layout.activity} len 1024 format raw local0\n" if layout.activity else ""
+    local_peer, peers, shared = "", "", ""
+    if layout.peers:
+        local_peer = f"    localpeer {layout.peers.local}\n"
+        lines = [(layout.peers.local, layout.peers.bind), *layout.peers.others]
+        peers = f"peers {PEERS_SECTION}\n" + "".join(f"    peer {n} {a}\n" for n, a in lines) + "\n"
+        shared = f" peers {PEERS_SECTION}"
     path_lookup = ""
     if layout.path_urls:
         # /apps/{owner}/{name}/ on any host that is not an app's: its prefix is the key.
@@ -145,9 +165,9 @@ def config(layout: Layout) -> str:
     return f"""# Written by Spaceyard (controlplane/proxy/config.py); the Spaces are in the maps beside it.
 global
     stats socket {layout.socket} mode 600 level admin
-{log}    lua-load {lua}
+{log}{local_peer}    lua-load {lua}
 
-defaults
+{peers}defaults
     mode http
 {"    log global" if layout.activity else "    no log"}
     # The activity line: the prefix of the Space that served the request (nothing is logged for the rest).
@@ -235,10 +255,26 @@ backend controlplane
     errorfile 503 {cp_down}
 
 backend {SESSIONS_TABLE}
-    stick-table type string len 200 size 1m expire 1h store gpt0
+    stick-table type string len 200 size 1m expire 1h store gpt0{shared}
 
 backend {INSTANCES_TABLE}
     stick-table type string len 64 size 100k expire 1h
+{_ready(layout)}"""
+
+
+def _ready(layout: Layout) -> str:
+    """A replica is ready once the pusher has loaded a table into it: before, it would hand every request to the
+    control plane. The files it starts from hold version 0; every table the pusher sends has a later one."""
+    if not layout.ready:
+        return ""
+    version = layout.path("version.map")
+    return f"""
+frontend ready
+    bind {layout.ready}
+    no log
+    acl loaded str({VERSION_KEY}),map({version},0) -m int gt 0
+    http-request return status 200 content-type text/plain string "route table loaded" if loaded
+    http-request return status 503 content-type text/plain string "no route table yet"
 """
 
 

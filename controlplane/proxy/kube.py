@@ -1,11 +1,13 @@
-"""The proxy on Kubernetes (the Helm chart's proxy Deployment, docs/router.md "On Kubernetes"): several HAProxy
+"""The proxy on Kubernetes (the Helm chart's proxy StatefulSet, docs/router.md "On Kubernetes"): several HAProxy
 replicas, each with the same files in FOLDER, its runtime API on its pod IP, found by the control plane through the
 EndpointSlices of a headless Service and pushed to like the local proxy (pusher.Replica per pod).
 
 A replica's pod starts from `python -m controlplane.proxy.kube DIR` (an init container in the control plane's
 image): the static config and empty maps, so until the control plane sends it the table (at once when it appears
 among the Service's addresses, or at the next version check) it hands every request to the control plane, which
-serves running Spaces too, only slower.
+serves running Spaces too, only slower; its readiness port answers 503 meanwhile, so the proxy Service sends it
+nothing. The replicas are a StatefulSet's pods (stable names `<statefulset>-<ordinal>`): each config names the others
+as HAProxy peers, which share the session pins (the `sessions` stick table).
 """
 
 from __future__ import annotations
@@ -14,19 +16,25 @@ import argparse
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from controlplane.core.config import Settings
 from controlplane.proxy import pusher
-from controlplane.proxy.config import Layout, Route, Table, files
+from controlplane.proxy.config import Layout, Peers, Route, Table, files
 from controlplane.proxy.pusher import Pusher, write_file
 
 log = logging.getLogger(__name__)
 
 FOLDER = "/var/lib/spaceyard-proxy"  # an emptyDir in every proxy pod; the map paths every replica shares
 DISCOVERY = "kubernetes:"  # proxy_targets = "kubernetes:NAMESPACE/SERVICE:PORT"
+# A peer whose name does not resolve yet (its pod has no address) is written with an address nothing listens on:
+# HAProxy needs one at start, and the config is never reloaded. That peer connects to this one when it starts (it
+# resolves this pod's name then), and one connection carries updates both ways and a restarted side's full resync.
+UNRESOLVED_PEER = "127.0.0.1:1"
+PEER_WAIT = 30.0  # seconds a replica waits for a lower ordinal (see peers)
 
 
 def layout(settings: Settings) -> Layout:
@@ -126,6 +134,57 @@ def pod_layout(controlplane: str, admin: str, activity: str | None, settings: Se
     )
 
 
+def _listening(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def peers(
+    name: str,
+    replicas: int,
+    domain: str,
+    bind: str,
+    resolve: Callable[[str], str] = socket.gethostbyname,
+    listening: Callable[[str], bool] = _listening,
+    wait: float = PEER_WAIT,
+) -> Peers:
+    """The peers of StatefulSet pod `name` (`<statefulset>-<ordinal>`): every ordinal below `replicas` but its own,
+    found as `<pod>.<domain>` (the pods' headless Service, which publishes not-ready addresses).
+
+    One connection between two peers is enough (either side's), so each pair relies on the higher ordinal: it
+    waits (up to `wait` seconds) until a lower one resolves and listens, which that one does without waiting for
+    anyone; pods started together then still find each other, and a stale address (a lower pod replaced at the same
+    time) is not taken. A higher ordinal is taken as it resolves now: if it is not there, it connects here."""
+    base, ordinal = name.rsplit("-", 1)
+    port = bind.rsplit(":", 1)[1]
+    deadline = time.monotonic() + wait
+    others = []
+    for i in range(replicas):
+        peer = f"{base}-{i}"
+        if peer == name:
+            continue
+        address = None
+        while address is None:
+            try:
+                address = f"{resolve(f'{peer}.{domain}')}:{port}"
+            except OSError:
+                address = None
+            if i > int(ordinal) or time.monotonic() > deadline:
+                break
+            if address is not None and not listening(address):
+                address = None
+            if address is None:
+                time.sleep(0.5)
+        if address is None:  # not created or no address yet: it will connect to this one
+            log.warning("peer %s not found; it connects to this replica when it starts", peer)
+        others.append((peer, address or UNRESOLVED_PEER))
+    return Peers(local=name, bind=bind, others=tuple(others))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Write a replica's files (static config, empty maps) into DIR; apps domain and path URLs from the settings."""
     parser = argparse.ArgumentParser(prog="python -m controlplane.proxy.kube")
@@ -133,8 +192,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--controlplane", required=True, help="host:port of the control plane's internal port")
     parser.add_argument("--admin", required=True, help="ip:port the runtime API binds (the pod's IP)")
     parser.add_argument("--activity", help="host:port (UDP) of the control plane's activity listener")
+    parser.add_argument("--ready", help="ip:port of the readiness check (200 once a route table is loaded)")
+    parser.add_argument("--name", help="this pod's name, <statefulset>-<ordinal>: share session pins with peers")
+    parser.add_argument("--replicas", type=int, default=1, help="the StatefulSet's replicas (with --name)")
+    parser.add_argument("--peer-domain", help="the peers' headless Service: <pod>.<domain> resolves (with --name)")
+    parser.add_argument("--peer", help="ip:port this replica's peer listener binds (with --name)")
     args = parser.parse_args(argv)
-    lay = replace(pod_layout(args.controlplane, args.admin, args.activity, Settings()), folder=args.folder)
+    lay = replace(
+        pod_layout(args.controlplane, args.admin, args.activity, Settings()), folder=args.folder, ready=args.ready
+    )
+    if args.name:
+        if not (args.peer_domain and args.peer):
+            parser.error("--name needs --peer-domain and --peer")
+        lay = replace(lay, peers=peers(args.name, args.replicas, args.peer_domain, args.peer))
     for name, text in files(Table(0, ()), lay).items():
         write_file(Path(args.folder) / name, text)
 

@@ -1,6 +1,7 @@
 """The chart's proxy replicas (docs/router.md, "On Kubernetes"), rendered by the Helm engine and validated against
-the Kubernetes schemas (the helpers of test_helm_chart.py): HAProxy Deployment, its Services, the runtime API fenced
-to the control plane, discovery RBAC, and the control plane behind it on its internal port."""
+the Kubernetes schemas (the helpers of test_helm_chart.py): HAProxy StatefulSet (peers by stable pod names, ready once
+it holds a route table), its Services, the runtime API fenced to the control plane and the peers port to the
+replicas, discovery RBAC, and the control plane behind it on its internal port."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def selector(component: str) -> dict:
 
 def test_two_replicas_spread_over_nodes_with_a_disruption_budget(chart):
     objects = render(chart, ON)
-    dep = one(objects, "Deployment", "spaceyard-proxy")
+    dep = one(objects, "StatefulSet", "spaceyard-proxy")
     assert dep["spec"]["replicas"] == 2
     pod = dep["spec"]["template"]["spec"]
     (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
@@ -49,7 +50,7 @@ def test_two_replicas_spread_over_nodes_with_a_disruption_budget(chart):
     assert haproxy["securityContext"]["readOnlyRootFilesystem"] is True
 
     hard = render(chart, {"proxy": {"enabled": True, "antiAffinity": "hard", "replicas": 3}})
-    dep = one(hard, "Deployment", "spaceyard-proxy")
+    dep = one(hard, "StatefulSet", "spaceyard-proxy")
     assert dep["spec"]["replicas"] == 3
     (term,) = dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"
@@ -58,7 +59,7 @@ def test_two_replicas_spread_over_nodes_with_a_disruption_budget(chart):
     none = render(
         chart, {"proxy": {"enabled": True, "antiAffinity": "none", "podDisruptionBudget": {"enabled": False}}}
     )
-    assert "affinity" not in one(none, "Deployment", "spaceyard-proxy")["spec"]["template"]["spec"]
+    assert "affinity" not in one(none, "StatefulSet", "spaceyard-proxy")["spec"]["template"]["spec"]
     assert find(none, "PodDisruptionBudget") == []
 
 
@@ -71,9 +72,9 @@ def test_users_reach_the_proxy_and_the_proxy_the_control_planes_internal_port(ch
     svc = one(objects, "Service", "spaceyard-proxy")
     assert svc["spec"]["type"] == "ClusterIP" and svc["spec"]["selector"] == selector("proxy")
     assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
-    pod = one(objects, "Deployment", "spaceyard-proxy")["spec"]["template"]["spec"]
+    pod = one(objects, "StatefulSet", "spaceyard-proxy")["spec"]["template"]["spec"]
     ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
-    assert ports == {"http": 8080, "admin": 9999}
+    assert ports == {"http": 8080, "admin": 9999, "peers": 9998, "ready": 8081}
     # The init container writes the files from the control plane's code: the control plane behind the Service's
     # port 80, which is its internal port now; activity lines to the Service's UDP port.
     (init,) = pod["initContainers"]
@@ -84,8 +85,14 @@ def test_users_reach_the_proxy_and_the_proxy_the_control_planes_internal_port(ch
         "controlplane": "spaceyard-controlplane:80",
         "admin": "$(POD_IP):9999",
         "activity": "spaceyard-controlplane:8002",
+        "ready": "$(POD_IP):8081",
+        "name": "$(POD_NAME)",
+        "replicas": "2",
+        "peer-domain": "spaceyard-proxy-admin",
+        "peer": "$(POD_IP):9998",
     }
     assert env_of(init)["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env_of(init)["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]} == {kube.FOLDER}
 
     cp_svc = one(objects, "Service", "spaceyard-controlplane")
@@ -112,16 +119,20 @@ def test_users_reach_the_proxy_and_the_proxy_the_control_planes_internal_port(ch
     assert admin["spec"]["ports"] == [{"name": "admin", "port": 9999, "targetPort": "admin", "protocol": "TCP"}]
 
 
-def test_only_the_control_plane_reaches_the_runtime_api(chart):
+def test_only_the_control_plane_reaches_the_runtime_api_and_only_replicas_the_peers_port(chart):
     objects = render(chart, ON)
     np = one(objects, "NetworkPolicy", "spaceyard-proxy")
     assert np["spec"]["podSelector"] == {"matchLabels": selector("proxy")}
     assert np["spec"]["policyTypes"] == ["Ingress"]
-    anyone, controlplane = np["spec"]["ingress"]
+    anyone, controlplane, replicas = np["spec"]["ingress"]
     assert anyone == {"ports": [{"protocol": "TCP", "port": 8080}]}  # no "from": users, the ingress controller
     assert controlplane == {
         "from": [{"podSelector": {"matchLabels": selector("controlplane")}}],
         "ports": [{"protocol": "TCP", "port": 9999}],
+    }
+    assert replicas == {
+        "from": [{"podSelector": {"matchLabels": selector("proxy")}}],
+        "ports": [{"protocol": "TCP", "port": 9998}],
     }
     # Space pods take the proxy's connections too.
     spaces = one(objects, "NetworkPolicy", "spaceyard-spaces")
@@ -130,6 +141,40 @@ def test_only_the_control_plane_reaches_the_runtime_api(chart):
         for s in spaces["spec"]["ingress"][0]["from"]
     ]
     assert peers == ["controlplane", None, "proxy"]
+
+
+def test_replicas_are_peers_by_stable_names_and_ready_once_they_hold_a_table(chart):
+    objects = render(chart, {"proxy": {"enabled": True, "replicas": 3, "peersPort": 7000, "readyPort": 7001}})
+    sts = one(objects, "StatefulSet", "spaceyard-proxy")
+    # Pod names spaceyard-proxy-0..2 under the headless Service that publishes not-ready addresses: a starting
+    # replica's name resolves for its peers (and the control plane finds it) before it is ready.
+    assert sts["spec"]["serviceName"] == "spaceyard-proxy-admin"
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    pod = sts["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    args = dict(a.removeprefix("--").split("=", 1) for a in init["command"][4:])
+    assert (args["replicas"], args["peer"], args["ready"]) == ("3", "$(POD_IP):7000", "$(POD_IP):7001")
+    (haproxy,) = pod["containers"]
+    assert haproxy["readinessProbe"]["httpGet"] == {"port": "ready", "path": "/"}
+    ports = {p["name"]: p["containerPort"] for p in haproxy["ports"]}
+    assert (ports["peers"], ports["ready"]) == (7000, 7001)
+    np = one(objects, "NetworkPolicy", "spaceyard-proxy")
+    assert np["spec"]["ingress"][2]["ports"] == [{"protocol": "TCP", "port": 7000}]
+    assert "must differ" in render_error(chart, {"proxy": {"enabled": True, "peersPort": 9999}})
+    assert "must differ" in render_error(chart, {"proxy": {"enabled": True, "readyPort": 9998}})
+
+    # What the init container writes from those arguments: every other ordinal as a peer (by its address when its
+    # name resolves), this pod as the local one, the sessions table shared, the instances table not.
+    names = {"spaceyard-proxy-0.spaceyard-proxy-admin": "10.0.0.5"}
+
+    def resolve(name: str) -> str:
+        if name not in names:
+            raise OSError("not found")
+        return names[name]
+
+    peers = kube.peers("spaceyard-proxy-2", 3, "spaceyard-proxy-admin", "10.0.0.7:7000", resolve, wait=0)
+    assert peers.local == "spaceyard-proxy-2" and peers.bind == "10.0.0.7:7000"
+    assert peers.others == (("spaceyard-proxy-0", "10.0.0.5:7000"), ("spaceyard-proxy-1", kube.UNRESOLVED_PEER))
 
 
 def test_the_control_plane_may_read_endpointslices_of_its_namespace_only(chart):
@@ -167,7 +212,7 @@ def test_off_the_control_plane_routes_alone(chart):
 @pytest.mark.skipif(shutil.which("docker") is None, reason="needs Docker")
 def test_the_proxy_image_starts_from_the_files_the_init_container_writes(tmp_path: Path):
     """docker/proxy.Dockerfile on the debootstrap base, as uid 10001 with a read-only root: HAProxy accepts the
-    config `python -m controlplane.proxy.kube` writes (Lua included)."""
+    config `python -m controlplane.proxy.kube` writes (Lua, peers and the readiness frontend included)."""
     from tests.images.test_platform_images import BASE_IMAGE
 
     if subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True).returncode:
@@ -177,7 +222,19 @@ def test_the_proxy_image_starts_from_the_files_the_init_container_writes(tmp_pat
     with open(root / "docker" / "proxy.Dockerfile", "rb") as dockerfile:
         subprocess.run(["docker", "build", "-q", "-t", tag, "-"], stdin=dockerfile, check=True, capture_output=True)
     try:
-        kube.main([str(tmp_path), "--controlplane=127.0.0.1:80", "--admin=127.0.0.1:9999", "--activity=127.0.0.1:8002"])
+        kube.main(
+            [
+                str(tmp_path),
+                "--controlplane=127.0.0.1:80",
+                "--admin=127.0.0.1:9999",
+                "--activity=127.0.0.1:8002",
+                "--ready=127.0.0.1:8081",
+                "--name=spaceyard-proxy-0",
+                "--replicas=2",
+                "--peer-domain=spaceyard-proxy-admin.invalid",
+                "--peer=127.0.0.1:9998",
+            ]
+        )
         # The pod's emptyDir is written by the same uid; here the test's files, made readable for it.
         tmp_path.chmod(0o755)
         for f in tmp_path.iterdir():

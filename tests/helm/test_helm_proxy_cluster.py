@@ -1,11 +1,15 @@
 """The chart's proxy replicas on the real cluster (../shared/k8s, node1 is this machine), installed as
-examples/local-cluster.yaml plus proxy.enabled: two HAProxy pods from docker/proxy.Dockerfile in front of the control
-plane. A Gradio Space built and run in the cluster answers through the proxy's NodePort; with the control plane
-scaled to zero, every replica (also one that replaced a deleted pod) still serves it: the route table reached each
-replica, and the app's requests do not pass through the control plane. Uses test_helm_e2e's installer and images."""
+examples/local-cluster.yaml plus proxy.enabled: two HAProxy pods (a StatefulSet) from docker/proxy.Dockerfile in front
+of the control plane. A Gradio Space built and run in the cluster answers through the proxy's NodePort; a session
+pinned through one pod is in the other's table (HAProxy peers), and in the table of the pod that replaces a deleted
+one (Ready once the control plane has sent it the route table); with the control plane scaled to zero, every replica
+(also the replacement) still serves the Space: the route table reached each replica, and the app's requests do not
+pass through the control plane; a pod replaced then runs but stays not Ready (no table). Uses test_helm_e2e's
+installer and images."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -14,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from controlplane.proxy import admin
 from tests.e2e.spaces import GRADIO_APP, readme
 from tests.helm.test_helm_e2e import (  # noqa: F401  (fixtures)
     REGISTRY,
@@ -44,6 +49,17 @@ def running(core, selector: str) -> list:
 
 def ready(pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def pin(pod, key: str) -> str | None:
+    """The instance number a proxy pod's sessions table holds for `key` (through its runtime API on the pod's IP,
+    which this host, the node, reaches)."""
+    out = asyncio.run(admin.send(f"{pod.status.pod_ip}:9999", f"show table sessions key {key}"))
+    return next((f.removeprefix("gpt0=") for f in out.split() if f.startswith("gpt0=")), None)
+
+
+def by_name(core) -> dict:
+    return {p.metadata.name: p for p in running(core, PROXY)}
 
 
 def answers(url: str, host: str) -> bool:
@@ -106,16 +122,31 @@ def test_proxy_replicas_serve_a_running_space_without_the_control_plane(cluster,
     host = runtime.raw["spaceyard"]["hostUrl"].removeprefix("http://")
     assert greet(url, host, "x") == "Hello x!"
 
-    # A replica replaced: the new pod starts empty and is sent the table by the control plane.
-    old = running(core, PROXY)[0].metadata.name
-    core.delete_namespaced_pod(old, NAMESPACE)
+    # A session pinned through one pod is in the other's table (peers), then in the table of the pod replacing it.
+    pods = by_name(core)
+    p0, p1 = pods["spaceyard-proxy-0"], pods["spaceyard-proxy-1"]
+    key = "peers-check@/apps/alice/hello"  # the session, on the Space's prefix
+    join = {"data": ["x"], "fn_index": 0, "session_hash": "peers-check"}
+    started = time.monotonic()
+    httpx.post(f"http://{p0.status.pod_ip}:8080/gradio_api/queue/join", json=join, headers={"Host": host}, timeout=10)
     until(
-        "a new proxy pod Ready",
-        lambda: len([p for p in running(core, PROXY) if ready(p) and p.metadata.name != old]) == 2,
+        "the pin on both proxy pods", lambda: pin(p0, key) not in (None, "0") and pin(p1, key) == pin(p0, key), 10, 0.01
+    )
+    print(f"pin through proxy-0 seen on proxy-1 after {time.monotonic() - started:.3f} s (join included)")
+    pinned = pin(p0, key)
+    core.delete_namespaced_pod(p0.metadata.name, NAMESPACE)
+    until(
+        "a new proxy-0 Ready",
+        lambda: (
+            (new := by_name(core).get("spaceyard-proxy-0")) is not None
+            and new.metadata.uid != p0.metadata.uid
+            and ready(new)
+        ),
         120,
-        2,
+        1,
         lambda: describe(core, NAMESPACE),
     )
+    assert pin(by_name(core)["spaceyard-proxy-0"], key) == pinned  # learned from proxy-1
     time.sleep(3)  # the control plane's watch and push (a version check at most 1 s later)
 
     # The control plane gone: each replica still serves the running Space by itself.
@@ -127,10 +158,34 @@ def test_proxy_replicas_serve_a_running_space_without_the_control_plane(cluster,
             120,
             1,
         )
-        assert httpx.get(f"{url}/api/spaces", timeout=10).status_code in (502, 503)
+        # HAProxy tries the control plane's Service 3 times (10 s connect timeout each) while kube-proxy may still
+        # send connections to the pod just gone.
+        assert httpx.get(f"{url}/api/spaces", timeout=40).status_code in (502, 503)
         for pod in running(core, PROXY):
             pod_url = f"http://{pod.status.pod_ip}:8080"
             assert answers(pod_url, host), f"{pod.metadata.name} does not serve the Space alone"
         assert greet(url, host, "alone") == "Hello alone!"
+        # A replica replaced now has no route table: it runs, but is not Ready, so the Service sends it nothing.
+        gone = by_name(core)["spaceyard-proxy-1"]
+        core.delete_namespaced_pod(gone.metadata.name, NAMESPACE)
+        until(
+            "a new proxy-1 running",
+            lambda: (
+                (new := by_name(core).get("spaceyard-proxy-1")) is not None and new.metadata.uid != gone.metadata.uid
+            ),
+            120,
+            1,
+        )
+        new = by_name(core)["spaceyard-proxy-1"]
+
+        def not_loaded() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"http://{new.status.pod_ip}:8081/", timeout=5).status_code == 503
+            return False
+
+        until("its HAProxy answering 503 on the readiness port", not_loaded, 60)
+        time.sleep(5)  # more than two probe periods
+        assert not ready(core.read_namespaced_pod(new.metadata.name, NAMESPACE))
+        assert not_loaded()
     finally:
         apps.patch_namespaced_deployment_scale("spaceyard-controlplane", NAMESPACE, {"spec": {"replicas": 1}})

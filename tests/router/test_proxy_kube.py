@@ -1,13 +1,16 @@
 """A proxy replica as the Helm chart's pods run it: files written by `python -m controlplane.proxy.kube` (static
-config, runtime API on a TCP address, empty maps), a real HAProxy started from them, routes pushed to it by a
-pusher that only knows its address, Space upstreams given as names (a Space's Service) resolved to addresses.
+config, runtime API on a TCP address, empty maps, the other StatefulSet pods as peers), a real HAProxy started from
+them, not ready until routes are pushed to it by a pusher that only knows its address, Space upstreams given as
+names (a Space's Service) resolved to addresses.
 The EndpointSlice discovery itself needs a cluster (not here). Skips where HAProxy is not installed."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +33,7 @@ def test_a_replica_started_from_the_written_files_serves_what_the_pusher_sends(
 ) -> None:
     monkeypatch.setenv("SPACEYARD_APPS_DOMAIN", APPS_DOMAIN)
     admin, activity = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    ready, peer = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     with ServerThread(Starlette()) as controlplane:  # 404 for every app URL
         kube.main(
             [
@@ -40,10 +44,17 @@ def test_a_replica_started_from_the_written_files_serves_what_the_pusher_sends(
                 admin,
                 "--activity",
                 activity,
+                f"--ready={ready}",
+                "--name=sy-proxy-0",
+                "--replicas=2",
+                "--peer-domain=sy-proxy-admin.invalid",  # sy-proxy-1 does not resolve (not started yet)
+                f"--peer={peer}",
             ]
         )
         cfg = (tmp_path / "haproxy.cfg").read_text()
         assert f"stats socket ipv4@{admin} " in cfg and "bind 0.0.0.0:8080" in cfg
+        assert "localpeer sy-proxy-0\n" in cfg
+        assert f"peer sy-proxy-0 {peer}\n    peer sy-proxy-1 {kube.UNRESOLVED_PEER}\n" in cfg
         # The chart's port, on the test machine another one.
         port = free_port()
         (tmp_path / "haproxy.cfg").write_text(cfg.replace("bind 0.0.0.0:8080", f"bind 127.0.0.1:{port}"))
@@ -51,6 +62,7 @@ def test_a_replica_started_from_the_written_files_serves_what_the_pusher_sends(
         try:
             url, host = f"http://127.0.0.1:{port}/x", {"Host": f"alice-echo.{APPS_DOMAIN}"}
             _wait(lambda: httpx.get(url, headers=host, timeout=5).status_code == 404)  # empty maps: the control plane
+            assert httpx.get(f"http://{ready}/", timeout=5).status_code == 503  # the probe: not ready
             routes = (Route("alice/echo", "alice-echo", f"localhost:{upstream.port}", "/apps/alice/echo", True),)
             layout = replace(kube.layout(Settings()), folder=str(tmp_path))
             pusher = Pusher(layout, kube.resolving(lambda: routes), targets=kube.targets(admin))
@@ -58,6 +70,7 @@ def test_a_replica_started_from_the_written_files_serves_what_the_pusher_sends(
             assert table.routes[0].upstream == f"127.0.0.1:{upstream.port}"
             resp = httpx.get(url, headers=host, timeout=5)
             assert resp.status_code == 200 and resp.json()["raw_path"] == "/x"
+            assert httpx.get(f"http://{ready}/", timeout=5).status_code == 200
         finally:
             proc.terminate()
             proc.wait(10)
@@ -77,3 +90,39 @@ def test_discovered_addresses_are_every_pod_of_the_service_but_terminating_ones(
     assert kube.addresses(slices, 9999) == ["10.0.0.5:9999", "10.0.0.6:9999"]
     assert kube.targets("kubernetes:ns/svc:9999") == []
     assert kube.targets("10.0.0.1:9999, /run/x.sock") == ["10.0.0.1:9999", "/run/x.sock"]
+
+
+def test_a_higher_ordinal_waits_for_a_lower_one_to_resolve_and_listen() -> None:
+    """Pods started together: each pair's higher ordinal waits until the lower one resolves and its peers port
+    listens (so one of the two always connects); the lower one takes the higher as it finds it, without waiting."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        calls = []
+
+        def resolve(name: str) -> str:
+            calls.append(name)
+            if name.startswith("sy-proxy-0.") and len(calls) < 4:
+                raise OSError("no record yet")
+            return "127.0.0.1"
+
+        started = time.monotonic()
+        listening = []
+
+        def check(address: str) -> bool:
+            listening.append(address)
+            if len(listening) == 2:
+                listener.listen()  # its HAProxy starts
+            return kube._listening(address)
+
+        peers = kube.peers("sy-proxy-1", 3, "sy", f"127.0.0.1:{port}", resolve, check, wait=20)
+        assert peers.others == (("sy-proxy-0", f"127.0.0.1:{port}"), ("sy-proxy-2", f"127.0.0.1:{port}"))
+        assert calls.count("sy-proxy-0.sy") == 5 and calls.count("sy-proxy-2.sy") == 1
+        assert time.monotonic() - started < 10
+
+        # No lower ordinal: nothing to wait for; an unresolved higher one gets the placeholder at once.
+        def unresolvable(name: str) -> str:
+            raise OSError(f"no record for {name}")
+
+        none = kube.peers("sy-proxy-0", 2, "sy", "127.0.0.1:1", unresolvable, check)
+        assert none.others == (("sy-proxy-1", kube.UNRESOLVED_PEER),)

@@ -1,4 +1,4 @@
-"""Several proxy replicas (the Helm chart's proxy Deployment), one pusher: each replica's runtime API is a TCP
+"""Several proxy replicas (the Helm chart's proxy StatefulSet), one pusher: each replica's runtime API is a TCP
 address, each is brought to the latest table on its own. Two real HAProxy processes; the control plane behind
 them answers 404 to everything, so a 200 means the replica itself held the route. Skips where HAProxy is not
 installed."""

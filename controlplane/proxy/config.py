@@ -271,7 +271,8 @@ def _ready(layout: Layout) -> str:
     return f"""
 frontend ready
     bind {layout.ready}
-    no log
+    # Probes are not activity (the log line names no Space).
+    http-request set-log-level silent
     acl loaded str({VERSION_KEY}),map({version},0) -m int gt 0
     http-request return status 200 content-type text/plain string "route table loaded" if loaded
     http-request return status 503 content-type text/plain string "no route table yet"

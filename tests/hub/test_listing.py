@@ -42,8 +42,8 @@ def test_list_spaces_sorts_filters_searches_and_counts_likes(platform):
     assert [(s.id, s.likes) for s in by_likes] == [("lister/alpha", 2), ("lister/gamma", 1), ("lister/beta", 0)]
     assert ids(anon.list_spaces(author="lister", sort="created_at")) == ["lister/gamma", "lister/beta", "lister/alpha"]
     api.upload_file(path_or_fileobj=b"notes", path_in_repo="notes.txt", repo_id="lister/beta", repo_type="space")
-    # lastModified sorts by the Space's last change in the database, which an API commit's build (about a second
-    # after it) makes.
+    # lastModified sorts by the date of main's last commit, stored for the listing once the commit has changed the
+    # Space's row (its build starts about a second after it).
     deadline = time.monotonic() + 30
     while ids(anon.list_spaces(author="lister", sort="last_modified"))[0] != "lister/beta":
         assert time.monotonic() < deadline, ids(anon.list_spaces(author="lister", sort="last_modified"))

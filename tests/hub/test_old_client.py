@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.hub.old_clients import HUB_0X, hub_0x
+
 pytestmark = pytest.mark.docker
-VENV = Path("/tmp/spaceyard-hub-0x")  # kept between runs: installing takes a while
 SCRIPT = """
 import os, tempfile
 from pathlib import Path
@@ -63,18 +63,9 @@ print("ok")
 
 @pytest.fixture(scope="module")
 def old_python() -> Path:
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        try:
-            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=120)
-            subprocess.run(
-                [str(python), "-m", "pip", "install", "-q", "huggingface_hub>=0.30,<1"],
-                check=True,
-                capture_output=True,
-                timeout=300,
-            )
-        except (subprocess.SubprocessError, OSError) as e:
-            pytest.skip(f"could not install huggingface_hub 0.x in {VENV}: {e}")
+    python = hub_0x()
+    if python is None:
+        pytest.skip(f"could not install huggingface_hub 0.x in {HUB_0X} (pip needs the network once)")
     return python
 
 

@@ -18,11 +18,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import RunningPlatform, docker_ok, launch
 from tests.e2e.spaces import create, push, readme
+from tests.hub.old_clients import gradio_client_1x
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 DRAIN_TIMEOUT = 20
-OLD_CLIENT = Path("/tmp/spaceyard-gradio-client-1x")  # kept between runs: installing takes a while
 
 GRADIO_APP = """import time
 
@@ -82,18 +82,6 @@ def platform(tmp_path_factory) -> Iterator[RunningPlatform]:
     running.platform.remove_engine_objects()
 
 
-def old_client_python() -> Path | None:
-    python = OLD_CLIENT / "bin" / "python"
-    if not python.exists():
-        try:
-            subprocess.run([sys.executable, "-m", "venv", str(OLD_CLIENT)], check=True, capture_output=True)
-            pip = [str(python), "-m", "pip", "install", "-q", "gradio_client>=1,<2"]
-            subprocess.run(pip, check=True, capture_output=True, timeout=300)
-        except (subprocess.SubprocessError, OSError):
-            return None
-    return python
-
-
 def deploy(platform: RunningPlatform, space: str, files: dict[str, str], tmp_path: Path) -> None:
     owner, name = space.split("/")
     push(platform, owner, name, files, tmp_path)
@@ -126,7 +114,7 @@ def test_gradio_calls_run_through_a_redeploy(platform: RunningPlatform, tmp_path
 
     token = platform.user("sess")
     pythons = {"2.x": Path(sys.executable)}
-    if (old := old_client_python()) is not None:
+    if (old := gradio_client_1x()) is not None:
         pythons["1.x"] = old
     stop = tmp_path / "stop"
     callers, outputs = [], {}

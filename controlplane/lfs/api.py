@@ -13,6 +13,7 @@ import json
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.requests import ClientDisconnect
 
 from builder.lfs import OID
 from controlplane.errors import DomainError, NotFound, Unauthenticated
@@ -148,8 +149,13 @@ async def upload(owner: str, repo: str, oid: str, request: Request, svc: Service
         return lfs_error(413, f"Over the limit of {svc.settings.max_lfs_object_bytes} bytes per LFS object.")
     try:
         await svc.repos.lfs.receive(oid, int(length), request.stream())
+    except ClientDisconnect:
+        # The client went away mid-body: nothing was stored and its temp file is gone; nobody reads this answer
+        # (left to propagate, uvicorn would log every aborted upload as an error with a traceback).
+        return Response(status_code=400)
     except ObjectRefused as e:
-        return lfs_error(422, f"Upload of {oid} refused: {e}.")
+        # 400, not 422: git-lfs answers a 422 upload with a hint about Content-Type detection and hides the message.
+        return lfs_error(400, f"Upload of {oid} refused: {e}.")
     svc.repos.lfs.link(svc.repos.path(owner, name), oid)
     return Response(status_code=200)
 

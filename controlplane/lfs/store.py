@@ -33,6 +33,53 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    for part in parts:
+        view = memoryview(part)
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+def _hash(digest: hashlib._Hash, parts: list[bytes]) -> None:
+    # Part by part: joining them first would copy every byte once more.
+    for part in parts:
+        digest.update(part)
+
+
+async def _hash_and_write(chunks: AsyncIterator[bytes], size: int, digest: hashlib._Hash, fd: int) -> int:
+    """Receive `chunks` into `fd` and `digest`; returns the bytes received. Pieces of WRITE_PIECE are hashed and
+    written in worker threads (hashlib and os.write release the GIL), in two stages that do not wait for each other:
+    while one piece is hashed, the one before it may still be written and the next one is received. Awaiting each
+    write would stall the socket, as the server stops reading while the app does not ask. At most one piece per
+    stage is in flight, so an upload holds about 3 pieces in memory."""
+    received, piece, piece_bytes = 0, [], 0
+    hashing: asyncio.Future | None = None
+    writing: asyncio.Future | None = None
+    try:
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > size:
+                raise ObjectRefused(f"the upload is longer than the announced size of {size} bytes")
+            piece.append(chunk)
+            piece_bytes += len(chunk)
+            if piece_bytes >= WRITE_PIECE:
+                if hashing is not None:
+                    await hashing
+                hashing = asyncio.ensure_future(asyncio.to_thread(_hash, digest, piece))
+                if writing is not None:
+                    await writing  # a failed write (disk full) fails the upload here
+                writing = asyncio.ensure_future(asyncio.to_thread(_write_all, fd, piece))
+                piece, piece_bytes = [], 0
+    finally:
+        # Never close the file under a running write (nor end with a hash still running).
+        await asyncio.gather(*(f for f in (hashing, writing) if f is not None), return_exceptions=True)
+    for stage in (hashing, writing):
+        if stage is not None:
+            stage.result()
+    await asyncio.gather(asyncio.to_thread(_hash, digest, piece), asyncio.to_thread(_write_all, fd, piece))
+    return received
+
+
 class LfsStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -51,37 +98,13 @@ class LfsStore:
         """Stream an upload to a temp file, check its sha256 and size, then rename it into place (atomic: a reader
         sees the whole object or none). An object already stored is kept; the upload only proved possession."""
         tmp = _private_dir(self.root / "tmp") / f"{oid}.{os.getpid()}.{id(chunks)}"
-        digest, received, piece, piece_bytes = hashlib.sha256(), 0, [], 0
+        digest = hashlib.sha256()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # outside the try: a name taken stays
         try:
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-
-                def flush(parts: list[bytes]) -> None:
-                    # Part by part: joining them first would copy every byte once more.
-                    for part in parts:
-                        digest.update(part)
-                    out.writelines(parts)
-
-                # One piece is hashed and written while the next one is received (double buffering): awaiting
-                # each write would stall the socket, as the server stops reading while the app does not ask.
-                writing: asyncio.Future | None = None
-                try:
-                    async for chunk in chunks:
-                        received += len(chunk)
-                        if received > size:
-                            raise ObjectRefused(f"the upload is longer than the announced size of {size} bytes")
-                        piece.append(chunk)
-                        piece_bytes += len(chunk)
-                        if piece_bytes >= WRITE_PIECE:
-                            if writing is not None:
-                                await writing
-                            writing = asyncio.ensure_future(asyncio.to_thread(flush, piece))
-                            piece, piece_bytes = [], 0
-                finally:
-                    if writing is not None:  # never close the file under a running write
-                        await asyncio.gather(writing, return_exceptions=True)
-                if writing is not None:
-                    writing.result()  # a failed write (disk full) fails the upload
-                await asyncio.to_thread(flush, piece)
+            try:
+                received = await _hash_and_write(chunks, size, digest, fd)
+            finally:
+                os.close(fd)
             if received != size:
                 raise ObjectRefused(f"the upload has {received} bytes, not the announced {size}")
             if digest.hexdigest() != oid:

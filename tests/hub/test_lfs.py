@@ -1,5 +1,6 @@
 """Git LFS on Space repos with the real clients: git-lfs push and clone, huggingface_hub upload and download, a
-pointer-only push refused, identical objects stored once, and a build that gets the real content."""
+pointer-only push refused, identical objects stored once, a build that gets the real content, and uploads that go
+wrong (corrupted bytes, a client cut off midway) leaving nothing behind."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("git-lfs") is None, reason="git-lfs is not installed (scripts/setup.sh)"),
 ]
 MB = 1000 * 1000
+LFS_JSON = {"Accept": "application/vnd.git-lfs+json", "Content-Type": "application/vnd.git-lfs+json"}
 
 
 def clone(platform, owner: str, name: str, dest: Path, user: str | None = None) -> Path:
@@ -174,6 +176,60 @@ def test_a_space_with_an_lfs_file_builds_with_its_real_content(platform, tmp_pat
     assert status == "FAILED", (status, message)
     assert "data/table.parquet" in message and "git lfs" in message, message
     assert httpx.get(f"{platform.url}/apps/lfsuser/served/", timeout=30).text == "<p>lfs</p>\n"  # still the old one
+
+
+def test_a_corrupted_object_is_refused_with_its_reason_and_nothing_is_stored(platform, tmp_path):
+    # The store is shared by all Spaces: bytes that do not hash to their oid must never land under that oid.
+    create(platform, "lfsuser", "rotten", sdk="static")
+    repo = clone(platform, "lfsuser", "rotten", tmp_path / "repo")
+    blob = os.urandom(6 * MB)
+    oid = hashlib.sha256(blob).hexdigest()
+    commit_file(repo, "model.bin", blob)
+    # The client's own copy rots after `git add` (same size, other bytes): git-lfs sends it as it is.
+    local = repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+    local.chmod(0o644)
+    local.write_bytes(os.urandom(len(blob)))
+    out = git("push", "origin", "HEAD:main", cwd=repo, check=False)
+    assert out.returncode != 0
+    assert f"not the announced oid {oid}" in out.stderr, out.stderr
+    assert oid not in [p.name for p in objects_on_disk(platform)]
+    assert not list((platform.data_dir / "lfs" / "tmp").glob(f"{oid}.*"))
+    with platform.api("lfsuser") as api:
+        tree = api.get("/api/spaces/lfsuser/rotten/tree/main").json()
+        assert "model.bin" not in [entry["path"] for entry in tree]  # the push did not go through either
+
+
+def test_an_upload_cut_off_midway_leaves_no_temp_file_and_no_object(platform, tmp_path):
+    create(platform, "lfsuser", "cutoff", sdk="static")
+    blob = os.urandom(20 * MB)
+    oid = hashlib.sha256(blob).hexdigest()
+    (tmp_path / "blob").write_bytes(blob)
+    body = {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(blob)}]}
+    with platform.api("lfsuser") as api:
+        answer = api.post("/spaces/lfsuser/cutoff.git/info/lfs/objects/batch", json=body, headers=LFS_JSON)
+    actions = answer.json()["objects"][0]["actions"]
+    # curl sends slowly and is killed once the server has stored part of the body (a client that died).
+    slow = ["--limit-rate", "2M", "-T", str(tmp_path / "blob")]
+    curl = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", *slow, actions["upload"]["href"]])
+    temps = platform.data_dir / "lfs" / "tmp"
+    deadline = time.monotonic() + 30
+    while not any(p.stat().st_size > 0 for p in temps.glob(f"{oid}.*")):
+        assert curl.poll() is None and time.monotonic() < deadline, "the upload never reached the store"
+        time.sleep(0.05)
+    curl.kill()
+    curl.wait()
+    deadline = time.monotonic() + 30
+    while list(temps.glob(f"{oid}.*")):
+        assert time.monotonic() < deadline, "the cut-off upload's temp file stayed"
+        time.sleep(0.1)
+    assert oid not in [p.name for p in objects_on_disk(platform)]
+    assert httpx.post(actions["verify"]["href"], json={"oid": oid, "size": len(blob)}).status_code == 404
+    # The client tries again: the whole upload goes through.
+    assert httpx.put(actions["upload"]["href"], content=blob, timeout=60).status_code == 200
+    assert httpx.post(actions["verify"]["href"], json={"oid": oid, "size": len(blob)}).status_code == 200
+    assert (platform.data_dir / "lfs" / "objects" / oid[:2] / oid[2:4] / oid).read_bytes() == blob
+    # A client going away is no server error: no traceback in the control plane's log.
+    assert "ClientDisconnect" not in (platform.data_dir / "logs" / "controlplane.log").read_text()
 
 
 def build_result(platform, space: str, commit: str, timeout: float = 120) -> tuple[str, str]:

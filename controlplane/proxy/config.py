@@ -58,6 +58,19 @@ class Peers:
 
 
 @dataclass(frozen=True)
+class Relay:
+    """Every request of a Gradio session is served by one replica, its owner (the session's hash modulo the
+    replica count); the others pass it on (PROXY protocol, so the owner sees the client's address). "A stream of
+    the session is open", which decides where a join goes, is known only to the process that holds the stream: peers
+    share pins, not that. An owner that is down, or refuses a connection, is replaced by the replica itself."""
+
+    ordinal: int  # this replica's
+    bind: str  # "10.0.0.5:9997": where this replica takes the requests the others pass on
+    replicas: tuple[str, ...]  # every replica's relay address by ordinal (DNS names need `resolvers`)
+    resolvers: bool = False  # resolve the names at run time through the pod's nameserver (they change)
+
+
+@dataclass(frozen=True)
 class Layout:
     """Where things are; fixed for one installation."""
 
@@ -70,6 +83,7 @@ class Layout:
     activity: str | None = None  # "127.0.0.1:8002": UDP, one log line per request served by an app
     peers: Peers | None = None  # replicas sharing the session pins (none for the one local proxy)
     ready: str | None = None  # "0.0.0.0:8081": answers 200 once a route table is loaded (a readiness probe)
+    relay: Relay | None = None  # sessions served by one replica each (with peers)
 
     def path(self, name: str) -> str:
         return f"{self.folder}/{name}"
@@ -155,6 +169,7 @@ def config(layout: Layout) -> str:
         lines = [(layout.peers.local, layout.peers.bind), *layout.peers.others]
         peers = f"peers {PEERS_SECTION}\n" + "".join(f"    peer {n} {a}\n" for n, a in lines) + "\n"
         shared = f" peers {PEERS_SECTION}"
+    relay_bind, relay_rules, relay_use, relay_backends, resolvers = _relay(layout.relay)
     path_lookup = ""
     if layout.path_urls:
         # /apps/{owner}/{name}/ on any host that is not an app's: its prefix is the key.
@@ -167,7 +182,7 @@ global
     stats socket {layout.socket} mode 600 level admin
 {log}{local_peer}    lua-load {lua}
 
-{peers}defaults
+{peers}{resolvers}defaults
     mode http
 {"    log global" if layout.activity else "    no log"}
     # The activity line: the prefix of the Space that served the request (nothing is logged for the rest).
@@ -185,7 +200,7 @@ global
 
 frontend spaceyard
     bind {layout.listen}
-    # The first proxy: clients' own X-Forwarded-* are replaced.
+{relay_bind}    # The first proxy: clients' own X-Forwarded-* are replaced.
     http-request del-header X-Forwarded-For
     option forwardfor
     http-request set-header X-Forwarded-Proto http
@@ -205,15 +220,6 @@ frontend spaceyard
     # /apps/o/n without the slash: the control plane redirects.
     http-request unset-var(txn.sy) if found {{ path,strcmp(txn.prefix) eq 0 }}
     http-request unset-var(txn.prefix) if !found
-    # The per-SDK prefix rule (docs/router.md), decided before the path changes.
-    acl under path,field(1,/,4),strcmp(txn.prefix) eq 0
-    acl strip var(txn.sy),field(3,|) -m str 1
-    http-request set-var(txn.rule) str(strip) if found under strip
-    http-request set-var(txn.rule) str(under) if found under !strip
-    http-request set-var(txn.rule) str(prepend) if found !under !strip
-    http-request set-header X-Forwarded-Prefix %[var(txn.prefix)] if {{ var(txn.rule) -m str strip under }}
-    http-request replace-path ^/apps/[^/]+/[^/]+(/.*)$ \\1 if {{ var(txn.rule) -m str strip }}
-    http-request set-path %[var(txn.prefix)]%[path] if {{ var(txn.rule) -m str prepend }}
     # Sessions survive redeploys (docs/router.md): Gradio's queue/join (session_hash in the JSON body) and the
     # queue/data stream that follows (in the query) go to the instance the session is on while that one lives.
     acl join method POST
@@ -224,6 +230,15 @@ frontend spaceyard
     http-request set-var(txn.session) url_param(session_hash) if found data
     # Per Space: a session hash pinned on one Space never steers requests to another.
     http-request set-var(txn.session) var(txn.session),concat(@,txn.prefix,) if {{ var(txn.session) -m found }}
+{relay_rules}    # The per-SDK prefix rule (docs/router.md), decided before the path changes.
+    acl under path,field(1,/,4),strcmp(txn.prefix) eq 0
+    acl strip var(txn.sy),field(3,|) -m str 1
+    http-request set-var(txn.rule) str(strip) if found under strip
+    http-request set-var(txn.rule) str(under) if found under !strip
+    http-request set-var(txn.rule) str(prepend) if found !under !strip
+    http-request set-header X-Forwarded-Prefix %[var(txn.prefix)] if {{ var(txn.rule) -m str strip under }}
+    http-request replace-path ^/apps/[^/]+/[^/]+(/.*)$ \\1 if {{ var(txn.rule) -m str strip }}
+    http-request set-path %[var(txn.prefix)]%[path] if {{ var(txn.rule) -m str prepend }}
     http-request track-sc1 var(txn.session) table {SESSIONS_TABLE} if {{ var(txn.session) -m found }}
     http-request set-var(txn.upstream) var(txn.sy),field(1,|) if found
     http-request set-var(txn.instance) var(txn.sy),field(4,|) if found
@@ -242,7 +257,7 @@ frontend spaceyard
     http-request set-log-level silent if !found
     # The table's version: read by the pusher through the runtime API only.
     http-request set-var(txn.version) str({VERSION_KEY}),map({version}) if FALSE
-    use_backend app if found
+{relay_use}    use_backend app if found
     default_backend controlplane
 
 backend app
@@ -259,7 +274,48 @@ backend {SESSIONS_TABLE}
 
 backend {INSTANCES_TABLE}
     stick-table type string len 64 size 100k expire 1h
-{_ready(layout)}"""
+{relay_backends}{_ready(layout)}"""
+
+
+def _relay(relay: Relay | None) -> tuple[str, str, str, str, str]:
+    """The frontend's extra bind, its rules, its use_backend lines, the relay backends and the resolvers section."""
+    if relay is None:
+        return "", "", "", "", ""
+    n, own = len(relay.replicas), relay.ordinal
+    bind = (
+        f"    bind {relay.bind} accept-proxy name relay\n"
+        # The relay servers' health checks: connections with no request, not activity.
+        "    option dontlognull\n"
+    )
+    rules = f"""    # One replica per session (docs/router.md, "On Kubernetes"): the others pass its requests on as is.
+    acl relayed so_name relay
+    http-request set-var(txn.owner) var(txn.session),crc32,mod({n}) if {{ var(txn.session) -m found }} !relayed
+    http-request set-var(txn.relay) var(txn.owner) if {{ var(txn.owner) -m found }} !{{ var(txn.owner) -m int {own} }}
+    # Not tracked here (an empty entry would reach the owner through the peers), not routed, not logged.
+    http-request unset-var(txn.session) if {{ var(txn.relay) -m found }}
+    http-request unset-var(txn.sy) if {{ var(txn.relay) -m found }}
+"""
+    others = [i for i in range(n) if i != own]
+    use = "".join(f"    use_backend relay-{i} if {{ var(txn.relay) -m int {i} }}\n" for i in others)
+    # A refused connection marks the owner down at once, and the retry goes to the backup: this replica.
+    check = "check check-send-proxy inter 1s fall 2 rise 1 observe layer4 error-limit 1 on-error mark-down"
+    if relay.resolvers:
+        check += " resolvers cluster init-addr none resolve-prefer ipv4"
+    backends = "".join(
+        f"""
+backend relay-{i}
+    # The session's owner; when it is down or refuses the connection, this replica itself (through its relay port).
+    option redispatch 1
+    timeout connect 2s
+    server owner {relay.replicas[i]} send-proxy-v2 {check}
+    server self {relay.bind} send-proxy-v2 backup
+"""
+        for i in others
+    )
+    resolvers = ""
+    if relay.resolvers:
+        resolvers = "resolvers cluster\n    parse-resolv-conf\n    hold valid 5s\n\n"
+    return bind, rules, use, backends, resolvers
 
 
 def _ready(layout: Layout) -> str:

@@ -7,7 +7,8 @@ image): the static config and empty maps, so until the control plane sends it th
 among the Service's addresses, or at the next version check) it hands every request to the control plane, which
 serves running Spaces too, only slower; its readiness port answers 503 meanwhile, so the proxy Service sends it
 nothing. The replicas are a StatefulSet's pods (stable names `<statefulset>-<ordinal>`): each config names the others
-as HAProxy peers, which share the session pins (the `sessions` stick table).
+as HAProxy peers, which share the session pins (the `sessions` stick table), and as the relays of the sessions they
+own (every request of a session is served by one replica).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from controlplane.core.config import Settings
 from controlplane.proxy import pusher
-from controlplane.proxy.config import Layout, Peers, Route, Table, files
+from controlplane.proxy.config import Layout, Peers, Relay, Route, Table, files
 from controlplane.proxy.pusher import Pusher, write_file
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,26 @@ def peers(
     return Peers(local=name, bind=bind, others=tuple(others))
 
 
+def search_domain(resolv_conf: str = "/etc/resolv.conf") -> str:
+    """The pod's namespace domain (`<ns>.svc.cluster.local`, the first of its search list): HAProxy's resolvers ask
+    for the names as they are written."""
+    for line in Path(resolv_conf).read_text().splitlines():
+        fields = line.split()
+        if fields[:1] == ["search"] and len(fields) > 1:
+            return fields[1]
+    return ""
+
+
+def relay(name: str, replicas: int, domain: str, bind: str, search: str) -> Relay:
+    """Every replica's relay address by ordinal, as names (`<pod>.<domain>.<search>`) that HAProxy resolves at run
+    time: a replica replaced gets a new address."""
+    base, ordinal = name.rsplit("-", 1)
+    port = bind.rsplit(":", 1)[1]
+    suffix = f".{search}" if search else ""
+    names = tuple(f"{base}-{i}.{domain}{suffix}:{port}" for i in range(replicas))
+    return Relay(ordinal=int(ordinal), bind=bind, replicas=names, resolvers=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Write a replica's files (static config, empty maps) into DIR; apps domain and path URLs from the settings."""
     parser = argparse.ArgumentParser(prog="python -m controlplane.proxy.kube")
@@ -197,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replicas", type=int, default=1, help="the StatefulSet's replicas (with --name)")
     parser.add_argument("--peer-domain", help="the peers' headless Service: <pod>.<domain> resolves (with --name)")
     parser.add_argument("--peer", help="ip:port this replica's peer listener binds (with --name)")
+    parser.add_argument("--relay", help="ip:port where the others pass on this replica's sessions (with --name)")
     args = parser.parse_args(argv)
     lay = replace(
         pod_layout(args.controlplane, args.admin, args.activity, Settings()), folder=args.folder, ready=args.ready
@@ -205,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
         if not (args.peer_domain and args.peer):
             parser.error("--name needs --peer-domain and --peer")
         lay = replace(lay, peers=peers(args.name, args.replicas, args.peer_domain, args.peer))
+        if args.relay and args.replicas > 1:
+            lay = replace(lay, relay=relay(args.name, args.replicas, args.peer_domain, args.relay, search_domain()))
     for name, text in files(Table(0, ()), lay).items():
         write_file(Path(args.folder) / name, text)
 

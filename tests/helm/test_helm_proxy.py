@@ -74,7 +74,7 @@ def test_users_reach_the_proxy_and_the_proxy_the_control_planes_internal_port(ch
     assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
     pod = one(objects, "StatefulSet", "spaceyard-proxy")["spec"]["template"]["spec"]
     ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
-    assert ports == {"http": 8080, "admin": 9999, "peers": 9998, "ready": 8081}
+    assert ports == {"http": 8080, "admin": 9999, "peers": 9998, "relay": 9997, "ready": 8081}
     # The init container writes the files from the control plane's code: the control plane behind the Service's
     # port 80, which is its internal port now; activity lines to the Service's UDP port.
     (init,) = pod["initContainers"]
@@ -90,6 +90,7 @@ def test_users_reach_the_proxy_and_the_proxy_the_control_planes_internal_port(ch
         "replicas": "2",
         "peer-domain": "spaceyard-proxy-admin",
         "peer": "$(POD_IP):9998",
+        "relay": "$(POD_IP):9997",
     }
     assert env_of(init)["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert env_of(init)["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
@@ -132,7 +133,7 @@ def test_only_the_control_plane_reaches_the_runtime_api_and_only_replicas_the_pe
     }
     assert replicas == {
         "from": [{"podSelector": {"matchLabels": selector("proxy")}}],
-        "ports": [{"protocol": "TCP", "port": 9998}],
+        "ports": [{"protocol": "TCP", "port": 9998}, {"protocol": "TCP", "port": 9997}],
     }
     # Space pods take the proxy's connections too.
     spaces = one(objects, "NetworkPolicy", "spaceyard-spaces")
@@ -144,7 +145,8 @@ def test_only_the_control_plane_reaches_the_runtime_api_and_only_replicas_the_pe
 
 
 def test_replicas_are_peers_by_stable_names_and_ready_once_they_hold_a_table(chart):
-    objects = render(chart, {"proxy": {"enabled": True, "replicas": 3, "peersPort": 7000, "readyPort": 7001}})
+    values = {"enabled": True, "replicas": 3, "peersPort": 7000, "readyPort": 7001, "relayPort": 7002}
+    objects = render(chart, {"proxy": values})
     sts = one(objects, "StatefulSet", "spaceyard-proxy")
     # Pod names spaceyard-proxy-0..2 under the headless Service that publishes not-ready addresses: a starting
     # replica's name resolves for its peers (and the control plane finds it) before it is ready.
@@ -154,14 +156,16 @@ def test_replicas_are_peers_by_stable_names_and_ready_once_they_hold_a_table(cha
     (init,) = pod["initContainers"]
     args = dict(a.removeprefix("--").split("=", 1) for a in init["command"][4:])
     assert (args["replicas"], args["peer"], args["ready"]) == ("3", "$(POD_IP):7000", "$(POD_IP):7001")
+    assert args["relay"] == "$(POD_IP):7002"
     (haproxy,) = pod["containers"]
     assert haproxy["readinessProbe"]["httpGet"] == {"port": "ready", "path": "/"}
     ports = {p["name"]: p["containerPort"] for p in haproxy["ports"]}
-    assert (ports["peers"], ports["ready"]) == (7000, 7001)
+    assert (ports["peers"], ports["ready"], ports["relay"]) == (7000, 7001, 7002)
     np = one(objects, "NetworkPolicy", "spaceyard-proxy")
-    assert np["spec"]["ingress"][2]["ports"] == [{"protocol": "TCP", "port": 7000}]
+    assert np["spec"]["ingress"][2]["ports"] == [{"protocol": "TCP", "port": 7000}, {"protocol": "TCP", "port": 7002}]
     assert "must differ" in render_error(chart, {"proxy": {"enabled": True, "peersPort": 9999}})
     assert "must differ" in render_error(chart, {"proxy": {"enabled": True, "readyPort": 9998}})
+    assert "must differ" in render_error(chart, {"proxy": {"enabled": True, "relayPort": 9999}})
 
     # What the init container writes from those arguments: every other ordinal as a peer (by its address when its
     # name resolves), this pod as the local one, the sessions table shared, the instances table not.
@@ -175,6 +179,11 @@ def test_replicas_are_peers_by_stable_names_and_ready_once_they_hold_a_table(cha
     peers = kube.peers("spaceyard-proxy-2", 3, "spaceyard-proxy-admin", "10.0.0.7:7000", resolve, wait=0)
     assert peers.local == "spaceyard-proxy-2" and peers.bind == "10.0.0.7:7000"
     assert peers.others == (("spaceyard-proxy-0", "10.0.0.5:7000"), ("spaceyard-proxy-1", kube.UNRESOLVED_PEER))
+    # The relays: every replica by its full name (HAProxy's resolvers use no search list), resolved at run time.
+    relay = kube.relay("spaceyard-proxy-2", 3, "spaceyard-proxy-admin", "10.0.0.7:7002", "ns.svc.cluster.local")
+    assert (relay.ordinal, relay.bind, relay.resolvers) == (2, "10.0.0.7:7002", True)
+    assert relay.replicas[0] == "spaceyard-proxy-0.spaceyard-proxy-admin.ns.svc.cluster.local:7002"
+    assert len(relay.replicas) == 3
 
 
 def test_the_control_plane_may_read_endpointslices_of_its_namespace_only(chart):
@@ -212,7 +221,7 @@ def test_off_the_control_plane_routes_alone(chart):
 @pytest.mark.skipif(shutil.which("docker") is None, reason="needs Docker")
 def test_the_proxy_image_starts_from_the_files_the_init_container_writes(tmp_path: Path):
     """docker/proxy.Dockerfile on the debootstrap base, as uid 10001 with a read-only root: HAProxy accepts the
-    config `python -m controlplane.proxy.kube` writes (Lua, peers and the readiness frontend included)."""
+    config `python -m controlplane.proxy.kube` writes (Lua, peers, relays and the readiness frontend included)."""
     from tests.images.test_platform_images import BASE_IMAGE
 
     if subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True).returncode:
@@ -233,6 +242,7 @@ def test_the_proxy_image_starts_from_the_files_the_init_container_writes(tmp_pat
                 "--replicas=2",
                 "--peer-domain=spaceyard-proxy-admin.invalid",
                 "--peer=127.0.0.1:9998",
+                "--relay=127.0.0.1:9997",
             ]
         )
         # The pod's emptyDir is written by the same uid; here the test's files, made readable for it.

@@ -1,11 +1,11 @@
 """The chart's proxy replicas on the real cluster (../shared/k8s, node1 is this machine), installed as
 examples/local-cluster.yaml plus proxy.enabled: two HAProxy pods (a StatefulSet) from docker/proxy.Dockerfile in front
-of the control plane. A Gradio Space built and run in the cluster answers through the proxy's NodePort; a session
-pinned through one pod is in the other's table (HAProxy peers), and in the table of the pod that replaces a deleted
-one (Ready once the control plane has sent it the route table); with the control plane scaled to zero, every replica
-(also the replacement) still serves the Space: the route table reached each replica, and the app's requests do not
-pass through the control plane; a pod replaced then runs but stays not Ready (no table). Uses test_helm_e2e's
-installer and images."""
+of the control plane. A Gradio Space built and run in the cluster answers through the proxy's NodePort; each pod's
+relay to the other (the owner of half the sessions) is up; a session pinned through one pod is in the other's table
+(HAProxy peers), and in the table of the pod that replaces a deleted one (Ready once the control plane has sent it
+the route table); with the control plane scaled to zero, every replica (also the replacement) still serves the
+Space: the route table reached each replica, and the app's requests do not pass through the control plane; a pod
+replaced then runs but stays not Ready (no table). Uses test_helm_e2e's installer and images."""
 
 from __future__ import annotations
 
@@ -56,6 +56,13 @@ def pin(pod, key: str) -> str | None:
     which this host, the node, reaches)."""
     out = asyncio.run(admin.send(f"{pod.status.pod_ip}:9999", f"show table sessions key {key}"))
     return next((f.removeprefix("gpt0=") for f in out.split() if f.startswith("gpt0=")), None)
+
+
+def relays_up(pod) -> bool:
+    """The pod's relay servers (the other replicas, by their names resolved in the cluster) pass their checks."""
+    stats = asyncio.run(admin.send(f"{pod.status.pod_ip}:9999", "show stat")).splitlines()
+    owners = [line.split(",") for line in stats if line.startswith("relay-") and ",owner," in line]
+    return bool(owners) and all(row[17] == "UP" for row in owners)
 
 
 def by_name(core) -> dict:
@@ -125,6 +132,8 @@ def test_proxy_replicas_serve_a_running_space_without_the_control_plane(cluster,
     # A session pinned through one pod is in the other's table (peers), then in the table of the pod replacing it.
     pods = by_name(core)
     p0, p1 = pods["spaceyard-proxy-0"], pods["spaceyard-proxy-1"]
+    # Each passes the sessions the other owns on to it (its name resolved by HAProxy in the cluster).
+    until("each proxy pod's relay to the other up", lambda: relays_up(p0) and relays_up(p1), 30)
     key = "peers-check@/apps/alice/hello"  # the session, on the Space's prefix
     join = {"data": ["x"], "fn_index": 0, "session_hash": "peers-check"}
     started = time.monotonic()

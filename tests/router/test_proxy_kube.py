@@ -49,12 +49,15 @@ def test_a_replica_started_from_the_written_files_serves_what_the_pusher_sends(
                 "--replicas=2",
                 "--peer-domain=sy-proxy-admin.invalid",  # sy-proxy-1 does not resolve (not started yet)
                 f"--peer={peer}",
+                f"--relay=127.0.0.1:{free_port()}",
             ]
         )
         cfg = (tmp_path / "haproxy.cfg").read_text()
         assert f"stats socket ipv4@{admin} " in cfg and "bind 0.0.0.0:8080" in cfg
         assert "localpeer sy-proxy-0\n" in cfg
         assert f"peer sy-proxy-0 {peer}\n    peer sy-proxy-1 {kube.UNRESOLVED_PEER}\n" in cfg
+        # sy-proxy-1's sessions: passed on to it once its name resolves (never here), served here meanwhile.
+        assert "server owner sy-proxy-1.sy-proxy-admin.invalid" in cfg and "resolvers cluster" in cfg
         # The chart's port, on the test machine another one.
         port = free_port()
         (tmp_path / "haproxy.cfg").write_text(cfg.replace("bind 0.0.0.0:8080", f"bind 127.0.0.1:{port}"))

@@ -1,9 +1,11 @@
 """Proxy replicas as HAProxy peers (the Helm chart's StatefulSet, docs/router.md "On Kubernetes"): a Gradio session
 pinned through one replica is followed by the other, across a redeploy, and a replica restarted empty learns the
-pins from its peer. Also the readiness port: 503 until the pusher has loaded a table. Two real HAProxy processes,
-two app instances that say which they are, the real pusher. As on the cluster, the replica started first could not
-resolve the other's name (an address nothing listens on): the pins travel over the connection the other one opens.
-Skips where HAProxy is not installed."""
+pins from its peer. Also the readiness port: 503 until the pusher has loaded a table. With the relay (as the chart
+runs them), every request of a session is served by its owner replica, so a join keeps to a stream opened through
+the other replica, and a replica whose owner is down serves the session itself. Two real HAProxy processes, two app
+instances that say which they are, the real pusher. As on the cluster, the replica started first could not resolve
+the other's name (an address nothing listens on): the pins travel over the connection the other one opens. Skips
+where HAProxy is not installed."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import asyncio
 import shutil
 import subprocess
 import threading
+import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +24,17 @@ import pytest
 from starlette.applications import Starlette
 
 from controlplane.proxy import admin, kube
-from controlplane.proxy.config import SESSIONS_TABLE, Layout, Peers, Route, Table, config, files, instance_key
+from controlplane.proxy.config import (
+    SESSIONS_TABLE,
+    Layout,
+    Peers,
+    Relay,
+    Route,
+    Table,
+    config,
+    files,
+    instance_key,
+)
 from controlplane.proxy.pusher import Pusher
 from tests.router.conftest import APPS_DOMAIN, ServerThread, free_port
 from tests.router.test_proxy import _wait
@@ -65,6 +79,12 @@ class Replica:
                 return int(field.removeprefix("gpt0="))
         return None
 
+    def relays_up(self) -> bool:
+        """Its relay servers (the other replicas) pass their health checks."""
+        stats = asyncio.run(admin.send(self.admin, "show stat")).splitlines()
+        owners = [line.split(",") for line in stats if line.startswith("relay-") and ",owner," in line]
+        return bool(owners) and all(row[17] == "UP" for row in owners)
+
     def readiness(self) -> int:
         return httpx.get(f"http://{self.ready}/", timeout=5).status_code
 
@@ -95,6 +115,24 @@ def instances() -> Iterator[tuple[ServerThread, ServerThread]]:
 
 @pytest.fixture
 def setup(instances, tmp_path: Path) -> Iterator[Setup]:
+    yield from _setup(instances, tmp_path, relay=False)
+
+
+@pytest.fixture
+def relayed(instances, tmp_path: Path) -> Iterator[Setup]:
+    yield from _setup(instances, tmp_path, relay=True)
+
+
+def owner(session: str) -> int:
+    """The replica that serves the session's requests (HAProxy's crc32 is zlib's)."""
+    return zlib.crc32(f"{session}@/apps/pin/gr".encode()) % 2
+
+
+def owned_by(ordinal: int) -> str:
+    return next(s for s in (f"s{i}" for i in range(100)) if owner(s) == ordinal)
+
+
+def _setup(instances, tmp_path: Path, relay: bool) -> Iterator[Setup]:
     old, _ = instances
     with ServerThread(Starlette()) as nothing:  # the control plane: 404 for every app URL
         layout = Layout(
@@ -109,17 +147,25 @@ def setup(instances, tmp_path: Path) -> Iterator[Setup]:
             if name != "haproxy.cfg":
                 (tmp_path / name).write_text(text)
         peer_a, peer_b = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        relays = (f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")
         replicas = []
-        for name, bind, others in (("a", peer_a, (("b", kube.UNRESOLVED_PEER),)), ("b", peer_b, (("a", peer_a),))):
+        for i, (name, bind, others) in enumerate(
+            (("a", peer_a, (("b", kube.UNRESOLVED_PEER),)), ("b", peer_b, (("a", peer_a),)))
+        ):
             url, adm, ready = (f"127.0.0.1:{free_port()}" for _ in range(3))
             cfg = tmp_path / f"haproxy-{name}.cfg"
             peers = Peers(local=name, bind=bind, others=others)
-            cfg.write_text(config(replace(layout, listen=url, socket=f"ipv4@{adm}", peers=peers, ready=ready)))
+            lay = replace(layout, listen=url, socket=f"ipv4@{adm}", peers=peers, ready=ready)
+            if relay:
+                lay = replace(lay, relay=Relay(ordinal=i, bind=relays[i], replicas=relays))
+            cfg.write_text(config(lay))
             replicas.append(Replica(f"http://{url}/", adm, ready, cfg))
             replicas[-1].start()
         a, b = replicas
         # Nothing pushed yet: not ready (the chart's probe keeps the proxy Service from sending it requests).
         assert a.readiness() == 503 and b.readiness() == 503
+        if relay:  # until then, a replica serves the other's sessions itself
+            _wait(lambda: a.relays_up() and b.relays_up())
         routes = [space(old)]
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, daemon=True).start()
@@ -172,3 +218,51 @@ def test_a_replica_restarted_empty_learns_the_pins_from_its_peer(setup: Setup, i
     setup.set_routes([space(new)])
     _wait(lambda: a.join("s9") == "new" and b.join("s9") == "new")
     assert a.data("s2") == "old" and b.data("s1") == "old"
+
+
+def test_with_the_relay_a_join_keeps_to_a_stream_opened_through_the_other_replica(relayed: Setup, instances) -> None:
+    old, new = instances
+    a, b = relayed.a, relayed.b
+    _wait(lambda: a.join("warm-up") == "old" and b.join("warm-up") == "old")
+    sessions = {owned_by(0): b, owned_by(1): a}  # each session's stream through the replica that does not own it
+    for session, through in sessions.items():
+        assert through.join(session) == "old"
+    release.clear()
+    client, streams = httpx.Client(timeout=10), []
+    try:
+        for session, through in sessions.items():
+            url = f"{through.url}gradio_api/queue/data?session_hash={session}"
+            streams.append(client.send(client.build_request("GET", url, headers=HOST), stream=True))
+            assert next(streams[-1].iter_lines()) == "data: old"
+        relayed.pusher.drain(space(old).upstream)
+        relayed.set_routes([space(new)])
+        _wait(lambda: a.join("x") == "new" and b.join("x") == "new")
+        # A later call of each session, whichever replica its join reaches: to the instance its stream is open on.
+        for session in sessions:
+            assert a.join(session) == "old" and b.join(session) == "old"
+    finally:
+        release.set()
+        for stream in streams:
+            stream.close()
+        client.close()
+    # The streams ended: the sessions' next calls move to the new instance.
+    _wait(lambda: all(a.join(s) == "new" and b.join(s) == "new" for s in sessions))
+
+
+def test_with_the_relay_a_session_whose_owner_is_down_is_served_by_the_replica_reached(
+    relayed: Setup, instances
+) -> None:
+    old, new = instances
+    a, b = relayed.a, relayed.b
+    _wait(lambda: a.join("warm-up") == "old" and b.join("warm-up") == "old")
+    session = owned_by(1)
+    assert a.join(session) == "old"  # pinned by b, its owner; a has it through the peers
+    _wait(lambda: a.pin(session) == instance_key(space(old).upstream))
+    b.stop()
+    relayed.pusher.drain(space(old).upstream)
+    relayed.set_routes([space(new)])
+    _wait(lambda: a.join(owned_by(0)) == "new")
+    started = time.monotonic()
+    assert a.data(session) == "old"  # no error: a serves it, by the pin it learned from b
+    assert time.monotonic() - started < 5
+    assert a.join(session) == "new"  # no stream open: the next call moves

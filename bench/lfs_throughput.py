@@ -6,12 +6,18 @@ file on the same disk.
 On a private Spaceyard started for the run (its data dir and the file on the same disk, under one temp dir): each
 run uploads a fresh random file (a new oid, so the store cannot skip it) as git-lfs does (batch call, PUT to the
 signed href, verify), then downloads it (batch call, GET) to a file. The transfers use curl, a compiled client
-like git-lfs, so the numbers are the server's rather than a Python client's. The upload includes the server's
-sha256 check and rename; the download is written to disk. Goal: each >= 0.5x cp. Three floors put the numbers in
+like git-lfs, not a Python client (curl's own cost is the raw floor below). The upload includes the server's
+sha256 check and rename; the download is written to disk. Goal: each >= 0.5x cp. Floors put the numbers in
 context: curl PUT of the same file to a bare ASGI app on uvicorn that drops it (what any upload through this server
-stack costs), curl GET of it from that app reading it from disk (the same for downloads), and sha256 of the file in
-Python (what the upload's check costs). The LFS transfers also pass the platform's edge proxy; the floors do not.
-Prints medians of --runs runs.
+stack costs), curl GET of it from that app reading it from disk (the same for downloads), the same PUT and GET
+against a raw server with no HTTP stack and no Python on the data path (GET by kernel sendfile, PUT read into one
+buffer and dropped: what curl itself costs), and sha256 of the file in Python (what the upload's check costs). The
+LFS transfers also pass the platform's edge proxy; the floors do not. Prints medians of --runs runs.
+
+Measured (docs/hub-api.md, "Throughput"): 200 MiB, medians of 5, on 2 shared cores at 1-min load 2.4-5.1: cp
+0.07-0.13 s; LFS upload 0.08-0.13x cp, download 0.10-0.19x; raw floors: PUT 0.40-0.54x, GET 0.18-0.22x (curl
+writes the file in ~8 KiB pieces); sha256 0.36-0.46x. The goal is out of reach with curl here whatever the
+server does: curl's own floor is about 0.5x for an upload before its sha256 check, and about 0.2x for a download.
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ import argparse
 import hashlib
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -107,11 +115,48 @@ def bare_server(root: Path) -> tuple[subprocess.Popen, str]:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            httpx.get(f"http://127.0.0.1:{port}/")
+            httpx.put(f"http://127.0.0.1:{port}/")  # a GET would ask for a file
             break
         except httpx.HTTPError:
             time.sleep(0.2)
     return proc, f"http://127.0.0.1:{port}/upload"
+
+
+def raw_server() -> str:
+    """The floor of the client itself: an HTTP/1.1 server with no HTTP stack and no Python on the data path, in a
+    thread. A GET gets the file named in the query by sendfile (page cache to socket in the kernel); a PUT's body
+    is read into one reused buffer and dropped. One request per connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(65536)
+            head, body = head.split(b"\r\n\r\n", 1)
+            lines = head.decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+            if lines[0].startswith("GET "):
+                path = Path(lines[0].split(" ")[1].split("?", 1)[1])
+                size = path.stat().st_size
+                conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n".encode())
+                with path.open("rb") as f:
+                    conn.sendfile(f)
+                return
+            if headers.get("expect", "").lower() == "100-continue":
+                conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            left, buf = int(headers["content-length"]) - len(body), bytearray(1 << 20)
+            while left > 0 and (n := conn.recv_into(buf, min(left, len(buf)))):
+                left -= n
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    def accept() -> None:
+        while True:
+            conn, _ = listener.accept()
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/upload"
 
 
 def timed_put(path: Path, url: str) -> float:
@@ -152,6 +197,7 @@ def main() -> None:
         platform = Platform({"SPACEYARD_DATA_DIR": str(root / "data"), "SPACEYARD_PORT": str(port)}, root / "data")
         platform.start(base_images=False)
         bare, bare_url = bare_server(root)
+        raw_url = raw_server()
         try:
             token = subprocess.run(
                 [sys.executable, "-m", "controlplane.cli", "user", "add", "bench"],
@@ -171,6 +217,8 @@ def main() -> None:
                 "LFS download": [],
                 "floor: bare PUT": [],
                 "floor: bare GET": [],
+                "floor: raw PUT": [],
+                "floor: raw GET": [],
                 "floor: sha256": [],
             }
             for run in range(args.runs):
@@ -181,8 +229,10 @@ def main() -> None:
                 times["LFS download"].append(download(api, oid, size, root / f"down-{run}"))
                 times["floor: bare PUT"].append(timed_put(src, bare_url))
                 times["floor: bare GET"].append(timed_get(src, bare_url, root / f"bare-{run}"))
+                times["floor: raw PUT"].append(timed_put(src, raw_url))
+                times["floor: raw GET"].append(timed_get(src, raw_url, root / f"raw-{run}"))
                 times["floor: sha256"].append(sha256_of(src))
-                for leftover in (src, root / f"copy-{run}", root / f"down-{run}", root / f"bare-{run}"):
+                for leftover in (src, *(root / f"{kind}-{run}" for kind in ("copy", "down", "bare", "raw"))):
                     leftover.unlink()
         finally:
             bare.terminate()

@@ -57,8 +57,9 @@ def targets(value: str) -> list[str]:
 
 def resolving(load_routes: Callable[[], tuple[Route, ...]]) -> Callable[[], tuple[Route, ...]]:
     """Routes whose upstream is a name (a Space's Service, `name.ns.svc.cluster.local:port`) with its address
-    instead: HAProxy's set-dst takes an IP. A Service's ClusterIP lasts as long as the Service, and every instance
-    has its own Service, so a name is resolved once while it is routed (in the pusher's thread)."""
+    instead: HAProxy's set-dst takes an IP. A Service's ClusterIP lasts as long as the Service, so a name is resolved
+    once while it is routed (in the pusher's thread). (The runtime's Service is one per Space, not per instance:
+    docs/router.md, "On Kubernetes".)"""
     known: dict[str, str] = {}
 
     def load() -> tuple[Route, ...]:

@@ -103,7 +103,8 @@ def test_every_object_is_valid_kubernetes(chart, values):
         "PersistentVolumeClaim",
         "Namespace",
     } <= kinds
-    assert len(find(objects, "StatefulSet")) == 3  # redis, postgresql, registry
+    statefulsets = sorted(s["metadata"]["name"] for s in find(objects, "StatefulSet"))
+    assert statefulsets == ["spaceyard-postgresql", "spaceyard-proxy", "spaceyard-redis", "spaceyard-registry"]
 
 
 def test_default_tier_catalog_is_the_control_planes(chart, tmp_path):
@@ -185,7 +186,7 @@ def test_external_services_replace_bundled_ones(chart):
         "registry": {"external": {"address": "registry.acme.dev/spaceyard", "pushSecret": "push-creds"}},
     }
     objects = render(chart, values)
-    assert find(objects, "StatefulSet") == []
+    assert [s["metadata"]["name"] for s in find(objects, "StatefulSet")] == ["spaceyard-proxy"]  # no datastore
     secret = one(objects, "Secret", "spaceyard")
     assert base64.b64decode(secret["data"]["redis-url"]).decode() == "rediss://:pw@redis.internal:6380/2"
     assert base64.b64decode(secret["data"]["database-url"]).decode().startswith("postgresql+psycopg://u:p@db")
@@ -466,6 +467,8 @@ def test_bundled_registry_is_a_nodeport_on_the_pull_address(chart):
 def test_datastores_use_the_storage_class(chart):
     objects = render(chart, example_values())
     for sts in find(objects, "StatefulSet"):
+        if sts["metadata"]["name"] == "spaceyard-proxy":  # the proxy replicas keep nothing
+            continue
         (claim,) = sts["spec"]["volumeClaimTemplates"]
         assert claim["spec"]["storageClassName"] == "fast-ssd", sts["metadata"]["name"]
     for pvc in find(objects, "PersistentVolumeClaim"):

@@ -9,7 +9,7 @@ import httpx
 
 from tests.conftest import RunningPlatform
 from tests.e2e.spaces import create
-from tests.webhooks.forge import Upstream
+from tests.webhooks.forge import Forge, Upstream, static_files
 
 
 def link(platform: RunningPlatform, owner: str, name: str, up: Upstream, **extra) -> dict:
@@ -19,6 +19,18 @@ def link(platform: RunningPlatform, owner: str, name: str, up: Upstream, **extra
         resp = api.put(f"/api/spaces/{owner}/{name}/link", json={"url": up.url, "branch": "main", **extra})
     assert resp.status_code == 200, resp.text
     return resp.json()
+
+
+def linked_serving(
+    platform: RunningPlatform, forge: Forge, owner: str, name: str, text: str
+) -> tuple[str, Upstream, str]:
+    """A static Space linked to a new repository on the forge whose page shows `text`, built and serving:
+    (its full name, the repository, the webhook secret)."""
+    up = forge.create(name, static_files(text))
+    secret = link(platform, owner, name, up)["webhookSecret"]
+    space = f"{owner}/{name}"
+    wait_serving(platform, space, text)
+    return space, up, secret
 
 
 def wait_serving(platform: RunningPlatform, space: str, text: str, timeout: float = 240) -> None:

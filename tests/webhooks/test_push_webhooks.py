@@ -12,7 +12,7 @@ import pytest
 
 from tests.webhooks.conftest import MAX_BODY
 from tests.webhooks.forge import EVENT, PUSH, deliver, github_ping, signed_headers, static_files
-from tests.webhooks.spaces import build_log, deliveries, link, wait_delivery, wait_serving
+from tests.webhooks.spaces import build_log, deliveries, link, linked_serving, wait_delivery, wait_serving
 
 pytestmark = pytest.mark.docker
 
@@ -44,11 +44,8 @@ def test_push_builds_and_deploys_the_pushed_commit(linked_platform, forge, provi
 
 
 def test_bad_deliveries_change_nothing(linked_platform, forge):
-    owner, name = "hooks", "bad-input"
-    space = f"{owner}/{name}"
-    up = forge.create(name, static_files("steady"))
-    secret = link(linked_platform, owner, name, up)["webhookSecret"]
-    wait_serving(linked_platform, space, "steady")
+    owner = "hooks"
+    space, up, secret = linked_serving(linked_platform, forge, owner, "bad-input", "steady")
     before, after = up.commit(static_files("never deployed"), "unsigned")
     payload = PUSH["github"](up, "main", before, after, "unsigned")
     body = json.dumps(payload).encode()
@@ -109,11 +106,8 @@ def test_bad_deliveries_change_nothing(linked_platform, forge):
 
 
 def test_replay_other_branch_ping_and_redeliver(linked_platform, forge):
-    owner, name = "hooks", "replays"
-    space = f"{owner}/{name}"
-    up = forge.create(name, static_files("first"))
-    secret = link(linked_platform, owner, name, up)["webhookSecret"]
-    wait_serving(linked_platform, space, "first")
+    owner = "hooks"
+    space, up, secret = linked_serving(linked_platform, forge, owner, "replays", "first")
 
     resp = deliver(linked_platform.url, "github", space, github_ping(up), secret, event="ping")
     assert resp.status_code == 200 and resp.json()["result"] == "ignored" and "ping" in resp.json()["detail"]
@@ -152,11 +146,8 @@ def test_replay_other_branch_ping_and_redeliver(linked_platform, forge):
 
 
 def test_unfetchable_commit_is_a_build_error(linked_platform, forge):
-    owner, name = "hooks", "unfetchable"
-    space = f"{owner}/{name}"
-    up = forge.create(name, static_files("fine"))
-    secret = link(linked_platform, owner, name, up)["webhookSecret"]
-    wait_serving(linked_platform, space, "fine")
+    owner = "hooks"
+    space, up, secret = linked_serving(linked_platform, forge, owner, "unfetchable", "fine")
     # A commit the repository does not have, and then the repository gone: both end as failed builds that say
     # which URL and what git answered.
     ghost = "1" * 40
@@ -165,7 +156,7 @@ def test_unfetchable_commit_is_a_build_error(linked_platform, forge):
     row = wait_delivery(linked_platform, owner, space, resp.json()["deliveryId"])
     assert row["result"] == "fetch failed" and up.url in row["detail"] and ghost in row["detail"]
 
-    (forge.root / f"{name}.git").rename(forge.root / "moved.git")
+    (forge.root / "unfetchable.git").rename(forge.root / "moved.git")
     before, after = "0" * 40, "2" * 40
     resp = deliver(linked_platform.url, "gitlab", space, PUSH["gitlab"](up, "main", before, after, "x"), secret)
     row = wait_delivery(linked_platform, owner, space, resp.json()["deliveryId"])
@@ -205,11 +196,8 @@ def test_github_form_encoded_delivery(linked_platform, forge):
     """GitHub's other content type: payload=<url-encoded JSON>, signed over the form body as sent."""
     from urllib.parse import urlencode
 
-    owner, name = "hooks", "form"
-    space = f"{owner}/{name}"
-    up = forge.create(name, static_files("form one"))
-    secret = link(linked_platform, owner, name, up)["webhookSecret"]
-    wait_serving(linked_platform, space, "form one")
+    owner = "hooks"
+    space, up, secret = linked_serving(linked_platform, forge, owner, "form", "form one")
     before, after = up.commit(static_files("form two"), "two")
     body = urlencode({"payload": json.dumps(PUSH["github"](up, "main", before, after, "two"))}).encode()
     headers = signed_headers("github", body, secret, "push", str(uuid.uuid4()))
@@ -221,11 +209,8 @@ def test_github_form_encoded_delivery(linked_platform, forge):
 
 def test_an_older_push_delivered_late_does_not_take_the_space_back(linked_platform, forge):
     """Forges do not promise order: the delivery of an earlier push may arrive after a later one's."""
-    owner, name = "hooks", "late"
-    space = f"{owner}/{name}"
-    up = forge.create(name, static_files("first"))
-    secret = link(linked_platform, owner, name, up)["webhookSecret"]
-    wait_serving(linked_platform, space, "first")
+    owner = "hooks"
+    space, up, secret = linked_serving(linked_platform, forge, owner, "late", "first")
     before, second = up.commit(static_files("second"), "second")
     _, third = up.commit(static_files("third"), "third")
 

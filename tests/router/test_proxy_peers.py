@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import threading
 import time
 import zlib
@@ -36,6 +35,7 @@ from controlplane.proxy.config import (
     instance_key,
 )
 from controlplane.proxy.pusher import Pusher
+from tests.router import test_proxy_replicas
 from tests.router.conftest import APPS_DOMAIN, ServerThread, free_port
 from tests.router.test_proxy import _wait
 from tests.router.test_proxy_sessions import instance, release
@@ -46,21 +46,8 @@ HOST = {"Host": f"pin-gr.{APPS_DOMAIN}"}
 
 
 @dataclass
-class Replica:
-    url: str
-    admin: str
-    ready: str
-    cfg: Path
-    proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(self.cfg)], stderr=subprocess.DEVNULL)
-        _wait(lambda: httpx.get(self.url, timeout=1).status_code > 0)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
+class Replica(test_proxy_replicas.Replica):
+    ready: str = ""  # host:port of its readiness frontend
 
     def join(self, session: str) -> str:
         body = {"data": [], "session_hash": session}
@@ -159,7 +146,7 @@ def _setup(instances, tmp_path: Path, relay: bool) -> Iterator[Setup]:
             if relay:
                 lay = replace(lay, relay=Relay(ordinal=i, bind=relays[i], replicas=relays))
             cfg.write_text(config(lay))
-            replicas.append(Replica(f"http://{url}/", adm, ready, cfg))
+            replicas.append(Replica(f"http://{url}/", adm, cfg, ready=ready))
             replicas[-1].start()
         a, b = replicas
         # Nothing pushed yet: not ready (the chart's probe keeps the proxy Service from sending it requests).

@@ -25,13 +25,10 @@ from starlette.applications import Starlette
 from controlplane.proxy import admin, kube
 from controlplane.proxy.config import (
     SESSIONS_TABLE,
-    Layout,
     Peers,
     Relay,
     Route,
-    Table,
     config,
-    files,
     instance_key,
 )
 from controlplane.proxy.pusher import Pusher
@@ -122,17 +119,7 @@ def owned_by(ordinal: int) -> str:
 def _setup(instances, tmp_path: Path, relay: bool) -> Iterator[Setup]:
     old, _ = instances
     with ServerThread(Starlette()) as nothing:  # the control plane: 404 for every app URL
-        layout = Layout(
-            listen="",
-            controlplane=f"127.0.0.1:{nothing.port}",
-            folder=str(tmp_path),
-            socket="",
-            apps_domain=APPS_DOMAIN,
-            path_urls=False,
-        )
-        for name, text in files(Table(0, ()), layout).items():
-            if name != "haproxy.cfg":
-                (tmp_path / name).write_text(text)
+        layout = test_proxy_replicas.shared_layout(tmp_path, f"127.0.0.1:{nothing.port}")
         peer_a, peer_b = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         relays = (f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")
         replicas = []

@@ -72,9 +72,9 @@ def setup(upstream: ServerThread, tmp_path: Path) -> Iterator[Setup]:
         yield from _setup(upstream, tmp_path, f"127.0.0.1:{nothing.port}")
 
 
-def _setup(upstream: ServerThread, tmp_path: Path, controlplane: str) -> Iterator[Setup]:
-    # One layout for the map paths (every replica has the same files, as the chart's pods do); each replica its
-    # own listen port and runtime API port.
+def shared_layout(tmp_path: Path, controlplane: str) -> Layout:
+    """One layout for the map paths (every replica has the same files, as the chart's pods do), those files written;
+    each replica gets its own listen port and runtime API port from it."""
     layout = Layout(
         listen="",
         controlplane=controlplane,
@@ -86,6 +86,11 @@ def _setup(upstream: ServerThread, tmp_path: Path, controlplane: str) -> Iterato
     for name, text in files(Table(0, ()), layout).items():
         if name != "haproxy.cfg":
             (tmp_path / name).write_text(text)
+    return layout
+
+
+def _setup(upstream: ServerThread, tmp_path: Path, controlplane: str) -> Iterator[Setup]:
+    layout = shared_layout(tmp_path, controlplane)
     replicas = []
     for i in range(2):
         url, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"

@@ -58,8 +58,8 @@ def targets(value: str) -> list[str]:
 def resolving(load_routes: Callable[[], tuple[Route, ...]]) -> Callable[[], tuple[Route, ...]]:
     """Routes whose upstream is a name (a Space's Service, `name.ns.svc.cluster.local:port`) with its address
     instead: HAProxy's set-dst takes an IP. A Service's ClusterIP lasts as long as the Service, so a name is resolved
-    once while it is routed (in the pusher's thread). (The runtime's Service is one per Space, not per instance:
-    docs/router.md, "On Kubernetes".)"""
+    once while it is routed (in the pusher's thread). The runtime's Service is one per instance (a start of a build),
+    so a redeploy's old and new instances resolve to two addresses (docs/router.md, "On Kubernetes")."""
     known: dict[str, str] = {}
 
     def load() -> tuple[Route, ...]:
@@ -83,11 +83,49 @@ def resolving(load_routes: Callable[[], tuple[Route, ...]]) -> Callable[[], tupl
     return load
 
 
+class ReplicasPusher(Pusher):
+    """The replicas' pusher. A redeploy names the instance it replaces by its endpoint, the instance's Service
+    (`name.ns.svc.cluster.local:port`), while the proxies know instances by address (the routes are resolved, the
+    `instances` table counts per address, pins resolve through `instances.map`): the name is resolved once, when it
+    starts draining, and kept until it is retired (its Service's ClusterIP lasts as long as the instance)."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        load_routes: Callable[[], tuple[Route, ...]],
+        targets: list[str],
+        resolve: Callable[[str], str] = socket.gethostbyname,
+    ) -> None:
+        super().__init__(layout, resolving(load_routes), targets=targets)
+        self._resolve = resolve
+        self._addresses: dict[str, str] = {}
+
+    def address(self, upstream: str) -> str:
+        if upstream not in self._addresses:
+            host, port = upstream.rsplit(":", 1)
+            try:
+                self._addresses[upstream] = f"{self._resolve(host)}:{port}"
+            except OSError as e:  # its Service is gone: nothing can reach it anyway
+                log.warning("cannot resolve %s: %s", host, e)
+                return upstream
+        return self._addresses[upstream]
+
+    def drain(self, upstream: str) -> None:
+        super().drain(self.address(upstream))
+
+    def retired(self, upstream: str) -> None:
+        super().retired(self.address(upstream))
+        self._addresses.pop(upstream, None)
+
+    async def open_streams(self, upstream: str) -> int:
+        return await super().open_streams(self.address(upstream))
+
+
 def make_pusher(settings: Settings, load_routes: Callable[[], tuple[Route, ...]]) -> Pusher:
     """The local proxy's pusher, or one for the replicas `proxy_targets` names (found by `follow`)."""
     if not settings.proxy_targets:
         return Pusher(pusher.layout(settings), load_routes)
-    return Pusher(layout(settings), resolving(load_routes), targets=targets(settings.proxy_targets))
+    return ReplicasPusher(layout(settings), load_routes, targets(settings.proxy_targets))
 
 
 def addresses(slices: list[dict], port: int) -> list[str]:

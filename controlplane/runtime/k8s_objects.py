@@ -128,6 +128,27 @@ def service_endpoint(name: str, namespace: str) -> str:
     return f"{name}.{namespace}.svc.cluster.local:{SERVICE_PORT}"
 
 
+def instance_service_name(key: InstanceKey) -> str:
+    """The Service of one instance (a start of a build): its Deployment's name where that is a valid Service name
+    (a DNS label, at most 63), else the Space's name cut short with a digest of the whole id.
+
+    A Deployment made before each start had its own (no start label) has none: a Service cannot select "no start
+    label", so such an instance keeps the Space's Service, as then."""
+    if not key.start:
+        return key.name
+    tail = f"-b{key.build}-{key.start}"
+    if len(key.name) + len(tail) <= _MAX_LABEL:
+        return f"{key.name}{tail}"
+    digest = _digest(key.id)
+    head = key.name[: _MAX_LABEL - len(tail) - len(digest) - 1].rstrip("-")
+    return f"{head}-{digest}{tail}"
+
+
+def instance_endpoint(key: InstanceKey, namespace: str) -> str:
+    """Where one instance answers: its own Service, so a redeploy's old and new instances are two addresses."""
+    return service_endpoint(instance_service_name(key), namespace)
+
+
 def labels(spec: AppSpec) -> dict[str, str]:
     name = object_name(spec.space)
     return {
@@ -143,7 +164,7 @@ def labels(spec: AppSpec) -> dict[str, str]:
 
 
 def selector(space: str) -> dict[str, str]:
-    """The Service's: every ready pod of the Space, whichever build (both serve while a redeploy drains)."""
+    """The Space's Service's (for its Ingress): every ready pod of the Space, whichever build or start."""
     return {SPACE_LABEL: object_name(space)}
 
 
@@ -299,7 +320,39 @@ def make_deployment(spec: AppSpec, pool: Pool, settings: K8sOptions, start: str 
     }
 
 
+def make_instance_service(deployment: dict) -> dict:
+    """The Service of one instance, made from its Deployment (as written, or as the API returns it): selecting only
+    its pods (the Deployment's selector: the Space, build and start labels of its pod template), the instance's
+    endpoint. Owned by the Deployment when it carries its uid (as the API returns it), so the cluster's garbage
+    collector deletes it with the Deployment, whoever deletes that; a Deployment scaled to 0 keeps it."""
+    meta = deployment["metadata"]
+    key = InstanceKey.of(deployment)
+    if not key.start:
+        raise ValueError("only an instance with a start label has a Service of its own")
+    service_meta: dict = {
+        "name": instance_service_name(key),
+        "namespace": meta["namespace"],
+        "labels": dict(meta.get("labels") or {}),
+        "annotations": {SPACE_ANNOTATION: (meta.get("annotations") or {}).get(SPACE_ANNOTATION, key.name)},
+    }
+    if meta.get("uid"):
+        service_meta["ownerReferences"] = [
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"], "uid": meta["uid"]}
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": service_meta,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(deployment["spec"]["selector"]["matchLabels"]),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
 def make_service(spec: AppSpec, settings: K8sOptions) -> dict:
+    """The Space's Service, every pod of the Space: only the per-Space Ingress (K8sOptions.ingress) routes to it."""
     return {
         "apiVersion": "v1",
         "kind": "Service",

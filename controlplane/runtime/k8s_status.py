@@ -19,7 +19,7 @@ from controlplane.runtime.k8s_objects import (
     SPACE_ANNOTATION,
     TIER_LABEL,
     InstanceKey,
-    service_endpoint,
+    instance_endpoint,
 )
 
 # Waiting reasons the kubelet keeps retrying but that need a person: a wrong image, missing pull
@@ -230,7 +230,7 @@ def instance_from_pod(pod: Any, events: Iterable[Any] = (), deleted: bool = Fals
         tier=labels.get(TIER_LABEL, ""),
         state=view.state,
         # Like the docker backend: an address only once the app answers, so callers can route on it.
-        endpoint=service_endpoint(name, meta.get("namespace", "default")) if view.state == "running" else None,
+        endpoint=instance_endpoint(key, meta.get("namespace", "default")) if view.state == "running" else None,
         started_at=view.started_at,
         finished_at=view.finished_at,
         exit_code=view.exit_code,

@@ -1,10 +1,13 @@
-"""The kubernetes runtime: a Deployment per start and a Service, Ingress and Secret per Space, on the tier's pool.
+"""The kubernetes runtime: a Deployment and a Service per start, a Secret (and Ingress) per Space, on the tier's pool.
 
 Objects are built by k8s_objects and sent with server-side apply, so a re-apply is idempotent and a
 field left out (say the GPU limit after a move to a CPU tier) is removed rather than kept.
 An instance is one start of a build, a Deployment of its own (id "<name>:<build>:<start>"), as on docker a
 container: a redeploy or restart starts beside the instance serving and one that never gets ready is deleted alone;
-states come from k8s_status.
+states come from k8s_status. Its Service selects only its own pods and is its endpoint, so while a redeploy drains
+the old instance, what is sent to the old endpoint reaches the old pod, not whichever pod kube-proxy picks (a
+Service per Space did that); owned by its Deployment, it goes with it. The Space's own Service is made only for
+its Ingress (K8sOptions.ingress).
 
 Pod, Deployment and pod Event state comes from one list + watch each (k8s_watch.Reflector), so `get`, `list` and
 `watch` read a cache instead of asking the API server per poll; a write waits until the cache shows it. The watch
@@ -36,8 +39,10 @@ from controlplane.runtime.k8s_objects import (
     SPACE_LABEL,
     InstanceKey,
     K8sOptions,
+    instance_service_name,
     make_deployment,
     make_ingress,
+    make_instance_service,
     make_secret,
     make_service,
     object_name,
@@ -142,9 +147,11 @@ class KubernetesBackend(RuntimeBackend):
         # The Secret first: a pod whose secretKeyRef is missing fails with CreateContainerConfigError.
         self._apply(make_secret(spec, self.options))
         key = InstanceKey(object_name(spec.space), spec.build_id, secrets.token_hex(3))
-        self._shows(self._apply(make_deployment(spec, pool, self.options, key.start)))
-        self._apply(make_service(spec, self.options))
+        deployment = self._apply(make_deployment(spec, pool, self.options, key.start))
+        self._shows(deployment)
+        self._apply(make_instance_service(deployment))
         if self.options.ingress:
+            self._apply(make_service(spec, self.options))
             self._apply(make_ingress(spec, self.options))
         return Instance(
             id=key.id,
@@ -175,6 +182,7 @@ class KubernetesBackend(RuntimeBackend):
         try:
             if replicas is None:
                 self._raw(self.apps.delete_namespaced_deployment, name, self.namespace, propagation_policy="Background")
+                self._delete_services([InstanceKey.of(dep)])
                 self._gone([dep["metadata"]["uid"]])
             else:
                 self._shows(
@@ -209,7 +217,20 @@ class KubernetesBackend(RuntimeBackend):
             except ApiException as e:
                 if not _missing(e):
                     raise
+        self._delete_services([InstanceKey.of(d) for d in deployments])
         self._gone([d["metadata"]["uid"] for d in deployments])
+
+    def _delete_services(self, keys: list[InstanceKey]) -> None:
+        """Delete instances' Services now: their Deployment owns them, but the garbage collector takes its time, and
+        an instance removed should not be reachable a moment longer. (One without a start label has none.)"""
+        for key in keys:
+            if not key.start:
+                continue
+            try:
+                self._raw(self.core.delete_namespaced_service, instance_service_name(key), self.namespace)
+            except ApiException as e:
+                if not _missing(e):
+                    raise
 
     # --- state -----------------------------------------------------------------------------------
 
@@ -354,7 +375,24 @@ class KubernetesBackend(RuntimeBackend):
                 for r in (self._pods, self._deployments, self._events):
                     r.start()
                 self._started = True
+                self._add_missing_services(self._deployments.objects())
         return reflector.objects()
+
+    def _add_missing_services(self, deployments: list[dict]) -> None:
+        """Give each instance started before instances had a Service of their own that Service: its endpoint names
+        it now. One list of Services, then an apply per missing one; a failure is logged (those instances do not
+        answer until their next start), never a reason to refuse to start."""
+        wanted = {instance_service_name(InstanceKey.of(d)): d for d in deployments if InstanceKey.of(d).start}
+        if not wanted:
+            return
+        try:
+            found = self._raw(self.core.list_namespaced_service, self.namespace, label_selector=MANAGED_SELECTOR)
+            have = {s["metadata"]["name"] for s in found.get("items") or []}
+            for name in sorted(wanted.keys() - have):
+                log.info("adding the Service %s of an instance started before each had its own", name)
+                self._apply(make_instance_service(wanted[name]))
+        except ApiException as e:
+            log.warning("could not add the missing instance Services: %s", e)
 
     def _shows(self, written: dict) -> None:
         """Wait until the Deployment cache holds a write (its resourceVersion), so the next read sees it."""

@@ -23,6 +23,7 @@ from controlplane.runtime.k8s_objects import (
     BUILD_LABEL,
     SPACE_LABEL,
     InstanceKey,
+    instance_service_name,
     make_deployment,
     object_name,
 )
@@ -118,7 +119,7 @@ def test_create_pause_resume_and_delete(backend) -> None:
     assert [i.id for i in backend.list(space)] == [instance.id]
 
     # Starting the same build again (a restart) is a new instance beside the first, as on docker; the Secret,
-    # Service and Ingress are the Space's and re-applying them changes nothing.
+    # the Space's Service (for its Ingress) and Ingress are the Space's and re-applying them changes nothing.
     service_version = backend.core.read_namespaced_service(name, backend.namespace).metadata.resource_version
     again = backend.start(spec(space, "cpu-basic"))
     assert again.id != instance.id and again.build_id == 1
@@ -130,10 +131,14 @@ def test_create_pause_resume_and_delete(backend) -> None:
     if IMAGE:
         wait_for(running(backend, instance.id), "running", 300)
 
+    own = instance_service_name(InstanceKey.parse(instance.id))
+    own_ip = backend.core.read_namespaced_service(own, backend.namespace).spec.cluster_ip
     backend.stop(instance.id, remove=False)
     assert deployment(backend, instance.id).spec.replicas == 0
     paused = wait_for(lambda: (i := backend.get(instance.id)) and i.state == "exited" and i or None, "pause")
     assert paused.message in ("scaled to 0", "stopping")
+    # A paused (or sleeping) instance keeps its Service, so it comes back at the same endpoint and address.
+    assert backend.core.read_namespaced_service(own, backend.namespace).spec.cluster_ip == own_ip
 
     # At once, while the paused pod may still be terminating: a resume is on its way, never "exited".
     resumed = backend.resume(instance.id)
@@ -149,9 +154,107 @@ def test_create_pause_resume_and_delete(backend) -> None:
     assert deployment(backend, newer.id).spec.replicas == 1
     assert deployment(backend, instance.id) is None
 
+    assert service(backend, own) is None  # the removed instance's Service went with it
+
     backend.stop(newer.id, remove=True)
     backend.remove_space(space)
     wait_for(lambda: backend.list(space) == [] or None, "the Space's pods to go")
+    assert service(backend, object_name(space)) is None
+
+
+def service(backend, name: str):
+    """The Service as the API serves it, None when there is none."""
+    from kubernetes import client
+
+    try:
+        return backend.core.read_namespaced_service(name, backend.namespace)
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def serving_pods(backend, service_name: str) -> set[str]:
+    """The pods a Service sends to: the ready endpoints of its EndpointSlices, by pod name."""
+    from kubernetes import client
+
+    slices = client.DiscoveryV1Api(backend.api).list_namespaced_endpoint_slice(
+        backend.namespace, label_selector=f"kubernetes.io/service-name={service_name}"
+    )
+    return {
+        e.target_ref.name
+        for s in slices.items
+        for e in s.endpoints or []
+        if e.target_ref is not None and (e.conditions is None or e.conditions.ready)
+    }
+
+
+def pod_names(backend, instance_id: str) -> set[str]:
+    pods = backend.core.list_namespaced_pod(backend.namespace, label_selector=InstanceKey.parse(instance_id).selector)
+    return {p.metadata.name for p in pods.items if p.metadata.deletion_timestamp is None}
+
+
+def test_an_instance_started_before_each_had_a_service_gets_one(backend) -> None:
+    """After an upgrade, an instance the previous version started (a Deployment with a start label, no Service of
+    its own) is named by an endpoint whose Service the backend adds when it starts."""
+    from controlplane.runtime.kubernetes_backend import KubernetesBackend
+
+    space = "gina/older"
+    written = backend._apply(make_deployment(spec(space, "cpu-basic"), CATALOG.pool_for("cpu-basic"), backend.options,
+                                             "a0b1c2"))  # as the previous version wrote it: no Service
+    name = instance_service_name(InstanceKey.of(written))
+    assert service(backend, name) is None
+    upgraded = KubernetesBackend(backend.options, CATALOG)
+    try:
+        upgraded.list(space)  # its first read
+        added = service(backend, name)
+        assert added is not None
+        assert added.spec.selector == written["spec"]["selector"]["matchLabels"]
+        assert [o.uid for o in added.metadata.owner_references] == [written["metadata"]["uid"]]
+    finally:
+        upgraded.close()
+    backend.remove_space(space)
+    assert service(backend, name) is None
+
+
+@pytest.mark.skipif(not IMAGE, reason="needs SPACEYARD_K8S_TEST_IMAGE (an app that serves) to be ready")
+def test_a_redeploys_old_and_new_instances_are_two_services_each_with_only_its_pod(backend) -> None:
+    """While a redeploy drains the old instance, what the proxy sends to the old endpoint must reach the old pod
+    (a Gradio session's queue lives in one process). With one Service per Space both pods stood behind the one
+    endpoint and kube-proxy mixed them per connection."""
+    space = "frank/redeploy"
+    old = backend.start(spec(space, "cpu-basic"))
+    old = wait_for(running(backend, old.id), "the first build to run", 300)
+    new = backend.start(spec(space, "cpu-basic", build_id=2))
+    new = wait_for(running(backend, new.id), "the new build to run", 300)
+    assert old.endpoint and new.endpoint and old.endpoint != new.endpoint
+    services = {}
+    for instance in (old, new):
+        name, rest = instance.endpoint.split(".", 1)
+        assert rest == f"{backend.namespace}.svc.cluster.local:80"
+        assert name == instance_service_name(InstanceKey.parse(instance.id))
+        services[instance.id] = name
+    old_pod, new_pod = pod_names(backend, old.id), pod_names(backend, new.id)
+    assert len(old_pod) == len(new_pod) == 1 and old_pod != new_pod
+
+    def each_only_its_own() -> bool | None:  # the EndpointSlice controller takes a moment to list a ready pod
+        mine = serving_pods(backend, services[old.id]), serving_pods(backend, services[new.id])
+        return mine == (old_pod, new_pod) or None
+
+    wait_for(each_only_its_own, "each instance's Service to select only its own pod", 60)
+    assert service(backend, services[old.id]).spec.cluster_ip != service(backend, services[new.id]).spec.cluster_ip
+    # The Space's Service (kept for its Ingress) takes both, as before.
+    wait_for(lambda: serving_pods(backend, object_name(space)) == old_pod | new_pod or None, "the Space's Service", 60)
+
+    backend.stop(old.id, remove=True)  # the deployer retires the old instance once drained
+    assert service(backend, services[old.id]) is None
+    assert backend.get(new.id).endpoint == new.endpoint
+    assert serving_pods(backend, services[new.id]) == pod_names(backend, new.id)
+
+    # Owned by its Deployment: deleted some other way (kubectl, a cleanup), the cluster's garbage collector takes it.
+    backend.apps.delete_namespaced_deployment(deployment(backend, new.id).metadata.name, backend.namespace)
+    wait_for(lambda: service(backend, services[new.id]) is None or None, "the garbage collector to take it", 60)
+    backend.remove_space(space)
 
 
 def answer(backend, space: str) -> str:

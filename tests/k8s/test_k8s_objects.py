@@ -19,8 +19,12 @@ from controlplane.runtime.k8s_objects import (
     TIER_LABEL,
     InstanceKey,
     K8sOptions,
+    deployment_name,
+    instance_endpoint,
+    instance_service_name,
     make_deployment,
     make_ingress,
+    make_instance_service,
     make_secret,
     make_service,
     object_name,
@@ -65,10 +69,20 @@ def app_spec(tier: str, space: str = "alice/demo", **kw) -> AppSpec:
     )
 
 
+UID = "0b5c5d2e-6a0e-4d7e-9a8e-1c2b3a4d5e6f"
+
+
+def owned(deployment: dict) -> dict:
+    """The Deployment as the API returns it: with its uid."""
+    return {**deployment, "metadata": {**deployment["metadata"], "uid": UID}}
+
+
 def render(tier: str, options: K8sOptions = OPTIONS, **kw) -> dict[str, dict]:
     spec = app_spec(tier, **kw)
+    pool = CATALOG.pool_for(tier)
     return {
-        "Deployment": make_deployment(spec, CATALOG.pool_for(tier), options, "a1b2c3"),
+        "Deployment": make_deployment(spec, pool, options, "a1b2c3"),
+        "InstanceService": make_instance_service(owned(make_deployment(spec, pool, options, "a1b2c3"))),
         "Service": make_service(spec, options),
         "Ingress": make_ingress(spec, options),
         "Secret": make_secret(spec, options),
@@ -232,7 +246,7 @@ def test_replicas_param_pauses() -> None:
 @pytest.mark.parametrize("tier", TIERS)
 def test_labels_and_selectors(tier: str) -> None:
     objects = render(tier)
-    deployment, service = objects["Deployment"], objects["Service"]
+    deployment, service, own = objects["Deployment"], objects["Service"], objects["InstanceService"]
     name = object_name("alice/demo")
     for obj in objects.values():
         labels = obj["metadata"]["labels"]
@@ -243,12 +257,19 @@ def test_labels_and_selectors(tier: str) -> None:
         assert obj["metadata"]["annotations"][SPACE_ANNOTATION] == "alice/demo"
         assert obj["metadata"]["namespace"] == "spaces"
         # The rest is per Space.
-        assert obj["metadata"]["name"] == (f"{name}-b7-a1b2c3" if obj is deployment else name)
+        assert obj["metadata"]["name"] == (f"{name}-b7-a1b2c3" if obj in (deployment, own) else name)
     template_labels = deployment["spec"]["template"]["metadata"]["labels"]
     # Each start of a build its own Deployment (a redeploy or restart starts beside the serving one).
     assert deployment["spec"]["selector"]["matchLabels"] == {SPACE_LABEL: name, BUILD_LABEL: "7", START_LABEL: "a1b2c3"}
     assert template_labels[START_LABEL] == deployment["metadata"]["labels"][START_LABEL] == "a1b2c3"
-    # The Service takes any ready pod of the Space, so the serving build answers until the new one is ready.
+    # The instance's Service (its endpoint) takes only its own pods: a redeploy's old and new instances are two
+    # Services, so what the proxy sends to the old one while it drains reaches the old pod.
+    assert own["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert own["spec"]["selector"].items() <= template_labels.items()
+    assert own["metadata"]["ownerReferences"] == [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{name}-b7-a1b2c3", "uid": UID}
+    ]
+    # The Space's Service (only for its Ingress) takes any ready pod of the Space.
     assert service["spec"]["selector"] == {SPACE_LABEL: name}
     assert template_labels[BUILD_LABEL] == "7" and template_labels[TIER_LABEL] == tier
 
@@ -276,6 +297,25 @@ def test_awkward_space_names_give_valid_deterministic_names(space: str) -> None:
     assert re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", host_label) and len(host_label) <= 63, host_label
     for obj in render("a100-large", space=space).values():
         validate(obj, "1.30")
+
+
+@pytest.mark.parametrize("space", AWKWARD)
+@pytest.mark.parametrize("build", [1, 123456789])
+def test_instance_service_names_are_dns_labels_and_distinct(space: str, build: int) -> None:
+    key = InstanceKey(object_name(space), build, "a1b2c3")
+    name = instance_service_name(key)
+    assert DNS_LABEL.match(name) and len(name) <= 63, name
+    # The Deployment's own name where that fits; else still one per start and build.
+    fits = len(deployment_name(space, build, "a1b2c3")) <= 63
+    assert (name == deployment_name(space, build, "a1b2c3")) == fits
+    assert name != instance_service_name(InstanceKey(key.name, build, "a1b2c4"))
+    assert name != instance_service_name(InstanceKey(key.name, build + 1, "a1b2c3"))
+    assert instance_endpoint(key, "spaces") == f"{name}.spaces.svc.cluster.local:80"
+    # A Deployment from before starts had their own keeps the Space's Service (no selector says "no start label").
+    assert instance_service_name(InstanceKey(key.name, build)) == key.name
+    legacy = make_deployment(app_spec("cpu-basic", space=space), CATALOG.pool_for("cpu-basic"), OPTIONS)
+    with pytest.raises(ValueError):
+        make_instance_service(legacy)
 
 
 def test_names_that_slug_alike_stay_distinct() -> None:

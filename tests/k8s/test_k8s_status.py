@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kubernetes.client import CoreV1Event, V1Pod
 
-from controlplane.runtime.k8s_objects import InstanceKey, object_name, service_endpoint
+from controlplane.runtime.k8s_objects import START_LABEL, InstanceKey, instance_endpoint, object_name, service_endpoint
 from controlplane.runtime.k8s_status import container_run, instance_for, instance_from_pod, pod_view, reported_pod
 
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -151,10 +151,17 @@ def test_instance_from_pod_reads_labels_and_annotations() -> None:
     assert instance.endpoint is None  # an address only once the app answers, as the docker backend does
 
 
-def test_running_instance_has_the_service_address() -> None:
-    instance = instance_from_pod(*recorded("running_ready"))
-    assert instance.state == "running"
-    assert instance.endpoint == service_endpoint(NAME, "spaces") == f"{NAME}.spaces.svc.cluster.local:80"
+def test_running_instance_has_its_own_service_address() -> None:
+    pod, events = recorded("running_ready")
+    pod["metadata"]["labels"][START_LABEL] = "a1b2c3"
+    instance = instance_from_pod(pod, events)
+    assert instance.state == "running" and instance.id == f"{NAME}:7:a1b2c3"
+    # Its own Service (only its pods), not the Space's: a redeploy's old and new instances are two addresses.
+    assert instance.endpoint == f"{NAME}-b7-a1b2c3.spaces.svc.cluster.local:80"
+    assert instance.endpoint == instance_endpoint(InstanceKey.parse(instance.id), "spaces")
+    # A pod of a Deployment from before each start had its own: the Space's Service, which still selects it.
+    legacy = instance_from_pod(*recorded("running_ready"))
+    assert legacy.endpoint == service_endpoint(NAME, "spaces") == f"{NAME}.spaces.svc.cluster.local:80"
 
 
 def test_deleted_pod_is_exited() -> None:

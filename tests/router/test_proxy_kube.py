@@ -1,8 +1,9 @@
 """A proxy replica as the Helm chart's pods run it: files written by `python -m controlplane.proxy.kube` (static
 config, runtime API on a TCP address, empty maps, the other StatefulSet pods as peers), a real HAProxy started from
 them, not ready until routes are pushed to it by a pusher that only knows its address, Space upstreams given as
-names (a Space's Service) resolved to addresses.
-The EndpointSlice discovery itself needs a cluster (not here). Skips where HAProxy is not installed."""
+names (a Space's Service) resolved to addresses, also the one a redeploy drains (sessions with an open stream stay on
+it, its open streams are counted). The EndpointSlice discovery itself needs a cluster (not here). Skips where HAProxy
+is not installed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +26,7 @@ from controlplane.proxy.config import Route
 from controlplane.proxy.pusher import Pusher
 from tests.router.conftest import APPS_DOMAIN, ServerThread, free_port
 from tests.router.test_proxy_replicas import _wait
+from tests.router.test_proxy_sessions import instance, release
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is not installed (scripts/setup.sh)")
 
@@ -75,6 +78,74 @@ def test_a_replica_started_from_the_written_files_serves_what_the_pusher_sends(
             assert resp.status_code == 200 and resp.json()["raw_path"] == "/x"
             assert httpx.get(f"http://{ready}/", timeout=5).status_code == 200
         finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_a_redeploy_naming_the_old_instance_by_its_service_keeps_its_sessions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deployer drains, counts and retires the old instance by its endpoint, a name (its Service); the proxy
+    knows it by address. Before the replicas' pusher resolved it, the old instance was missing from instances.map
+    (pins to it were void) and its open streams counted 0 (so it was stopped under them)."""
+    monkeypatch.setenv("SPACEYARD_APPS_DOMAIN", APPS_DOMAIN)
+    admin = f"127.0.0.1:{free_port()}"
+    with (
+        ServerThread(Starlette()) as controlplane,
+        ServerThread(instance("old")) as old,
+        ServerThread(instance("new")) as new,
+    ):
+        kube.main([str(tmp_path), f"--controlplane=127.0.0.1:{controlplane.port}", f"--admin={admin}"])
+        port = free_port()
+        cfg = (tmp_path / "haproxy.cfg").read_text().replace("bind 0.0.0.0:8080", f"bind 127.0.0.1:{port}")
+        (tmp_path / "haproxy.cfg").write_text(cfg)
+        proc = subprocess.Popen(["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")], stderr=subprocess.DEVNULL)
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, daemon=True).start()
+        host = {"Host": f"pin-gr.{APPS_DOMAIN}"}
+
+        def join(session: str) -> str:
+            body = {"data": [], "session_hash": session}
+            url = f"http://127.0.0.1:{port}/gradio_api/queue/join"
+            resp = httpx.post(url, json=body, headers=host, timeout=5)
+            return resp.json()["instance"] if resp.status_code == 200 else ""  # 404: not routed yet
+
+        def name(server: ServerThread) -> str:  # what the Space's endpoint is on Kubernetes: its Service's name
+            return f"localhost:{server.port}"
+
+        routes = [Route("pin/gr", "pin-gr", name(old), "/apps/pin/gr", True)]
+        layout = replace(kube.layout(Settings()), folder=str(tmp_path))
+        pusher = kube.ReplicasPusher(layout, lambda: tuple(routes), [admin])
+        task = asyncio.run_coroutine_threadsafe(pusher.run(), loop)
+
+        def open_streams(upstream: str) -> int:
+            return asyncio.run_coroutine_threadsafe(pusher.open_streams(upstream), loop).result(10)
+
+        client = httpx.Client(timeout=10)
+        release.clear()
+        try:
+            _wait(lambda: join("s1") == "old")
+            url = f"http://127.0.0.1:{port}/gradio_api/queue/data?session_hash=s1"
+            stream = client.send(client.build_request("GET", url, headers=host), stream=True)
+            assert next(stream.iter_lines()) == "data: old"
+            assert open_streams(name(old)) == 1
+            pusher.drain(name(old))  # as deploy.py does, with the old endpoint
+            routes[:] = [Route("pin/gr", "pin-gr", name(new), "/apps/pin/gr", True)]
+            pusher.changed()
+            _wait(lambda: join("s2") == "new")
+            assert f"127.0.0.1:{old.port}" in pusher.entries["instances.map"].values()
+            assert join("s1") == "old"  # its stream is open there
+            release.set()
+            stream.close()
+            _wait(lambda: open_streams(name(old)) == 0)
+            assert join("s1") == "new"
+            pusher.retired(name(old))
+            _wait(lambda: f"127.0.0.1:{old.port}" not in pusher.entries["instances.map"].values())
+        finally:
+            release.set()
+            client.close()
+            task.cancel()
+            loop.call_soon_threadsafe(loop.stop)
             proc.terminate()
             proc.wait(10)
 

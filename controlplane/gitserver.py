@@ -124,17 +124,35 @@ async def git_http(owner: str, repo: str, path: str, request: Request, svc: Serv
         else:
             headers[key.strip()] = value.strip()
 
+    pushing = writing and path == "git-receive-pack"
+    settled = False
+
+    async def settle() -> None:
+        nonlocal settled
+        settled = True
+        await asyncio.to_thread(svc.repos.clean_stray, owner, name)
+        await asyncio.to_thread(after_push, svc, owner, name, before)
+
     async def body():
         try:
+            # The last bytes wait until the push is settled: a client that sees its push end sees the Space
+            # BUILDING (a listing or a runtime read right after `git push` shows the new commit).
+            held = b""
             while chunk := await proc.stdout.read(65536):
-                yield chunk
+                if held:
+                    yield held
+                held = chunk
+            if pushing:
+                await proc.wait()
+                await settle()
+            if held:
+                yield held
         finally:
             await proc.wait()
             if proc.returncode:
                 log.warning("git http-backend %s: %s", path, (await proc.stderr.read()).decode(errors="replace"))
-            if writing and path == "git-receive-pack":
-                await asyncio.to_thread(svc.repos.clean_stray, owner, name)
-                await asyncio.to_thread(after_push, svc, owner, name, before)
+            if pushing and not settled:  # the client went away: the push may still have moved main
+                await settle()
 
     media = headers.pop("Content-Type", "application/octet-stream")
     return StreamingResponse(body(), status_code=status, headers=headers, media_type=media)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -37,8 +38,15 @@ def test_fetch_space_logs_reads_build_and_run_logs(platform, logged):
     build = list(api.fetch_space_logs(logged, build=True))
     assert build and all(line.endswith("\n") for line in build), build[:5]
     assert any("app.py" in line or "Step" in line for line in build), build[-20:]
-    run = list(api.fetch_space_logs(logged))
-    assert any("Running on" in line for line in run), run
+    # The app prints its banner around the moment it starts answering, and the engine's log may get it a moment
+    # after the probe that made the Space RUNNING: a no-follow read shows it once it is written.
+    deadline = time.monotonic() + 30
+    while True:
+        run = list(api.fetch_space_logs(logged))
+        if any("Running on" in line for line in run):
+            break
+        assert time.monotonic() < deadline, run
+        time.sleep(0.5)
 
 
 def test_log_events_have_the_hubs_shape(platform, logged):

@@ -47,8 +47,10 @@ class Replica(test_proxy_replicas.Replica):
     ready: str = ""  # host:port of its readiness frontend
 
     def join(self, session: str) -> str:
+        """The instance that answered the join; "" while the replica holds no route (the control plane's 404)."""
         body = {"data": [], "session_hash": session}
-        return httpx.post(f"{self.url}gradio_api/queue/join", json=body, headers=HOST, timeout=5).json()["instance"]
+        resp = httpx.post(f"{self.url}gradio_api/queue/join", json=body, headers=HOST, timeout=5)
+        return resp.json()["instance"] if resp.status_code == 200 else ""
 
     def data(self, session: str) -> str:
         url = f"{self.url}gradio_api/queue/data?session_hash={session}"

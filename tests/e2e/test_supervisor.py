@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 
 import httpx
+import psutil
 import pytest
 
 from controlplane.launcher import Platform, docker_ok
@@ -57,7 +58,19 @@ def restarts(up: Up, part: str) -> int:
     return int(float(match.group(1)))
 
 
+def standby_running(data_dir) -> bool:
+    for proc in processes_of(data_dir):
+        try:
+            if "--standby" in proc.cmdline():
+                return True
+        except psutil.NoSuchProcess:
+            continue
+    return False
+
+
 def test_a_second_up_on_the_same_data_dir_is_refused_with_the_pid(up):
+    # `up` starts its spare control plane once it says it is up: counted only once it is there.
+    wait_until(lambda: standby_running(up.data_dir), 60, "the standby control plane")
     before = sorted(p.pid for p in processes_of(up.data_dir))
     second = subprocess.run(UP, env={**os.environ, **up.env}, capture_output=True, text=True, timeout=120)
     assert second.returncode != 0

@@ -149,10 +149,7 @@ class SpaceResolver:
         return entry
 
     def _may_see(self, entry: Entry, headers: Mapping[str, str]) -> bool:
-        cookies = {}
-        for part in (headers.get("cookie") or "").split(";"):
-            key, _, value = part.strip().partition("=")
-            cookies[key] = value
+        cookies = _cookies(headers)
         with self.svc.db.session() as s:
             try:
                 user = identify(self.svc, s, headers, cookies).user
@@ -226,10 +223,7 @@ class SpaceResolver:
     def _may_open_moved(self, s: Session, moved: Space, former: str, headers: Mapping[str, str]) -> bool:
         """Its owner or an admin, by token or dashboard session, or by the app-origin grant the dashboard gave
         for the old name (a browser on the old host holds no other credential)."""
-        cookies = {}
-        for part in (headers.get("cookie") or "").split(";"):
-            key, _, value = part.strip().partition("=")
-            cookies[key] = value
+        cookies = _cookies(headers)
         try:
             who = identify(self.svc, s, headers, cookies)
         except Unauthenticated:
@@ -282,3 +276,12 @@ class SpaceResolver:
                 return NotFound()
             entry = fresh
         return self._answer(entry)
+
+
+def _cookies(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request's Cookie header as a dict (the last of a repeated name wins)."""
+    out = {}
+    for part in (headers.get("cookie") or "").split(";"):
+        key, _, value = part.strip().partition("=")
+        out[key] = value
+    return out

@@ -70,6 +70,12 @@ def make_runtime(settings: Settings, catalog: Catalog) -> RuntimeBackend:
     return DockerBackend(settings)
 
 
+async def sweep_lfs_temp(svc: Services) -> None:
+    removed = await asyncio.to_thread(svc.repos.lfs.sweep_temp)
+    if removed:
+        log.warning("Removed %d temp file(s) of LFS uploads cut off when their control plane was killed", removed)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     svc = Services.create(settings)
@@ -107,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(forever("reconcile", Reconciler(svc, deployer).once, settings.reconcile_interval),
                                 name="reconciler"),
             asyncio.create_task(forever("sleep", sleeper.once, settings.sleep_check_interval), name="sleeper"),
+            # At start, then hourly: temp files of LFS uploads whose control plane was killed mid-body.
+            asyncio.create_task(forever("lfs temp sweep", partial(sweep_lfs_temp, svc), 3600), name="lfs-sweep"),
         ):
             wiring.on_close(task.cancel)
         wiring.on_close(InstanceWatch(svc, deployer, loop).stop)  # its stop closes the runtime too

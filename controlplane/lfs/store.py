@@ -13,12 +13,17 @@ import asyncio
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 LINKS = "lfs-links"
 # Received bytes are hashed and written off the event loop in pieces this large.
 WRITE_PIECE = 4 * 1024 * 1024
+# A temp file untouched this long belongs to no live upload (its process was killed: the upload's own cleanup never
+# ran). The edge cuts a connection silent for an hour (`timeout client`, controlplane/proxy/config.py), and a live
+# upload writes at least every WRITE_PIECE.
+STALE_TEMP_SECONDS = 2 * 3600
 
 
 class ObjectRefused(Exception):
@@ -114,6 +119,23 @@ class LfsStore:
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def sweep_temp(self, older_than: float = STALE_TEMP_SECONDS) -> int:
+        """Delete the temp files of uploads that died with their process; returns how many. Age, not owner, decides:
+        another control plane on this data dir (the standby under `up`) may be receiving into the others."""
+        cutoff, removed = time.time() - older_than, 0
+        try:
+            entries = list(os.scandir(self.root / "tmp"))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                pass  # its upload finished, or another sweep took it
+        return removed
 
     # Links: which Space may serve which object.
     @staticmethod

@@ -1,12 +1,13 @@
 """Git LFS on Space repos with the real clients: git-lfs push and clone, huggingface_hub upload and download, a
 pointer-only push refused, identical objects stored once, a build that gets the real content, and uploads that go
-wrong (corrupted bytes, a client cut off midway) leaving nothing behind."""
+wrong (corrupted bytes, a client cut off midway, a control plane killed mid-upload) leaving nothing behind."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import httpx
 import pytest
 import sqlalchemy
 
-from tests.conftest import git
+from tests.conftest import git, launch
 from tests.e2e.spaces import create, readme
 
 pytestmark = [
@@ -230,6 +231,47 @@ def test_an_upload_cut_off_midway_leaves_no_temp_file_and_no_object(platform, tm
     assert (platform.data_dir / "lfs" / "objects" / oid[:2] / oid[2:4] / oid).read_bytes() == blob
     # A client going away is no server error: no traceback in the control plane's log.
     assert "ClientDisconnect" not in (platform.data_dir / "logs" / "controlplane.log").read_text()
+
+
+def test_a_control_plane_killed_mid_upload_leaves_no_temp_file_for_long(tmp_path):
+    # SIGKILL runs no cleanup: the temp file stays until a sweep finds it older than any live upload's. The sweep
+    # runs when a control plane starts; a temp file that is still being written (another control plane's) stays.
+    running = launch(tmp_path)
+    try:
+        create(running, "lfsuser", "killed", sdk="static")
+        blob = os.urandom(20 * MB)
+        oid = hashlib.sha256(blob).hexdigest()
+        (tmp_path / "blob").write_bytes(blob)
+        body = {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(blob)}]}
+        with running.api("lfsuser") as api:
+            answer = api.post("/spaces/lfsuser/killed.git/info/lfs/objects/batch", json=body, headers=LFS_JSON)
+        href = answer.json()["objects"][0]["actions"]["upload"]["href"]
+        slow = ["--limit-rate", "2M", "-T", str(tmp_path / "blob")]
+        curl = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", *slow, href], stderr=subprocess.DEVNULL)
+        temps = running.data_dir / "lfs" / "tmp"
+        deadline = time.monotonic() + 30
+        while not any(p.stat().st_size > 0 for p in temps.glob(f"{oid}.*")):
+            assert curl.poll() is None and time.monotonic() < deadline, "the upload never reached the store"
+            time.sleep(0.05)
+        running.platform.stop_process("controlplane", signal.SIGKILL)
+        curl.wait(30)
+        [orphan] = temps.glob(f"{oid}.*")
+        # Two hours pass: the orphan is older than any live upload's temp file. A fresh one is being written.
+        old = time.time() - 2 * 3600 - 60
+        os.utime(orphan, (old, old))
+        live = temps / f"{'0' * 64}.1.1"
+        live.write_bytes(b"still arriving")
+        running.platform.start_controlplane()
+        deadline = time.monotonic() + 30
+        while orphan.exists():
+            assert time.monotonic() < deadline, "the killed upload's temp file stayed after a restart"
+            time.sleep(0.1)
+        assert live.read_bytes() == b"still arriving"
+        assert "Removed 1 temp file(s) of LFS uploads" in running.log_tail(200)
+        assert oid not in [p.name for p in objects_on_disk(running)]
+    finally:
+        running.platform.stop()
+        running.platform.remove_engine_objects()
 
 
 def build_result(platform, space: str, commit: str, timeout: float = 120) -> tuple[str, str]:

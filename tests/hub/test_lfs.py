@@ -200,23 +200,30 @@ def test_a_corrupted_object_is_refused_with_its_reason_and_nothing_is_stored(pla
         assert "model.bin" not in [entry["path"] for entry in tree]  # the push did not go through either
 
 
-def test_an_upload_cut_off_midway_leaves_no_temp_file_and_no_object(platform, tmp_path):
-    create(platform, "lfsuser", "cutoff", sdk="static")
+def slow_upload(platform, name: str, tmp_path: Path) -> tuple[bytes, str, dict, subprocess.Popen, Path]:
+    """A new static Space `lfsuser/name` and a 20 MB object sent to it slowly by curl, once part of the body is in
+    the store's temp dir: (content, oid, the batch answer's actions, curl, the temp dir)."""
+    create(platform, "lfsuser", name, sdk="static")
     blob = os.urandom(20 * MB)
     oid = hashlib.sha256(blob).hexdigest()
     (tmp_path / "blob").write_bytes(blob)
     body = {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(blob)}]}
     with platform.api("lfsuser") as api:
-        answer = api.post("/spaces/lfsuser/cutoff.git/info/lfs/objects/batch", json=body, headers=LFS_JSON)
+        answer = api.post(f"/spaces/lfsuser/{name}.git/info/lfs/objects/batch", json=body, headers=LFS_JSON)
     actions = answer.json()["objects"][0]["actions"]
-    # curl sends slowly and is killed once the server has stored part of the body (a client that died).
-    slow = ["--limit-rate", "2M", "-T", str(tmp_path / "blob")]
-    curl = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", *slow, actions["upload"]["href"]])
+    slow = ["--limit-rate", "2M", "-T", str(tmp_path / "blob"), actions["upload"]["href"]]
+    curl = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", *slow], stderr=subprocess.DEVNULL)
     temps = platform.data_dir / "lfs" / "tmp"
     deadline = time.monotonic() + 30
     while not any(p.stat().st_size > 0 for p in temps.glob(f"{oid}.*")):
         assert curl.poll() is None and time.monotonic() < deadline, "the upload never reached the store"
         time.sleep(0.05)
+    return blob, oid, actions, curl, temps
+
+
+def test_an_upload_cut_off_midway_leaves_no_temp_file_and_no_object(platform, tmp_path):
+    # curl is killed once the server has stored part of the body (a client that died).
+    blob, oid, actions, curl, temps = slow_upload(platform, "cutoff", tmp_path)
     curl.kill()
     curl.wait()
     deadline = time.monotonic() + 30
@@ -238,21 +245,7 @@ def test_a_control_plane_killed_mid_upload_leaves_no_temp_file_for_long(tmp_path
     # runs when a control plane starts; a temp file that is still being written (another control plane's) stays.
     running = launch(tmp_path)
     try:
-        create(running, "lfsuser", "killed", sdk="static")
-        blob = os.urandom(20 * MB)
-        oid = hashlib.sha256(blob).hexdigest()
-        (tmp_path / "blob").write_bytes(blob)
-        body = {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(blob)}]}
-        with running.api("lfsuser") as api:
-            answer = api.post("/spaces/lfsuser/killed.git/info/lfs/objects/batch", json=body, headers=LFS_JSON)
-        href = answer.json()["objects"][0]["actions"]["upload"]["href"]
-        slow = ["--limit-rate", "2M", "-T", str(tmp_path / "blob")]
-        curl = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", *slow, href], stderr=subprocess.DEVNULL)
-        temps = running.data_dir / "lfs" / "tmp"
-        deadline = time.monotonic() + 30
-        while not any(p.stat().st_size > 0 for p in temps.glob(f"{oid}.*")):
-            assert curl.poll() is None and time.monotonic() < deadline, "the upload never reached the store"
-            time.sleep(0.05)
+        _, oid, _, curl, temps = slow_upload(running, "killed", tmp_path)
         running.platform.stop_process("controlplane", signal.SIGKILL)
         curl.wait(30)
         [orphan] = temps.glob(f"{oid}.*")

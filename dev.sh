@@ -24,7 +24,14 @@ start_test_cluster() {
     echo "Kubernetes tests: starting the local cluster ($k8s/start.sh --registry)"
     # --registry: a plain-HTTP registry on 127.0.0.1:5000 that Docker pushes to and the node pulls from, where
     # tests/helm/test_helm_e2e.py puts the platform's images and the in-cluster builder the Space images.
-    bash "$k8s/start.sh" --registry  # bash: a copied shared/ may have lost the execute bits
+    # bash: a copied shared/ may have lost the execute bits. Under load start.sh can lose a race: the kubelet
+    # exits at once when containerd's CRI is not serving yet ("server is not initialized yet"), and a node1 still
+    # Ready from an earlier run hides that. A second start brings up what is not running.
+    local kubelet=$state/run/kubelet.pid
+    if ! bash "$k8s/start.sh" --registry || ! { [[ -f $kubelet ]] && kill -0 "$(cat "$kubelet")" 2>/dev/null; }; then
+      echo "Kubernetes tests: the cluster did not come up whole (no kubelet); starting it again"
+      bash "$k8s/start.sh" --registry
+    fi
     export KUBECONFIG=$state/admin.kubeconfig
     # Preloaded on its node: a static HTTP server on 8080 as uid 1000, so Space pods get to "running".
     export SPACEYARD_K8S_TEST_IMAGE=${SPACEYARD_K8S_TEST_IMAGE:-localhost/spaceyard-hello:1}

@@ -4,6 +4,7 @@ reconnects) instead of replaying the whole log."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import httpx
 import pytest
@@ -12,8 +13,10 @@ from tests.e2e.spaces import create, push, readme
 
 pytestmark = pytest.mark.docker
 
+# The run's own token makes the RUN step new to the engine: a cached step prints nothing, and an engine that built
+# this file before (an earlier test run) would leave the build log without its lines.
 CHATTY_DOCKERFILE = """FROM spaceyard/base:py3.11
-RUN for i in 1 2 3 4 5 6; do echo build line $i; done
+RUN for i in 1 2 3 4 5 6; do echo build line $i; done  # {token}
 COPY app.py /app.py
 CMD ["python3", "/app.py"]
 """
@@ -47,7 +50,8 @@ def events(
 @pytest.fixture(scope="module")
 def chatty(platform, tmp_path_factory) -> str:
     create(platform, "lena", "chatty", sdk="docker")
-    files = {"README.md": readme("docker"), "Dockerfile": CHATTY_DOCKERFILE, "app.py": CHATTY_APP}
+    dockerfile = CHATTY_DOCKERFILE.format(token=uuid.uuid4().hex)
+    files = {"README.md": readme("docker"), "Dockerfile": dockerfile, "app.py": CHATTY_APP}
     push(platform, "lena", "chatty", files, tmp_path_factory.mktemp("chatty"))
     assert platform.wait_stage("lena/chatty", {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR"})["stage"] == "RUNNING"
     return "lena/chatty"
